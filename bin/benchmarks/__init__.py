@@ -1,0 +1,1 @@
+"""Benchmark suites dispatched by bin/benchmark.py."""
