@@ -1,0 +1,202 @@
+"""In-memory input pipeline: normalisation, seeded exactly-resumable train batches, eval batches.
+
+Design note (why NumPy and not tf.data here): the training contract asks that a run restarted at
+`start_step` yields exactly the batches a run from step 0 yields from that step on, on any number
+of processes. Batch `step` is therefore a pure function of `(seed, step)`: it belongs to epoch
+`e = step // steps_per_epoch`, whose order is `np.random.default_rng((seed, e)).permutation(n)`,
+and its augmentation draws from `np.random.default_rng((seed, e, step))`. tf.data's `shuffle`
+keeps its state in the iterator (resuming means replaying or checkpointing the iterator), so for
+the in-memory arrays this project trains on (at most a few tens of thousands of small images) the
+batches are gathered with NumPy and a background thread prefetches the next `prefetch` batches.
+Decoding and resizing happen once, in `datasets.load_arrays` (tfds builders).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+from typing import Iterator
+
+import jax
+import numpy as np
+
+
+def normalize(images):
+  """Maps uint8 pixels to float32 in [-1, 1]: (x / 255 - 0.5) / 0.5.
+
+  The one preprocessing step shared by training, feature extraction and search. Works on NumPy
+  and jax arrays (jit-able); the output is the same array type as the input.
+
+  Args:
+    images: uint8[..., h, w, c] (any leading shape).
+
+  Returns:
+    float32 array of the same shape.
+  """
+  if images.dtype != np.uint8:
+    raise TypeError(f"normalize expects uint8 images, got dtype {images.dtype}")
+  return (images.astype(np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(0.5)
+
+
+def _check_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  images = np.asarray(images)
+  labels = np.asarray(labels)
+  if images.ndim != 4 or images.dtype != np.uint8:
+    raise ValueError(f"images must be uint8[n, h, w, c], got {images.dtype}{list(images.shape)}")
+  if labels.shape != images.shape[:1]:
+    raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
+  return images, labels.astype(np.int32, copy=False)
+
+
+def crop_padding_for(height: int, width: int) -> int:
+  """Padding used by the random crop: max(1, round(min(h, w) / 8)) pixels (4 for 32x32)."""
+  return max(1, int(round(min(height, width) / 8)))
+
+
+def augment_batch(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Random horizontal flip (p = 0.5) and random crop with zero padding, per example.
+
+  Each image is zero-padded by `crop_padding_for(h, w)` pixels on every side and an h x w window
+  is cut at a uniformly drawn offset; then it is mirrored left-right with probability 0.5.
+
+  Args:
+    images: uint8[b, h, w, c].
+    rng: the generator every random draw comes from (so the result is a function of its state).
+
+  Returns:
+    uint8[b, h, w, c].
+  """
+  b, h, w, _ = images.shape
+  pad = crop_padding_for(h, w)
+  flips = rng.random(b) < 0.5
+  dy = rng.integers(0, 2 * pad + 1, size=b)
+  dx = rng.integers(0, 2 * pad + 1, size=b)
+  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  rows = dy[:, None] + np.arange(h)[None, :]                       # [b, h]
+  cols = dx[:, None] + np.arange(w)[None, :]                       # [b, w]
+  cols = np.where(flips[:, None], cols[:, ::-1], cols)             # flip = reversed columns
+  return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The example order of `epoch`: int64[n], `np.random.default_rng((seed, epoch)).permutation`."""
+  return np.random.default_rng((seed, epoch)).permutation(n)
+
+
+def global_batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+  """Positions (int64[batch_size]) of the global batch number `step`; remainder dropped."""
+  steps_per_epoch = n // batch_size
+  epoch, within = divmod(step, steps_per_epoch)
+  return epoch_permutation(n, seed, epoch)[within * batch_size:(within + 1) * batch_size]
+
+
+def _resolve_process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  process_index = jax.process_index() if process_index is None else int(process_index)
+  process_count = jax.process_count() if process_count is None else int(process_count)
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f"need 0 <= process_index < process_count, got process_index="
+                     f"{process_index}, process_count={process_count}")
+  return process_index, process_count
+
+
+def train_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
+                  start_step: int = 0, augment: bool = False, process_index: int | None = None,
+                  process_count: int | None = None, prefetch: int = 2) -> Iterator[dict]:
+  """Infinite, seeded training batches that resume exactly at any step.
+
+  Global batch `step` is `global_batch_indices(n, batch_size, seed, step)`: epoch
+  e = step // (n // batch_size) is the permutation drawn from (seed, e), cut into n // batch_size
+  batches (the remainder of each epoch is dropped). With `augment`, the whole global batch is
+  augmented (`augment_batch`) with a generator seeded by (seed, e, step) before slicing, so the
+  union over processes does not depend on the process count. This process gets rows
+  [process_index * b, (process_index + 1) * b) of the global batch, b = batch_size //
+  process_count. Starting at `start_step` yields exactly what a run from 0 yields from there on.
+
+  Args:
+    images: uint8[n, h, w, c], held in memory.
+    labels: int[n].
+    batch_size: global batch size, in [1, n] and divisible by process_count.
+    seed: integer seed of the order and the augmentation.
+    start_step: first step to yield (>= 0).
+    augment: random flip + random crop with padding (see `augment_batch`).
+    process_index, process_count: this process's slot; default jax.process_index() /
+      jax.process_count().
+    prefetch: number of batches prepared ahead in a background thread (0: none).
+
+  Yields:
+    {"image": float32[b, h, w, c] normalised to [-1, 1], "label": int32[b]} for steps
+    start_step, start_step + 1, ...
+  """
+  images, labels = _check_arrays(images, labels)
+  n = images.shape[0]
+  process_index, process_count = _resolve_process(process_index, process_count)
+  if not 1 <= batch_size <= n:
+    raise ValueError(f"batch_size must be in [1, {n}] (the number of examples), got {batch_size}")
+  if batch_size % process_count:
+    raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+  if start_step < 0:
+    raise ValueError(f"start_step must be >= 0, got {start_step}")
+  if prefetch < 0:
+    raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+  local = batch_size // process_count
+  steps_per_epoch = n // batch_size
+
+  def make(step: int) -> dict:
+    index = global_batch_indices(n, batch_size, seed, step)
+    batch = images[index]
+    if augment:
+      batch = augment_batch(batch, np.random.default_rng((seed, step // steps_per_epoch, step)))
+    part = slice(process_index * local, (process_index + 1) * local)
+    return {"image": normalize(batch[part]), "label": labels[index[part]]}
+
+  return _prefetched(make, start_step, prefetch)
+
+
+def _prefetched(make, start_step: int, prefetch: int) -> Iterator[dict]:
+  """Yields make(start_step), make(start_step + 1), ... with `prefetch` calls running ahead."""
+  if prefetch == 0:
+    step = start_step
+    while True:
+      yield make(step)
+      step += 1
+  executor = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="train_batches")
+  pending = collections.deque()
+  try:
+    next_step = start_step
+    while True:
+      while len(pending) <= prefetch:
+        pending.append(executor.submit(make, next_step))
+        next_step += 1
+      yield pending.popleft().result()
+  finally:
+    for future in pending:
+      future.cancel()
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int) -> Iterator[dict]:
+  """All examples once, in order, in batches of exactly `batch_size` (the last one padded).
+
+  Args:
+    images: uint8[n, h, w, c].
+    labels: int[n].
+    batch_size: >= 1.
+
+  Yields:
+    {"image": float32[batch_size, h, w, c] normalised, "label": int32[batch_size],
+    "mask": bool[batch_size]}: ceil(n / batch_size) batches; padded rows of the last batch
+    have image 0 (normalised: -1), label 0 and mask False.
+  """
+  images, labels = _check_arrays(images, labels)
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  n = images.shape[0]
+  for start in range(0, n, batch_size):
+    image = images[start:start + batch_size]
+    label = labels[start:start + batch_size]
+    valid = image.shape[0]
+    if valid < batch_size:
+      image = np.concatenate([image, np.zeros((batch_size - valid,) + image.shape[1:], np.uint8)])
+      label = np.concatenate([label, np.zeros(batch_size - valid, np.int32)])
+    yield {"image": normalize(image), "label": label, "mask": np.arange(batch_size) < valid}
