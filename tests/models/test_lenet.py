@@ -75,11 +75,11 @@ def test_same_seed_same_init(small):
   assert not np.allclose(variables["params"]["c1"]["kernel"], other["params"]["c1"]["kernel"])
 
 
-def test_paper_style_fields_and_bad_values(small):
+def test_relu_max_fields_and_bad_values(small):
   _, _, x = small
-  paper = registry.get_model("lenet_l", num_classes=3, lk_features=8, activation="tanh",
-                             pooling="avg")
-  shapes = jax.eval_shape(lambda x: paper.init(jax.random.key(0), x), x)
+  modern = registry.get_model("lenet_l", num_classes=3, lk_features=8, activation="relu",
+                              pooling="max")
+  shapes = jax.eval_shape(lambda x: modern.init(jax.random.key(0), x), x)
   assert shapes["params"]["output"]["kernel"].shape == (84, 3)
   with pytest.raises(ValueError, match="activation"):
     registry.get_model("lenet_l", num_classes=3, activation="gelu").init(jax.random.key(0), x)
