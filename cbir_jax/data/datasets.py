@@ -6,14 +6,17 @@ import dataclasses
 import os
 from typing import Sequence
 
+from absl import logging
 import numpy as np
 
 from cbir_jax.data import digits as digits_lib
 from cbir_jax.data import images as images_lib
 from cbir_jax.data import splits
 
-# Default held-out fraction of the stratified train/test splits (digits, image_folder).
+# Default held-out fraction of the stratified train/test splits (digits, caltech256,
+# image_folder); corel1k's database/query split is 50/50.
 TEST_FRACTION = 0.2
+COREL_QUERY_FRACTION = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +26,7 @@ class ImageArrays:
   Attributes:
     images: uint8[n, h, w, c] (c = 1 for digits, 3 for the photo sets).
     labels: int32[n] in [0, len(class_names)).
-    ids: int64[n] stable per-example ids (digits: sklearn row; corel1k: image number; ...).
+    ids: int64[n] stable per-example ids, ascending (see load_arrays for each data set).
     class_names: names of the labels, index = label.
   """
   images: np.ndarray
@@ -58,9 +61,111 @@ def _load_digits(split: str, manual_dir, data_dir, image_size, seed) -> ImageArr
   return _split_train_test(arrays, split, seed, TEST_FRACTION, ("train", "test"))
 
 
+def _resolve_manual_dir(manual_dir, data_dir, contents: str) -> str:
+  """manual_dir, or tfds's default <data_dir>/downloads/manual; checked to exist."""
+  from cbir_jax.data.builders import image_examples  # pylint: disable=g-import-not-at-top
+
+  if manual_dir is None:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    base = os.fspath(data_dir) if data_dir is not None else tfds.core.constants.DATA_DIR
+    manual_dir = os.path.join(os.path.expanduser(base), "downloads", "manual")
+  return image_examples.check_manual_dir(os.path.abspath(os.fspath(manual_dir)), contents)
+
+
+def _prepare(builder, manual_dir: str) -> None:
+  """download_and_prepare from manual_dir (nothing downloads); rebuilds a copy made elsewhere."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+  if builder.is_prepared() and builder.info.metadata.get("manual_dir") != manual_dir:
+    logging.info("%s in %s was prepared from %s; rebuilding it from %s", builder.name,
+                 builder.data_dir, builder.info.metadata.get("manual_dir"), manual_dir)
+    mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=manual_dir, download_mode=mode))
+
+
+def _read_splits(builder, split_names: Sequence[str], image_size,
+                 class_names: list[str]) -> ImageArrays:
+  """Reads prepared tfds splits into ImageArrays sorted by id (resizing when image_size)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  images, labels, ids = [], [], []
+  for split in split_names:
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    for example in tfds.as_numpy(dataset):
+      image = example["image"]
+      images.append(image if image_size is None else images_lib.resize(image, image_size))
+      labels.append(example["label"])
+      ids.append(example["id"])
+  if not images:
+    raise ValueError(f"{builder.name} split(s) {list(split_names)} hold no readable images")
+  shapes = sorted({image.shape for image in images})
+  if len(shapes) > 1:
+    raise ValueError(f"{builder.name} images have different sizes {shapes[:4]}...; pass "
+                     "image_size=(h, w) to resize them")
+  order = np.argsort(np.asarray(ids, np.int64), kind="stable")
+  return ImageArrays(np.stack(images)[order], np.asarray(labels, np.int32)[order],
+                     np.asarray(ids, np.int64)[order], class_names)
+
+
+def _load_corel1k(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:
+  from cbir_jax.data.builders import corel1k  # pylint: disable=g-import-not-at-top
+
+  root = _resolve_manual_dir(manual_dir, data_dir, corel1k.CONTENTS)
+  builder = corel1k.Corel1k(data_dir=data_dir)
+  _prepare(builder, root)
+  arrays = _read_splits(builder, ["train"], image_size, list(corel1k.CLASS_NAMES))
+  if split in ("train", "all"):
+    return arrays
+  database, query = splits.stratified_split(arrays.labels, COREL_QUERY_FRACTION, seed)
+  return _take(arrays, database if split == "database" else query)
+
+
+def _load_cifar10_local(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:
+  del seed  # Official splits.
+  from cbir_jax.data.builders import cifar10_local  # pylint: disable=g-import-not-at-top
+
+  root = _resolve_manual_dir(manual_dir, data_dir, cifar10_local.PYTHON_CONTENTS + ", or "
+                             + cifar10_local.JPEG_CONTENTS)
+  builder = cifar10_local.Cifar10Local(data_dir=data_dir,
+                                       config=cifar10_local.detect_layout(root))
+  _prepare(builder, root)
+  if split not in builder.info.splits:
+    raise ValueError(f"cifar10_local in {root!r} has no {split!r} split (found "
+                     f"{sorted(builder.info.splits)})")
+  return _read_splits(builder, [split], image_size, list(cifar10_local.CLASS_NAMES))
+
+
+def _load_caltech256(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:
+  from cbir_jax.data.builders import caltech256  # pylint: disable=g-import-not-at-top
+
+  root = _resolve_manual_dir(manual_dir, data_dir, caltech256.CONTENTS)
+  builder = caltech256.Caltech256(data_dir=data_dir)
+  _prepare(builder, root)
+  arrays = _read_splits(builder, ["train"], image_size,
+                        list(builder.info.metadata["class_names"]))
+  return _split_train_test(arrays, split, seed, TEST_FRACTION, ("train", "test"))
+
+
+def _load_image_folder(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:
+  from cbir_jax.data.builders import image_folder  # pylint: disable=g-import-not-at-top
+
+  root = _resolve_manual_dir(manual_dir, data_dir, image_folder.CONTENTS)
+  config = image_folder.make_config(root, test_fraction=TEST_FRACTION, split_seed=seed)
+  builder = image_folder.ImageFolder(data_dir=data_dir, config=config)
+  _prepare(builder, root)
+  names = ["train", "test"] if split == "all" else [split]
+  return _read_splits(builder, names, image_size, list(config.class_names))
+
+
 # name -> (loader, valid splits)
 _DATASETS = {
     "digits": (_load_digits, ("train", "test", "all")),
+    "corel1k": (_load_corel1k, ("train", "all", "database", "query")),
+    "cifar10_local": (_load_cifar10_local, ("train", "test")),
+    "caltech256": (_load_caltech256, ("train", "test", "all")),
+    "image_folder": (_load_image_folder, ("train", "test", "all")),
 }
 
 
@@ -85,15 +190,28 @@ def load_arrays(name: str, split: str, *, manual_dir: str | os.PathLike | None =
                 image_size: int | Sequence[int] | None = None, seed: int = 0) -> ImageArrays:
   """Loads one split of a data set into memory.
 
-  Splits:
-    digits: "train" (database) / "test" (held-out queries): stratified, seeded by `seed`, test
-      fraction 0.2; "all" (1,797 images, 8x8x1, ids = sklearn row).
+  The photo sets are built once with their tfds builder (`cbir_jax.data.builders`) from
+  `manual_dir` into `data_dir` (nothing downloads) and then read back; a copy prepared from a
+  different manual_dir is rebuilt. Unreadable images are skipped and logged by the builder.
+
+  Splits (all derived splits are stratified by class and seeded by `seed`):
+    digits: "train" (database) / "test" (held-out queries), test fraction 0.2; "all" (1,797
+      images, 8x8x1, ids = sklearn row).
+    corel1k: "train" = "all" (1,000 images, ids = image numbers); "database" / "query": 50/50.
+    cifar10_local: "train" / "test", the official splits present in manual_dir (python
+      pickles or the *_jpeg folders, detected); 32x32x3; ids = (k - 1) * 10000 + row of
+      data_batch_k, test ids = row of test_batch; `seed` unused.
+    caltech256: "all" (clutter excluded; ids = NNN * 10000 + MMMM), "train" / "test" (0.2).
+    image_folder: "train" / "test" (0.2) made by the builder with split seed `seed`; "all" =
+      both; ids = position of the file in (class, path) order.
 
   Args:
     name: one of `list_datasets()`.
     split: one of `list_splits(name)`.
-    manual_dir: folder holding the raw files (not used by digits).
-    data_dir: tfds data_dir for the prepared data set (default: tfds's default).
+    manual_dir: folder holding the raw files (not used by digits); default
+      <data_dir>/downloads/manual as in tfds.
+    data_dir: tfds data_dir for the prepared data set (default: tfds's default,
+      $TFDS_DATA_DIR or ~/tensorflow_datasets).
     image_size: None (native size) or s or (h, w): every image is resized with a bilinear resize
       of the whole image (no crop) so arrays of images of different sizes stack.
     seed: seed of the derived stratified splits.

@@ -104,3 +104,36 @@ def resize_all(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   for i, image in enumerate(images):
     out[i] = resize(image, size)
   return out
+
+
+def load_for_tfds(path: str | os.PathLike) -> bytes | np.ndarray:
+  """Reads one image file for a tfds `Image` feature, fully decoding it to validate it.
+
+  8-bit RGB JPEGs are returned as their original bytes (no re-encoding, pixels unchanged);
+  any other readable image (PNG, CMYK or greyscale JPEG, RGBA, 16-bit, palette, ...) is decoded
+  and converted with `to_rgb`.
+
+  Args:
+    path: the image file.
+
+  Returns:
+    The file's bytes, or uint8[h, w, 3].
+
+  Raises:
+    OSError, ValueError, SyntaxError, Image.DecompressionBombError: unreadable or corrupt file.
+  """
+  with open(path, "rb") as f:
+    data = f.read()
+  with Image.open(io.BytesIO(data)) as image:
+    image.load()
+    if image.format == "JPEG" and image.mode == "RGB":
+      return data
+    return to_rgb(image)
+
+
+def image_shape(image: bytes | np.ndarray) -> tuple[int, int, int]:
+  """(h, w, c) of what `load_for_tfds` returned."""
+  if isinstance(image, np.ndarray):
+    return tuple(image.shape)
+  with Image.open(io.BytesIO(image)) as pil:
+    return (pil.height, pil.width, len(pil.getbands()))

@@ -1,0 +1,1 @@
+"""cbir_jax.data."""
