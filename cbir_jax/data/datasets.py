@@ -87,14 +87,21 @@ def _prepare(builder, manual_dir: str) -> None:
 
 def _read_splits(builder, split_names: Sequence[str], image_size,
                  class_names: list[str]) -> ImageArrays:
-  """Reads prepared tfds splits into ImageArrays sorted by id (resizing when image_size)."""
+  """Reads prepared tfds splits into ImageArrays sorted by id (resizing when image_size).
+
+  Images are decoded with PIL (`images.decode_rgb`), the decoder every other path uses.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   images, labels, ids = [], [], []
   for split in split_names:
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    # The stored bytes (the original JPEG, or PNG) are decoded with PIL rather than TF, so that
+    # load_arrays agrees pixel for pixel with images.decode_rgb on a user's query file (TF's
+    # default JPEG decoder differs by about 1/255 on average).
+    dataset = builder.as_dataset(split=split, shuffle_files=False,
+                                 decoders={"image": tfds.decode.SkipDecoding()})
     for example in tfds.as_numpy(dataset):
-      image = example["image"]
+      image = images_lib.decode_rgb(example["image"])
       images.append(image if image_size is None else images_lib.resize(image, image_size))
       labels.append(example["label"])
       ids.append(example["id"])
