@@ -219,8 +219,10 @@ def load_arrays(name: str, split: str, *, manual_dir: str | os.PathLike | None =
       <data_dir>/downloads/manual as in tfds.
     data_dir: tfds data_dir for the prepared data set (default: tfds's default,
       $TFDS_DATA_DIR or ~/tensorflow_datasets).
-    image_size: None (native size) or s or (h, w): every image is resized with a bilinear resize
-      of the whole image (no crop) so arrays of images of different sizes stack.
+    image_size: None (native size) or s or (h, w): every image is resized to (h, w) with PIL's
+      bilinear filter over the whole image (no crop, aspect ratio not kept; antialiased when
+      shrinking), so images of different sizes stack. Needed for corel1k (384x256 and
+      256x384), caltech256 and most image folders.
     seed: seed of the derived stratified splits.
 
   Returns:

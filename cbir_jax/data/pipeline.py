@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 
-def normalize(images):
+def normalize(images: np.ndarray | jax.Array) -> np.ndarray | jax.Array:
   """Maps uint8 pixels to float32 in [-1, 1]: (x / 255 - 0.5) / 0.5.
 
   The one preprocessing step shared by training, feature extraction and search. Works on NumPy
@@ -175,28 +175,41 @@ def _prefetched(make, start_step: int, prefetch: int) -> Iterator[dict]:
     executor.shutdown(wait=False, cancel_futures=True)
 
 
-def eval_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int) -> Iterator[dict]:
-  """All examples once, in order, in batches of exactly `batch_size` (the last one padded).
+def eval_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
+                 process_index: int | None = None,
+                 process_count: int | None = None) -> Iterator[dict]:
+  """All examples once, in order, in global batches of exactly `batch_size` (the last padded).
+
+  Global batch j holds examples [j * batch_size, (j + 1) * batch_size), the rows past n being
+  padding; this process gets rows [process_index * b, (process_index + 1) * b) of it,
+  b = batch_size // process_count (with one process: the whole batch).
 
   Args:
     images: uint8[n, h, w, c].
     labels: int[n].
-    batch_size: >= 1.
+    batch_size: global batch size >= 1, divisible by process_count.
+    process_index, process_count: default jax.process_index() / jax.process_count().
 
   Yields:
-    {"image": float32[batch_size, h, w, c] normalised, "label": int32[batch_size],
-    "mask": bool[batch_size]}: ceil(n / batch_size) batches; padded rows of the last batch
-    have image 0 (normalised: -1), label 0 and mask False.
+    {"image": float32[b, h, w, c] normalised, "label": int32[b], "mask": bool[b]}:
+    ceil(n / batch_size) batches; padded rows have image 0 (normalised: -1), label 0 and mask
+    False, so sums weighted by mask count every example exactly once over all processes.
   """
   images, labels = _check_arrays(images, labels)
+  process_index, process_count = _resolve_process(process_index, process_count)
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if batch_size % process_count:
+    raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+  local = batch_size // process_count
   n = images.shape[0]
-  for start in range(0, n, batch_size):
-    image = images[start:start + batch_size]
-    label = labels[start:start + batch_size]
+  for global_start in range(0, n, batch_size):
+    start = min(global_start + process_index * local, n)
+    stop = min(start + local, n)
+    image = images[start:stop]
+    label = labels[start:stop]
     valid = image.shape[0]
-    if valid < batch_size:
-      image = np.concatenate([image, np.zeros((batch_size - valid,) + image.shape[1:], np.uint8)])
-      label = np.concatenate([label, np.zeros(batch_size - valid, np.int32)])
-    yield {"image": normalize(image), "label": label, "mask": np.arange(batch_size) < valid}
+    if valid < local:
+      image = np.concatenate([image, np.zeros((local - valid,) + image.shape[1:], np.uint8)])
+      label = np.concatenate([label, np.zeros(local - valid, np.int32)])
+    yield {"image": normalize(image), "label": label, "mask": np.arange(local) < valid}

@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from cbir_jax.data import datasets
 from cbir_jax.data.builders import caltech256
@@ -52,6 +53,16 @@ def test_corel_tiny_converts_skips_and_labels(corel_tiny, corel_tiny_arrays):
   builder = corel1k.Corel1k(data_dir=data_dir)
   assert sorted(builder.info.metadata["skipped"]) == ["beaches/101.jpg", "food/900.jpg"]
   assert builder.info.metadata["manual_dir"] == str(root)
+
+
+def test_corel_through_tfds_by_name(corel_tiny, corel_tiny_arrays):
+  root, _ = corel_tiny
+  _, data_dir = corel_tiny_arrays
+  builder = tfds.builder("corel1k", data_dir=data_dir)  # registered by importing the builders
+  assert isinstance(builder, corel1k.Corel1k)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
+  dataset = tfds.as_numpy(builder.as_dataset(split="train", as_supervised=True))
+  assert sorted(int(label) for _, label in dataset) == [0, 0, 0, 1, 1, 9, 9]
 
 
 def test_corel_skips_are_logged_by_path(tmp_path, caplog):
@@ -157,9 +168,13 @@ def test_cifar_python_pickles(tmp_path):
   np.testing.assert_array_equal(test.images, xt)
   np.testing.assert_array_equal(test.ids, [0, 1, 2])
   assert test.class_names[0] == "airplane"
-  (root / "data_batch_3").write_bytes(b"\x80\x04garbage")
+  # A truncated official pickle (as found in many public copies) fails before generation,
+  # naming the file.
+  (root / "data_batch_3").write_bytes((root / "data_batch_1").read_bytes()[:5000])
   with pytest.raises(ValueError, match="data_batch_3"):
     cifar10_local.read_batch(str(root / "data_batch_3"))
+  with pytest.raises(ValueError, match="data_batch_3"):
+    datasets.load_arrays("cifar10_local", "train", manual_dir=root, data_dir=tmp_path / "d2")
 
 
 def test_cifar_jpeg_layout_with_index_csv(tmp_path):

@@ -2,6 +2,9 @@
 
 import itertools
 
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -60,6 +63,21 @@ def test_train_batches_exact_resume_and_seed_dependence():
     np.testing.assert_array_equal(a["image"], b["image"])
   other = _take(pipeline.train_batches(images, labels, **{**kw, "seed": 8}), 1)
   assert not np.array_equal(full[0]["label"], other[0]["label"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 30), batch_size=st.integers(1, 30), seed=st.integers(0, 2**31),
+       start=st.integers(0, 40), augment=st.booleans())
+def test_train_batches_resume_property(n, batch_size, seed, start, augment):
+  batch_size = min(batch_size, n)
+  images, labels = _data(n=n, h=4, w=3, c=1)
+  kw = dict(batch_size=batch_size, seed=seed, augment=augment, process_index=0, process_count=1,
+            prefetch=0)
+  full = _take(pipeline.train_batches(images, labels, **kw), start + 3)
+  resumed = _take(pipeline.train_batches(images, labels, start_step=start, **kw), 3)
+  for a, b in zip(full[start:], resumed):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
 
 
 def test_train_batches_process_slices_make_up_the_global_batch():
@@ -125,3 +143,18 @@ def test_eval_batches_in_order_with_padding_mask():
   np.testing.assert_array_equal(np.concatenate([b["image"] for b in batches])[mask],
                                 pipeline.normalize(images))
   assert np.all(batches[-1]["image"][2:] == -1.0)
+
+
+def test_eval_batches_process_slices_cover_every_example_once():
+  images, labels = _data(n=10)
+  whole = list(pipeline.eval_batches(images, labels, batch_size=4, process_index=0,
+                                     process_count=1))
+  parts = [list(pipeline.eval_batches(images, labels, batch_size=4, process_index=p,
+                                      process_count=2)) for p in range(2)]
+  assert [len(p) for p in parts] == [3, 3]
+  for step in range(3):
+    for key in ("image", "label", "mask"):
+      np.testing.assert_array_equal(
+          np.concatenate([parts[0][step][key], parts[1][step][key]]), whole[step][key])
+  with pytest.raises(ValueError, match="divisible"):
+    next(pipeline.eval_batches(images, labels, batch_size=3, process_index=0, process_count=2))

@@ -59,14 +59,14 @@ def read_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
   row-major) and b"labels" (n ints). Only open pickles from a source you trust.
 
   Raises:
-    ValueError: the file is not in that format (naming the file).
+    ValueError: the file is unreadable, truncated or not in that format (naming the file).
   """
   try:
     with open(path, "rb") as f:
       batch = pickle.load(f, encoding="bytes")
     data = np.asarray(batch[b"data"], dtype=np.uint8)
     labels = np.asarray(batch[b"labels"], dtype=np.int64)
-  except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:
+  except Exception as e:  # pylint: disable=broad-except  # Unpickling raises many types.
     raise ValueError(f"{path} is not a CIFAR-10 python batch (dict with b'data' uint8[n, 3072] "
                      f"and b'labels'): {type(e).__name__}: {e}") from e
   if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != data.shape[:1]:
