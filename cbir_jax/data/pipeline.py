@@ -71,11 +71,15 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   flips = rng.random(b) < 0.5
   dy = rng.integers(0, 2 * pad + 1, size=b)
   dx = rng.integers(0, 2 * pad + 1, size=b)
-  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  rows = dy[:, None] + np.arange(h)[None, :]                       # [b, h]
-  cols = dx[:, None] + np.arange(w)[None, :]                       # [b, w]
-  cols = np.where(flips[:, None], cols[:, ::-1], cols)             # flip = reversed columns
-  return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+  out = np.zeros_like(images)
+  for i in range(b):
+    # Window [dy, dy + h) x [dx, dx + w) of the padded image = source rows/cols shifted by -pad.
+    sy, sx = dy[i] - pad, dx[i] - pad
+    src = images[i, max(sy, 0):h + min(sy, 0), max(sx, 0):w + min(sx, 0)]
+    out[i, max(-sy, 0):max(-sy, 0) + src.shape[0], max(-sx, 0):max(-sx, 0) + src.shape[1]] = src
+    if flips[i]:
+      out[i] = out[i, :, ::-1].copy()
+  return out
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
