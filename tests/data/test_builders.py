@@ -247,3 +247,25 @@ def test_image_folder_split_and_config(tmp_path):
   conftest.write_image(flat / "x.png", "rgb_png")
   with pytest.raises(ValueError, match="no class folders"):
     image_folder.make_config(flat)
+
+
+def test_builder_without_manual_dir_names_what_is_needed(tmp_path):
+  builder = caltech256.Caltech256(data_dir=tmp_path / "d")
+  with pytest.raises(FileNotFoundError, match="256_ObjectCategories"):
+    builder.download_and_prepare()
+  # image_folder falls back to the folder its config was made from.
+  conftest.write_image(tmp_path / "p" / "a" / "1.png", "rgb_png")
+  builder = image_folder.ImageFolder(data_dir=tmp_path / "d",
+                                     config=image_folder.make_config(tmp_path / "p"))
+  with pytest.raises(ValueError, match="no class with 2 or more"):
+    builder.download_and_prepare()
+  conftest.write_image(tmp_path / "p" / "a" / "2.png", "rgb_png")
+  builder.download_and_prepare()
+  assert builder.info.splits["train"].num_examples == 1
+  assert builder.info.splits["test"].num_examples == 1
+
+
+def test_split_with_only_unreadable_files_is_a_clear_error(tmp_path):
+  conftest.write_image(tmp_path / "m" / "buses" / "300.jpg", "corrupt")
+  with pytest.raises(ValueError, match="none of its 1 image"):
+    datasets.load_arrays("corel1k", "all", manual_dir=tmp_path / "m", data_dir=tmp_path / "d")

@@ -15,7 +15,6 @@ import tensorflow_datasets as tfds
 from cbir_jax.data import images as images_lib
 
 
-
 @dataclasses.dataclass(frozen=True)
 class ImageFile:
   """One candidate example: `path` (absolute), `relpath` (to the manual dir), label, id."""
@@ -36,10 +35,21 @@ def check_manual_dir(manual_dir: str | os.PathLike, what: str) -> str:
   return path
 
 
-def manual_dir_of(dl_manager, what: str) -> str:
-  """The download manager's manual dir, checked with `check_manual_dir`."""
-  # pylint: disable-next=protected-access
-  return check_manual_dir(os.fspath(dl_manager._manual_dir or ""), what)
+def manual_dir_of(dl_manager: tfds.download.DownloadManager, what: str,
+                  default: str | None = None) -> str:
+  """The download manager's manual dir (else `default`), checked with `check_manual_dir`.
+
+  Raises:
+    FileNotFoundError: no manual dir was given (and no default), or it is missing or empty.
+  """
+  try:
+    path = os.fspath(dl_manager.manual_dir)
+  except AssertionError as e:  # tfds's way of saying: not given, missing or empty.
+    if default is None:
+      raise FileNotFoundError(f"{e} Pass download_config=tfds.download.DownloadConfig("
+                              f"manual_dir=...) naming a folder that contains {what}") from e
+    path = default
+  return check_manual_dir(path, what)
 
 
 def trailing_number(name: str) -> int | None:
@@ -70,7 +80,7 @@ def generate_examples(files: Iterable[ImageFile], *, split: str,
   Every file is fully decoded (`images.load_for_tfds`): a corrupt, truncated or unreadable file,
   or one whose (h, w, c) is not `shape` when given, is logged by path with absl.logging.warning
   and skipped; at the end the number of skipped files of the split is logged. Generation never
-  stops on a bad file.
+  stops on a bad file; only a split in which no file at all is readable raises ValueError.
 
   Args:
     files: the candidates, ids unique.
@@ -94,6 +104,9 @@ def generate_examples(files: Iterable[ImageFile], *, split: str,
       continue
     n_ok += 1
     yield f.id, {"image": image, "label": f.label, "id": f.id, "path": f.relpath}
+  if not n_ok:
+    raise ValueError(f"split {split}: none of its {n_skipped} image file(s) could be read "
+                     "(each was logged above)")
   if n_skipped:
     logging.warning("split %s: skipped %d unreadable image(s), kept %d", split, n_skipped, n_ok)
   else:

@@ -92,8 +92,7 @@ class ImageFolder(image_examples.ManualDirBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
-    # pylint: disable-next=protected-access
-    root = os.fspath(dl_manager._manual_dir or config.root)
+    root = image_examples.manual_dir_of(dl_manager, CONTENTS, default=config.root)
     classes = tuple(list_classes(root))
     if classes != tuple(config.class_names):
       raise ValueError(f"class folders of {root!r} {classes} differ from the config's "
@@ -101,6 +100,9 @@ class ImageFolder(image_examples.ManualDirBuilder):
     files = folder_files(root, classes)
     train, test = splits_lib.stratified_split([f.label for f in files], config.test_fraction,
                                               config.split_seed)
+    if not test.size:
+      raise ValueError(f"{root!r} has {len(files)} image(s) but no class with 2 or more, so "
+                       "there is nothing to put in the test split")
     skipped = []
     self.info.metadata.update({"manual_dir": os.path.abspath(root), "skipped": skipped})
     return {"train": self._generate_examples("train", [files[i] for i in train], skipped),
