@@ -1,0 +1,1 @@
+"""Training: TrainState, optax optimizers, jit steps, data-parallel mesh, orbax checkpoints, trainer."""

@@ -1,0 +1,150 @@
+"""orbax checkpoints of the TrainState: periodic, keep last N plus the best, model check, resume.
+
+Each checkpoint is `<directory>/<step>/` with two items: `state` (the whole TrainState: params,
+batch_stats, opt_state, step, rng) and `meta` (JSON: model name, its kwargs, num_classes, input
+shape, data set). Saves are atomic: orbax writes `<step>.orbax-checkpoint-tmp-<time>` and renames
+it to `<step>` only when every file is written (`AtomicRenameTemporaryPath`; on object stores
+without rename it writes a commit-success file instead), so a crash mid-save leaves no
+half-written step that a restart could pick up.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as ocp_managers
+
+from cbir_jax.train.state import TrainState
+
+# The `meta` keys compared on resume: a checkpoint of another model cannot be resumed.
+_IDENTITY_KEYS = ("model", "model_kwargs", "num_classes", "input_shape")
+
+
+class Checkpointer:
+  """A thin wrapper of `ocp.CheckpointManager` with the project's retention and metadata.
+
+  Retention: the newest `keep` checkpoints, plus the one with the best `best_metric` among those
+  saved with metrics (end-of-epoch evaluations), even when it is older.
+
+  Args:
+    directory: checkpoint folder (created; usually `<workdir>/checkpoints`).
+    keep: number of most recent checkpoints kept (>= 1).
+    best_metric: key of the `metrics` dict passed to `save` that ranks checkpoints.
+    best_mode: "max" or "min".
+    async_save: write in a background thread (call `wait` or `close` before reading).
+  """
+
+  def __init__(self, directory: str, *, keep: int = 2, best_metric: str = "eval_accuracy",
+               best_mode: str = "max", async_save: bool = True):
+    if int(keep) < 1:
+      raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
+    if best_mode not in ("max", "min"):
+      raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
+    self.directory = os.path.abspath(os.fspath(directory))
+    self.best_metric = best_metric
+    policy = ocp_managers.AnyPreservationPolicy([
+        ocp_managers.LatestN(n=int(keep)),
+        ocp_managers.BestN(get_metric_fn=lambda m: float(m[best_metric]),
+                           reverse=best_mode == "min", n=1,
+                           keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                           enable_async_checkpointing=async_save)
+    self._manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta"),
+                                          options=options)
+
+  def all_steps(self) -> list[int]:
+    """Steps of the complete checkpoints on disk, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    """The newest complete checkpoint's step, or None."""
+    return self._manager.latest_step()
+
+  def save(self, state: TrainState, meta: dict[str, Any],
+           metrics: dict[str, float] | None = None) -> None:
+    """Saves `state` at step `int(state.step)` with `meta`; `metrics` ranks it for "best"."""
+    step = int(jax.device_get(state.step))
+    if step in self._manager.all_steps():
+      return
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     meta=ocp.args.JsonSave(meta)),
+                       metrics=metrics, force=True)
+
+  def read_meta(self, step: int | None = None) -> dict[str, Any]:
+    """The `meta` JSON of checkpoint `step` (default: the latest)."""
+    step = self._checked_step(step)
+    return dict(self._manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"])
+
+  def restore(self, abstract_state: Any, step: int | None = None,
+              expected_meta: dict[str, Any] | None = None) -> TrainState:
+    """Restores checkpoint `step` (default: latest) into the structure/shardings of the target.
+
+    Args:
+      abstract_state: a TrainState (or `jax.eval_shape` of one, with shardings) of the same
+        model and optimizer; values are read into its structure, dtypes and shardings.
+      step: which checkpoint; None: the latest.
+      expected_meta: when given, its model identity (model, model_kwargs, num_classes,
+        input_shape) must equal the checkpoint's.
+
+    Returns:
+      The restored TrainState.
+
+    Raises:
+      FileNotFoundError: no checkpoint (or no such step) in the directory.
+      ValueError: the checkpoint was written for a different model; the message names both.
+    """
+    step = self._checked_step(step)
+    if expected_meta is not None:
+      check_same_model(self.read_meta(step), expected_meta, os.path.join(self.directory,
+                                                                         str(step)))
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))
+    return restored["state"]
+
+  def _checked_step(self, step: int | None) -> int:
+    steps = self._manager.all_steps()
+    if step is None:
+      if not steps:
+        raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      return max(steps)
+    if step not in steps:
+      raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; found "
+                              f"{sorted(steps)}")
+    return int(step)
+
+  def wait(self) -> None:
+    """Blocks until a background save has finished."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def _describe(meta: dict[str, Any]) -> str:
+  return (f"model {meta.get('model')!r} (kwargs {meta.get('model_kwargs')}, num_classes "
+          f"{meta.get('num_classes')}, input shape {meta.get('input_shape')})")
+
+
+def check_same_model(found: dict[str, Any], expected: dict[str, Any], where: str) -> None:
+  """Raises ValueError naming both models unless `found` and `expected` describe the same one."""
+  normalise = lambda m: {k: _as_json(m.get(k)) for k in _IDENTITY_KEYS}
+  if normalise(found) != normalise(expected):
+    raise ValueError(f"checkpoint {where} was written for {_describe(found)}, but the config "
+                     f"asks for {_describe(expected)}; use another --workdir or the matching "
+                     "config")
+
+
+def _as_json(value: Any) -> Any:
+  """Tuples as lists and dict keys as str, as they come back from JSON."""
+  if isinstance(value, (list, tuple)):
+    return [_as_json(v) for v in value]
+  if isinstance(value, dict):
+    return {str(k): _as_json(v) for k, v in value.items()}
+  return value

@@ -1,0 +1,319 @@
+"""train_and_evaluate(config, workdir): data-parallel training with exact resume; restore(workdir).
+
+Workdir layout: `config.json` (the run's config), `checkpoints/<step>/` (orbax), `metrics.jsonl`
+(training and evaluation metrics; see `metric_log`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from cbir_jax.data import datasets, pipeline
+from cbir_jax.models import registry
+from cbir_jax.train import checkpoint as checkpoint_lib
+from cbir_jax.train import mesh as mesh_lib
+from cbir_jax.train import metric_log, optim, state as state_lib, steps
+
+# Keyword spellings accepted in `model.kwargs` for the paper's names of model fields.
+_KWARG_ALIASES = {"lenet_l": {"k": "lk_features"}}
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What `train_and_evaluate` returns.
+
+  Attributes:
+    state: the final TrainState (replicated over the mesh).
+    model: the Linen module (`model.apply(state.variables(), x, ...)`).
+    metrics: final scalars: `train_loss`, `train_accuracy` (mean over the last log interval),
+      `eval_loss`, `eval_accuracy` (held-out split, when configured), `steps`,
+      `images_per_sec`, `step_seconds` (excluding the first, compiling step), `train_seconds`.
+  """
+  state: state_lib.TrainState
+  model: nn.Module
+  metrics: dict[str, float]
+
+
+def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`config.model.kwargs` as a dict with aliases resolved (lenet_l: `k` -> `lk_features`)."""
+  kwargs = config.model.get("kwargs", None)
+  kwargs = dict(kwargs.to_dict() if hasattr(kwargs, "to_dict") else (kwargs or {}))
+  for alias, field in _KWARG_ALIASES.get(config.model.name, {}).items():
+    if alias in kwargs:
+      if field in kwargs:
+        raise ValueError(f"model.kwargs sets both {alias!r} and {field!r}; use one")
+      kwargs[field] = kwargs.pop(alias)
+  return kwargs
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The registry model named by `config.model.name` with `model_kwargs(config)`."""
+  return registry.get_model(config.model.name, num_classes=int(num_classes),
+                            **model_kwargs(config))
+
+
+def _image_size(config: ml_collections.ConfigDict):
+  size = config.dataset.get("image_size", None)
+  return None if size in (None, 0, -1, "") else size
+
+
+def _splits(config: ml_collections.ConfigDict) -> tuple[str, str]:
+  """(train split, eval split or ""): dataset.train_split/eval_split, else database/query."""
+  ds = config.dataset
+  train = ds.get("train_split", None) or ds.get("database_split", None) or "train"
+  held_out = ds.get("eval_split", None)
+  if held_out is None:
+    held_out = ds.get("query_split", None) or "test"
+  return train, held_out
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks the fields train_and_evaluate needs, before any work; ValueError names the field."""
+  for field in ("model", "dataset", "batch_size", "optimizer", "seed"):
+    if field not in config:
+      raise ValueError(f"config has no field {field!r}")
+  if config.model.name not in registry.list_models():
+    raise ValueError(f"unknown model {config.model.name!r}; valid models: "
+                     f"{', '.join(registry.list_models())}")
+  if config.dataset.name not in datasets.list_datasets():
+    raise ValueError(f"unknown dataset {config.dataset.name!r}; valid datasets: "
+                     f"{', '.join(datasets.list_datasets())}")
+  for split in _splits(config):
+    if split and split not in datasets.list_splits(config.dataset.name):
+      raise ValueError(f"unknown split {split!r} for dataset {config.dataset.name}; valid: "
+                       f"{', '.join(datasets.list_splits(config.dataset.name))}")
+  if int(config.batch_size) < 1:
+    raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
+  num_steps, num_epochs = int(config.get("num_steps", -1)), config.get("num_epochs", -1)
+  if num_steps <= 0 and (num_epochs is None or float(num_epochs) <= 0):
+    raise ValueError(f"set num_steps > 0 or num_epochs > 0, got num_steps={num_steps}, "
+                     f"num_epochs={num_epochs}")
+  if not 0 <= float(config.get("label_smoothing", 0.0)) < 1:
+    raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+  for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+    if int(config.get(field, 1)) < 1:
+      raise ValueError(f"{field} must be >= 1, got {config.get(field)}")
+  optim.make_optimizer(config.optimizer, max(num_steps, 10 ** 6))  # Field and value checks.
+  model_kwargs(config)
+
+
+def _load(config: ml_collections.ConfigDict, split: str) -> datasets.ImageArrays:
+  ds = config.dataset
+  return datasets.load_arrays(ds.name, split, manual_dir=ds.get("manual_dir", None) or None,
+                              data_dir=ds.get("data_dir", None) or None,
+                              image_size=_image_size(config), seed=int(config.seed))
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  path = os.path.join(workdir, "config.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(config.to_json(indent=2))
+  os.replace(tmp, path)
+
+
+def _abstract_state(create, rng: jax.Array, sharding) -> Any:
+  """Shapes/dtypes/shardings of `create(rng)` without computing it (restore target)."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      jax.eval_shape(create, rng))
+
+
+def evaluate(state: state_lib.TrainState, eval_fn, images: np.ndarray, labels: np.ndarray, *,
+             batch_size: int, sharding) -> dict[str, float]:
+  """Loss and accuracy of `state` on all of (images, labels): {"eval_loss", "eval_accuracy"}."""
+  totals = None
+  for batch in pipeline.eval_batches(images, labels, batch_size=batch_size):
+    sums = eval_fn(state, mesh_lib.global_batch(batch, sharding))
+    totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+  totals = jax.device_get(totals)
+  count = max(float(totals["count"]), 1.0)
+  return {"eval_loss": float(totals["loss_sum"]) / count,
+          "eval_accuracy": float(totals["correct"]) / count}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+  """Trains `config.model` on `config.dataset`, evaluating the held-out split; resumes.
+
+  Data parallel over every device (`mesh.make_mesh()`): the global batch `config.batch_size`
+  is split over devices (each process feeds its slice), parameters are replicated. When
+  `<workdir>/checkpoints` holds a checkpoint of the same model, training continues from it
+  exactly: the data order is a function of (seed, step) and the step's randomness of
+  (rng, step), both restored with the state.
+
+  Config fields (see configs/*.py): model.name, model.kwargs, dataset.{name, manual_dir,
+  image_size, train_split, eval_split (or database_split/query_split; "" = no evaluation)},
+  batch_size, eval_batch_size (-1: batch_size), num_epochs or num_steps (-1: from epochs),
+  optimizer.* (see `optim.make_optimizer`), label_smoothing, aux_loss_weight, augment, seed,
+  log_every_steps, eval_every_steps (-1: every epoch), checkpoint_every_steps,
+  keep_checkpoints, distributed ("auto"/"on"/"off").
+
+  Args:
+    config: the run's ConfigDict.
+    workdir: output folder (created): config.json, checkpoints/, metrics.jsonl.
+
+  Returns:
+    TrainResult(state, model, metrics).
+
+  Raises:
+    ValueError: bad config (names the field), or a checkpoint of another model in workdir.
+  """
+  validate_config(config)
+  mesh_lib.initialize_distributed(config.get("distributed", "auto"))
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  lead = jax.process_index() == 0
+  train_split, eval_split = _splits(config)
+  train = _load(config, train_split)
+  held_out = _load(config, eval_split) if eval_split else None
+  num_classes = len(train.class_names)
+  model = build_model(config, num_classes)
+
+  batch_size = int(config.batch_size)
+  steps_per_epoch = len(train) // batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(f"batch_size {batch_size} exceeds the {len(train)} training examples")
+  num_steps = int(config.get("num_steps", -1))
+  if num_steps <= 0:
+    num_steps = int(round(float(config.num_epochs) * steps_per_epoch))
+  eval_every = int(config.get("eval_every_steps", -1))
+  eval_every = steps_per_epoch if eval_every <= 0 else eval_every
+  eval_batch_size = int(config.get("eval_batch_size", -1))
+  eval_batch_size = batch_size if eval_batch_size <= 0 else eval_batch_size
+
+  mesh = mesh_lib.make_mesh()
+  mesh_lib.check_batch_size(batch_size, mesh)
+  mesh_lib.check_batch_size(eval_batch_size, mesh, "eval_batch_size")
+  replicated, data_sharding = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+  input_shape = (1,) + tuple(train.images.shape[1:])
+  tx = optim.make_optimizer(config.optimizer, num_steps)
+  schedule = optim.make_schedule(config.optimizer, num_steps)
+  create = lambda rng: state_lib.create_train_state(model, tx, rng, input_shape)
+  rng = jax.random.PRNGKey(int(config.seed))
+  meta = {"model": config.model.name, "model_kwargs": checkpoint_lib._as_json(model_kwargs(config)),  # pylint: disable=protected-access
+          "num_classes": num_classes, "input_shape": list(input_shape),
+          "dataset": config.dataset.name, "num_steps": num_steps}
+
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                     keep=int(config.get("keep_checkpoints", 2)))
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(_abstract_state(create, rng, replicated), expected_meta=meta)
+    logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
+  else:
+    state = jax.jit(create, out_shardings=replicated)(rng)
+  if lead:
+    _write_config(config, workdir)
+  start_step = int(jax.device_get(state.step))
+
+  train_step = steps.jit_train_step(replicated, data_sharding,
+                                    label_smoothing=float(config.get("label_smoothing", 0.0)),
+                                    aux_loss_weight=float(config.get("aux_loss_weight", 0.0)))
+  eval_fn = steps.jit_eval_step(replicated, data_sharding)
+  batches = pipeline.train_batches(train.images, train.labels, batch_size=batch_size,
+                                   seed=int(config.seed), start_step=start_step,
+                                   augment=bool(config.get("augment", False)))
+  log_every = int(config.get("log_every_steps", 50))
+  checkpoint_every = int(config.get("checkpoint_every_steps", 1000))
+  log = metric_log.MetricLog(os.path.join(workdir, "metrics.jsonl"), total_steps=num_steps,
+                             initial_step=start_step, enabled=lead)
+  logging.info("training %s on %s (%d examples, %d classes) for steps %d..%d on %d device(s), "
+               "global batch %d", config.model.name, config.dataset.name, len(train),
+               num_classes, start_step, num_steps, mesh.devices.size, batch_size)
+
+  results: dict[str, float] = {}
+  pending: list[dict[str, jax.Array]] = []
+  interval_start, interval_steps, steady_seconds, steady_steps = time.perf_counter(), 0, 0.0, 0
+  train_start = time.perf_counter()
+  first_step = True
+  try:
+    for step in range(start_step, num_steps):
+      state, step_metrics = train_step(state, mesh_lib.global_batch(next(batches), data_sharding))
+      pending.append(step_metrics)
+      done = step + 1
+      interval_steps += 1
+      log.advance()
+      if first_step:  # Time the compiling step apart from the steady-state rate.
+        jax.block_until_ready(step_metrics)
+        results["first_step_seconds"] = time.perf_counter() - interval_start
+        interval_start, interval_steps, first_step = time.perf_counter(), 0, False
+      if done % log_every == 0 or done == num_steps:
+        host = jax.device_get(pending)
+        pending = []
+        elapsed = time.perf_counter() - interval_start
+        summary = {"loss": float(np.mean([m["loss"] for m in host])),
+                   "accuracy": float(np.mean([m["accuracy"] for m in host])),
+                   "learning_rate": float(schedule(done - 1))}
+        if interval_steps:
+          summary["step_seconds"] = elapsed / interval_steps
+          summary["images_per_sec"] = interval_steps * batch_size / elapsed
+          steady_seconds += elapsed
+          steady_steps += interval_steps
+        results["train_loss"], results["train_accuracy"] = summary["loss"], summary["accuracy"]
+        log.write(done, summary)
+        interval_start, interval_steps = time.perf_counter(), 0
+      eval_metrics = None
+      if held_out is not None and (done % eval_every == 0 or done == num_steps):
+        pause = time.perf_counter()
+        eval_metrics = evaluate(state, eval_fn, held_out.images, held_out.labels,
+                                batch_size=eval_batch_size, sharding=data_sharding)
+        log.write(done, eval_metrics)
+        results.update(eval_metrics)
+        interval_start += time.perf_counter() - pause
+      if eval_metrics is not None or done % checkpoint_every == 0 or done == num_steps:
+        pause = time.perf_counter()
+        ckpt.save(state, meta, metrics=eval_metrics)
+        interval_start += time.perf_counter() - pause
+  finally:
+    log.close()
+    ckpt.close()
+  results["steps"] = float(num_steps)
+  results["train_seconds"] = time.perf_counter() - train_start
+  if steady_steps:
+    results["step_seconds"] = steady_seconds / steady_steps
+    results["images_per_sec"] = steady_steps * batch_size / steady_seconds
+  return TrainResult(state=state, model=model, metrics=results)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was started with (`<workdir>/config.json`)."""
+  path = os.path.join(os.path.abspath(workdir), "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir "
+                            "(train_and_evaluate writes config.json there)")
+  with open(path, encoding="utf-8") as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore(workdir: str, step: int | None = None) -> tuple[nn.Module, dict[str, Any],
+                                                             ml_collections.ConfigDict]:
+  """The model, its variables and the config of the newest (or `step`) checkpoint in workdir.
+
+  Returns:
+    (model, variables, config): `model.apply(variables, x, train=False, features=...)`;
+    variables = {"params": ..., "batch_stats": ...} ("batch_stats" only for BatchNorm models).
+
+  Raises:
+    FileNotFoundError: no config.json or no checkpoint in `workdir`.
+  """
+  config = load_config(workdir)
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                                     async_save=False)
+  try:
+    meta = ckpt.read_meta(step)
+    model = build_model(config, meta["num_classes"])
+    tx = optim.make_optimizer(config.optimizer, int(meta["num_steps"]))
+    create = lambda rng: state_lib.create_train_state(model, tx, rng, tuple(meta["input_shape"]))
+    sharding = mesh_lib.replicated(mesh_lib.make_mesh(jax.local_devices()))
+    state = ckpt.restore(_abstract_state(create, jax.random.PRNGKey(0), sharding), step)
+  finally:
+    ckpt.close()
+  return model, state.variables(), config
