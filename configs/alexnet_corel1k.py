@@ -1,0 +1,70 @@
+"""AlexNet on Corel-1K at 227x227: 500 database images to train on, 500 held-out queries.
+
+Run (paper scale):
+  python bin/train.py --config=configs/alexnet_corel1k.py --workdir=runs/alexnet_corel
+CPU-scale (the narrow alexnet_tiny at 64x64, a minute or two on 2 cores):
+  python bin/train.py --config=configs/alexnet_corel1k.py:cpu --workdir=runs/alexnet_corel_cpu
+The data folder defaults to ../shared/datasets/corel1k (env CBIR_SHARED_DATASETS overrides the
+datasets folder); elsewhere pass --config.dataset.manual_dir=<folder with the 10 class folders>.
+
+Arguments (comma separated): "cpu".
+"""
+
+import os
+from pathlib import Path
+
+import ml_collections
+
+
+def _shared_dataset(name: str) -> str:
+  """<CBIR_SHARED_DATASETS or shared/datasets beside the checkout>/name, or "" if absent."""
+  root = os.environ.get("CBIR_SHARED_DATASETS") or str(
+      Path(__file__).resolve().parents[2] / "shared" / "datasets")
+  path = os.path.join(root, name)
+  return path if os.path.isdir(path) else ""
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  """Returns the AlexNet / Corel-1K config; `arg` is "" (paper scale) or "cpu"."""
+  if arg not in ("", "cpu"):
+    raise ValueError(f"configs/alexnet_corel1k.py takes '' or 'cpu', got {arg!r}")
+  cpu = arg == "cpu"
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.distributed = "auto"
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = "corel1k"
+  c.dataset.manual_dir = _shared_dataset("corel1k")
+  c.dataset.data_dir = ""
+  c.dataset.image_size = 64 if cpu else 227
+  c.dataset.train_split = "database"
+  c.dataset.eval_split = "query"
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "alexnet_tiny" if cpu else "alexnet"
+  c.model.kwargs = ml_collections.ConfigDict()
+
+  c.batch_size = 50
+  c.eval_batch_size = -1
+  c.num_epochs = 30 if cpu else 90
+  c.num_steps = -1
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"           # Krizhevsky et al.: SGD, momentum 0.9, decay 5e-4.
+  c.optimizer.learning_rate = 0.01
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = False
+  c.optimizer.schedule = "step"      # 0.1x at 1/3 and 2/3 of training.
+  c.optimizer.decay_boundaries = (1 / 3, 2 / 3)
+  c.optimizer.decay_factor = 0.1
+  c.optimizer.warmup_steps = 50
+  c.optimizer.grad_clip_norm = 5.0
+  c.label_smoothing = 0.0
+  c.aux_loss_weight = 0.0
+  c.augment = True
+  c.log_every_steps = 10
+  c.eval_every_steps = -1
+  c.checkpoint_every_steps = 500
+  c.keep_checkpoints = 2
+  return c
