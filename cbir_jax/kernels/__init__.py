@@ -1,0 +1,6 @@
+"""cbir_jax.kernels: pure jit-able bit packing, Euclidean and Hamming top-k search."""
+
+from cbir_jax.kernels.bits import from_faiss_bytes
+from cbir_jax.kernels.bits import pack_bits
+from cbir_jax.kernels.bits import to_faiss_bytes
+from cbir_jax.kernels.bits import unpack_bits
