@@ -141,7 +141,8 @@ def evaluate(state: state_lib.TrainState, eval_fn, images: np.ndarray, labels: n
           "eval_accuracy": float(totals["correct"]) / count}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       stop_at_step: int | None = None) -> TrainResult:
   """Trains `config.model` on `config.dataset`, evaluating the held-out split; resumes.
 
   Data parallel over every device (`mesh.make_mesh()`): the global batch `config.batch_size`
@@ -160,6 +161,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   Args:
     config: the run's ConfigDict.
     workdir: output folder (created): config.json, checkpoints/, metrics.jsonl.
+    stop_at_step: stop once this step is reached (after checkpointing it), as a preempted job
+      would; a later call with the same workdir resumes from there. None: train to the end.
 
   Returns:
     TrainResult(state, model, metrics).
@@ -213,6 +216,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if lead:
     _write_config(config, workdir)
   start_step = int(jax.device_get(state.step))
+  end_step = num_steps if stop_at_step is None else max(min(num_steps, int(stop_at_step)),
+                                                        start_step)
 
   train_step = steps.jit_train_step(replicated, data_sharding,
                                     label_smoothing=float(config.get("label_smoothing", 0.0)),
@@ -235,7 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   train_start = time.perf_counter()
   first_step = True
   try:
-    for step in range(start_step, num_steps):
+    for step in range(start_step, end_step):
       state, step_metrics = train_step(state, mesh_lib.global_batch(next(batches), data_sharding))
       pending.append(step_metrics)
       done = step + 1
@@ -245,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         jax.block_until_ready(step_metrics)
         results["first_step_seconds"] = time.perf_counter() - interval_start
         interval_start, interval_steps, first_step = time.perf_counter(), 0, False
-      if done % log_every == 0 or done == num_steps:
+      if done % log_every == 0 or done == end_step:
         host = jax.device_get(pending)
         pending = []
         elapsed = time.perf_counter() - interval_start
@@ -268,14 +273,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         log.write(done, eval_metrics)
         results.update(eval_metrics)
         interval_start += time.perf_counter() - pause
-      if eval_metrics is not None or done % checkpoint_every == 0 or done == num_steps:
+      if eval_metrics is not None or done % checkpoint_every == 0 or done == end_step:
         pause = time.perf_counter()
         ckpt.save(state, meta, metrics=eval_metrics)
         interval_start += time.perf_counter() - pause
+    if held_out is not None and "eval_accuracy" not in results:  # Nothing left to train.
+      results.update(evaluate(state, eval_fn, held_out.images, held_out.labels,
+                              batch_size=eval_batch_size, sharding=data_sharding))
   finally:
     log.close()
     ckpt.close()
-  results["steps"] = float(num_steps)
+  results["steps"] = float(end_step)
   results["train_seconds"] = time.perf_counter() - train_start
   if steady_steps:
     results["step_seconds"] = steady_seconds / steady_steps
