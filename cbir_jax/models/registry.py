@@ -5,11 +5,26 @@ from collections.abc import Callable
 
 import flax.linen as nn
 
-from cbir_jax.models import lenet
+from cbir_jax.models import alexnet, dfs, inception, lenet, mobilenet, resnet
 
 # name -> (constructor taking num_classes and keyword fields, endpoint names). Read-only.
+# The *_tiny entries are narrow, shallow variants for fast tests; they are not paper models.
 _MODELS: types.MappingProxyType = types.MappingProxyType({
     "lenet_l": (lenet.LeNetL, lenet.LeNetL.ENDPOINTS),
+    "alexnet": (alexnet.AlexNet, alexnet.AlexNet.ENDPOINTS),
+    "resnet50": (resnet.ResNet50, resnet.ResNet.ENDPOINTS),
+    "inception_v3": (inception.InceptionV3, inception.InceptionV3.ENDPOINTS),
+    "mobilenet_v2": (mobilenet.MobileNetV2, mobilenet.MobileNetV2.ENDPOINTS),
+    "dfs_resnet50": (dfs.dfs_resnet50, dfs.DFSNet.ENDPOINTS),
+    "dfs_inception_v3": (dfs.dfs_inception_v3, dfs.DFSNet.ENDPOINTS),
+    "dfs_mobilenet_v2": (dfs.dfs_mobilenet_v2, dfs.DFSNet.ENDPOINTS),
+    "alexnet_tiny": (alexnet._AlexNetTiny, alexnet.AlexNet.ENDPOINTS),
+    "resnet_tiny": (resnet._ResNetTiny, resnet.ResNet.ENDPOINTS),
+    "inception_v3_tiny": (inception._InceptionV3Tiny, inception.InceptionV3.ENDPOINTS),
+    "mobilenet_v2_tiny": (mobilenet._MobileNetV2Tiny, mobilenet.MobileNetV2.ENDPOINTS),
+    "dfs_resnet_tiny": (dfs._dfs_resnet_tiny, dfs.DFSNet.ENDPOINTS),
+    "dfs_inception_v3_tiny": (dfs._dfs_inception_v3_tiny, dfs.DFSNet.ENDPOINTS),
+    "dfs_mobilenet_v2_tiny": (dfs._dfs_mobilenet_v2_tiny, dfs.DFSNet.ENDPOINTS),
 })
 
 
@@ -39,8 +54,10 @@ def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
   Args:
     name: one of `list_models()`, e.g. "lenet_l".
     num_classes: number of output classes (>= 1).
-    **kwargs: module fields, e.g. `lk_features=1400`, `activation="tanh"`, `small_input=True`,
-      `dtype=jnp.bfloat16`.
+    **kwargs: module fields, e.g. `lk_features=1400`, `activation="relu"`, `small_input=True`
+      (all but LeNet-L), `aux_logits=True` (InceptionV3), `dtype=jnp.bfloat16`; DFS-Nets take
+      `small_input`, `dtype`, `param_dtype`, `backbone_kwargs`, `widths`, `bottlenecks`,
+      `dropout_rate`.
 
   Returns:
     An unbound module: `model.init(rng, x, train=False)`, `model.apply(variables, x,

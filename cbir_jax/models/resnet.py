@@ -1,0 +1,107 @@
+"""ResNet (v1.5, torchvision layout; ResNet50 = 25,557,032 parameters) with a `pool` endpoint."""
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cbir_jax.models import outputs
+
+ModuleDef = Any
+
+
+class BottleneckBlock(nn.Module):
+  """1x1 -> 3x3 (stride here, v1.5) -> 1x1 (4x) bottleneck with a projection when shapes change.
+
+  `x: [b, h, w, c] -> [b, h / s, w / s, 4 * filters]`. Convs have no bias; each is followed by
+  batch norm (the last one's scale starts at zero, so each block starts as the identity).
+  """
+
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  act: Callable[[jax.Array], jax.Array]
+  strides: tuple[int, int] = (1, 1)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    residual = x
+    y = self.act(self.norm()(self.conv(self.filters, (1, 1))(x)))
+    y = self.act(self.norm()(self.conv(self.filters, (3, 3), self.strides)(y)))
+    y = self.norm(scale_init=nn.initializers.zeros_init())(self.conv(self.filters * 4, (1, 1))(y))
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters * 4, (1, 1), self.strides, name="conv_proj")(residual)
+      residual = self.norm(name="norm_proj")(residual)
+    return self.act(residual + y)
+
+
+class ResNet(nn.Module):
+  """ResNet with bottleneck blocks; ResNet50 = `stage_sizes=(3, 4, 6, 3)`.
+
+  Stem: 64@7x7/2 conv, BN, ReLU, 3x3/2 max pool; `small_input=True` uses a 3x3 stride-1 conv and
+  no max pool (CIFAR stem, for 32x32 images: final map 4x4 instead of 1x1). Then 4 stages
+  (stride 1, 2, 2, 2), global average pool -> `pool` feature (`f32[b, 32 * num_filters]`, 2048
+  for ResNet50) -> dense classifier. Batch norm: `use_running_average=not train`, momentum 0.9,
+  epsilon 1e-5; train mode needs `mutable=["batch_stats"]`.
+
+  Attributes:
+    num_classes: classifier width.
+    stage_sizes: blocks per stage.
+    num_filters: stem width and first-stage bottleneck width.
+    small_input: CIFAR stem.
+    head: when False, `__call__(x, train)` returns the final feature map
+      `f32[b, h', w', 32 * num_filters]` (no pool, no classifier; used by DFS-Nets).
+    dtype, param_dtype: computation and parameter dtypes; outputs are float32.
+
+  Call: `apply(variables, x, train=False, features=None)`, `x: f32[b, h, w, c]` -> logits
+  `f32[b, num_classes]` or `(logits, {"pool": f32[b, 32 * num_filters]})`.
+  """
+
+  ENDPOINTS: ClassVar[tuple[str, ...]] = ("pool",)
+
+  num_classes: int
+  stage_sizes: Sequence[int] = (3, 4, 6, 3)
+  num_filters: int = 64
+  small_input: bool = False
+  head: bool = True
+  act: Callable[[jax.Array], jax.Array] = nn.relu
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False,
+               features: tuple[str, ...] | None = None) -> outputs.Outputs:
+    requested = outputs.check_endpoints(features, self.ENDPOINTS, "resnet")
+    if x.ndim != 4:
+      raise ValueError(f"x must be [batch, height, width, channels], got shape {x.shape}")
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             param_dtype=self.param_dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype, param_dtype=self.param_dtype)
+    x = jnp.asarray(x, self.dtype)
+    if self.small_input:
+      x = conv(self.num_filters, (3, 3), padding=((1, 1), (1, 1)), name="conv_init")(x)
+    else:
+      x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name="conv_init")(x)
+    x = self.act(norm(name="bn_init")(x))
+    if not self.small_input:
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for i, block_size in enumerate(self.stage_sizes):
+      for j in range(block_size):
+        strides = (2, 2) if i > 0 and j == 0 else (1, 1)
+        x = BottleneckBlock(self.num_filters * 2**i, conv=conv, norm=norm, act=self.act,
+                            strides=strides)(x)
+    if not self.head:
+      return x
+    pooled = jnp.mean(x, axis=(1, 2))
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+                      name="head")(pooled)
+    return outputs.package(logits, {"pool": pooled}, requested)
+
+
+ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3))
+# Tiny variant for tests: one block per stage, 8 filters -> 256-d pool feature.
+_ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), num_filters=8)
