@@ -4,3 +4,7 @@ from cbir_jax.kernels.bits import from_faiss_bytes
 from cbir_jax.kernels.bits import pack_bits
 from cbir_jax.kernels.bits import to_faiss_bytes
 from cbir_jax.kernels.bits import unpack_bits
+from cbir_jax.kernels.euclidean import euclidean_distances
+from cbir_jax.kernels.euclidean import euclidean_topk
+from cbir_jax.kernels.hamming import hamming_distances
+from cbir_jax.kernels.hamming import hamming_topk

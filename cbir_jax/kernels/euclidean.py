@@ -1,0 +1,102 @@
+"""Exact squared-L2 distances and streaming top-k search (jit-able, FAISS result order)."""
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from cbir_jax.kernels import topk as topk_lib
+
+
+def _check_float_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
+  for x, name in ((a, a_name), (b, b_name)):
+    if getattr(x, "ndim", None) != 2:
+      raise ValueError(f"{name} must be 2-D (rows, dim), got shape {getattr(x, 'shape', None)}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      raise TypeError(f"{name} must be a float array, got dtype {x.dtype}")
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(f"{a_name} have dim {a.shape[1]} but {b_name} have dim {b.shape[1]}")
+
+
+def _as_f32(x: Any) -> jax.Array:
+  return jnp.asarray(x).astype(jnp.float32)
+
+
+@jax.jit
+def _distances(a: jax.Array, b: jax.Array) -> jax.Array:
+  a, b = _as_f32(a), _as_f32(b)
+  aa = jnp.sum(a * a, axis=1)
+  bb = jnp.sum(b * b, axis=1)
+  d = aa[:, None] + bb[None, :] - 2.0 * jnp.dot(a, b.T, precision="highest")
+  return jnp.where(d < 0, jnp.float32(0), d)
+
+
+def euclidean_distances(a: Any, b: Any) -> jax.Array:
+  """Full squared-L2 distance matrix, for small inputs (memory O(m * n)).
+
+  Args:
+    a: (m, d) float. b: (n, d) float. Computed in float32 as |a|^2 + |b|^2 - 2 a.b, negatives
+      from rounding clipped to 0.
+
+  Returns:
+    (m, n) float32 jax array.
+  """
+  _check_float_pair(a, b, "a", "b")
+  return _distances(a, b)
+
+
+def _chunk_keys_fn(queries: jax.Array, database: jax.Array, chunk: int):
+  qq = jnp.sum(queries * queries, axis=1)
+
+  def chunk_keys(start):
+    x = jax.lax.dynamic_slice_in_dim(database, start, chunk, axis=0)
+    xx = jnp.sum(x * x, axis=1)
+    dots = jnp.dot(queries, x.T, precision="highest")
+    return topk_lib.float_keys(qq[:, None] + xx[None, :] - 2.0 * dots)
+
+  return chunk_keys
+
+
+def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: int, window: int,
+                        n_valid: Any = None, offset: Any = 0) -> tuple[jax.Array, jax.Array]:
+  """Traceable core without input checks: int32 keys (see topk.float_keys) and indices."""
+  queries, database = _as_f32(queries), _as_f32(database)
+  return topk_lib.stream_topk(
+      _chunk_keys_fn(queries, database, chunk), num_queries=queries.shape[0],
+      n=database.shape[0], k=k, chunk=chunk, window=window, n_valid=n_valid, offset=offset)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "window"))
+def _euclidean_topk(queries, database, k, chunk, window):
+  keys, idx = euclidean_topk_keys(queries, database, k, chunk, window)
+  return topk_lib.keys_to_float(keys), idx
+
+
+def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | None = None,
+                   window: int = topk_lib.DEFAULT_WINDOW) -> tuple[jax.Array, jax.Array]:
+  """Exact k nearest database rows of each query by squared L2 distance.
+
+  Pure and jit-able: call it inside your own `jit`/`vmap` (`k`, `chunk_size`, `window` are
+  static; shape checks run at trace time).
+
+  Args:
+    queries: (q, d) float (computed in float32).
+    database: (n, d) float, n >= 1.
+    k: results per query, 1 <= k <= n, else ValueError naming k and n.
+    chunk_size: database rows scored per step; default: as many as fit a 64 MiB (q, chunk)
+      float32 block. Memory beyond the inputs is O(q * chunk_size).
+    window: window length of the exact two-stage selection (1 disables it).
+
+  Returns:
+    (distances (q, k) float32 ascending squared L2, indices (q, k) int32), FAISS order.
+    Distances are |q|^2 + |x|^2 - 2 q.x in float32 with negatives clipped to 0. Equal distances
+    rank the lower database index first. +inf ranks after every finite distance and NaN after
+    +inf (last), returned as NaN; a NaN or inf input component yields NaN (0 * inf in q.x).
+  """
+  _check_float_pair(queries, database, "queries", "database")
+  n = database.shape[0]
+  k = topk_lib.check_k(k, n)
+  chunk = topk_lib.resolve_chunk(chunk_size, n, queries.shape[0], window)
+  return _euclidean_topk(queries, database, k, chunk, int(window))
+

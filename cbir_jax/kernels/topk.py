@@ -1,0 +1,147 @@
+"""Exact streaming k-smallest selection with the lower-index-first tie rule."""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Key of an excluded slot (padding, overlap, rows beyond the valid count). Every real key is
+# smaller: float keys are at most CANONICAL_NAN_KEY, Hamming keys at most 32 * words.
+PAD_KEY = np.int32(np.iinfo(np.int32).max)
+INF_KEY = np.int32(0x7F800000)
+CANONICAL_NAN_KEY = np.int32(0x7FC00000)
+# Default working-set budget of one chunk's (q, chunk) distance block, in bytes.
+DEFAULT_BLOCK_BYTES = 64 * 2**20
+DEFAULT_WINDOW = 32
+
+
+def check_k(k: int, n: int) -> int:
+  """Returns k as an int; ValueError naming k and n when k is outside [1, n] or n is 0."""
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+    raise TypeError(f"k must be an int, got {k!r}")
+  if n < 1:
+    raise ValueError(f"the database is empty (n = {n}); add vectors before searching")
+  if not 1 <= k <= n:
+    raise ValueError(f"k must be in [1, {n}] (n = database size), got k = {k}")
+  return int(k)
+
+
+def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int) -> int:
+  """Static chunk length: `chunk_size`, or the largest multiple of `window` whose (q, chunk)
+  float32 block fits DEFAULT_BLOCK_BYTES; never more than n."""
+  if chunk_size is None:
+    chunk = DEFAULT_BLOCK_BYTES // (4 * max(num_queries, 1))
+    chunk = max(window * 8, chunk // window * window)
+  else:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+      raise TypeError(f"chunk_size must be an int or None, got {chunk_size!r}")
+    if chunk_size < 1:
+      raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk = int(chunk_size)
+  return min(chunk, n)
+
+
+def float_keys(distances: jax.Array) -> jax.Array:
+  """Maps float32 distances to int32 keys with the same order.
+
+  Negative values (rounding of squared L2) become 0 and -0.0 becomes 0.0; +inf ranks after every
+  finite value and NaN (any payload or sign) after +inf. `keys_to_float` inverts it.
+  """
+  d = jnp.where(distances < 0, jnp.float32(0), distances.astype(jnp.float32))
+  keys = jax.lax.bitcast_convert_type(d, jnp.int32) & jnp.int32(0x7FFFFFFF)
+  return jnp.where(keys > INF_KEY, CANONICAL_NAN_KEY, keys)
+
+
+def keys_to_float(keys: jax.Array) -> jax.Array:
+  """Inverse of `float_keys` on real keys: int32 -> float32 distances (NaN for the NaN key)."""
+  return jax.lax.bitcast_convert_type(keys, jnp.float32)
+
+
+def smallest_k(keys: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """k smallest of int32 keys (..., m) along the last axis, ties to the lower position.
+
+  Returns (keys (..., k) ascending, positions (..., k) int32). Uses `lax.top_k`, whose documented
+  rule is that equal values keep the lower index first.
+  """
+  neg, pos = jax.lax.top_k(-keys, k)
+  return -neg, pos
+
+
+def select_smallest(keys: jax.Array, k: int, window: int) -> tuple[jax.Array, jax.Array]:
+  """Exact k smallest of (q, c) keys by two-stage window selection.
+
+  The k smallest (key, position) pairs always lie in the k windows ranked first by (window
+  minimum, window position): a window ranked after them has each of their minima before every
+  one of its own elements. So only k * window candidates are rescored, in ascending position order
+  (which keeps the tie rule). Falls back to one `smallest_k` when the windows would not help.
+
+  Returns (keys (q, k) ascending, positions (q, k) int32 in [0, c)).
+  """
+  c = keys.shape[-1]
+  if window <= 1 or k * window * 2 > c:
+    return smallest_k(keys, k)
+  num_windows = -(-c // window)
+  pad = num_windows * window - c
+  if pad:
+    keys = jnp.pad(keys, ((0, 0), (0, pad)), constant_values=PAD_KEY)
+  minima = keys.reshape(keys.shape[0], num_windows, window).min(axis=-1)
+  _, win = smallest_k(minima, k)
+  win = jnp.sort(win, axis=-1)
+  cand = (win[:, :, None] * window + jnp.arange(window, dtype=jnp.int32)).reshape(win.shape[0], -1)
+  cand_keys = jnp.take_along_axis(keys, cand, axis=-1)
+  best, at = smallest_k(cand_keys, k)
+  return best, jnp.take_along_axis(cand, at, axis=-1)
+
+
+def stream_topk(chunk_keys: Callable[[jax.Array], jax.Array], *, num_queries: int, n: int,
+                k: int, chunk: int, window: int, n_valid: jax.Array | int | None = None,
+                offset: jax.Array | int = 0) -> tuple[jax.Array, jax.Array]:
+  """Running exact top-k over a database streamed in chunks.
+
+  Args:
+    chunk_keys: start -> (q, chunk) int32 keys of database rows [start, start + chunk).
+    num_queries: q.
+    n: database rows (static), n >= chunk >= 1.
+    k: results per query, 1 <= k.
+    chunk: rows per step; the last step starts at n - chunk and masks rows seen already.
+    window: window length of `select_smallest`.
+    n_valid: rows at or beyond this count are excluded (traced allowed); default n.
+    offset: added to returned indices (traced allowed), e.g. a shard's first global row.
+
+  Returns:
+    (keys (q, k) int32 ascending, indices (q, k) int32); ties (equal keys) go to the lower index.
+    Slots that found no valid row hold PAD_KEY. Memory: O(q * chunk) beyond the inputs.
+  """
+  num_chunks = -(-n // chunk)
+  positions = jnp.arange(chunk, dtype=jnp.int32)
+
+  def body(j, carry):
+    run_keys, run_idx = carry
+    start = jnp.minimum(j * chunk, n - chunk).astype(jnp.int32)
+    keys = chunk_keys(start)
+    rows = start + positions
+    valid = rows >= j * chunk
+    if n_valid is not None:
+      valid = valid & (rows < n_valid)
+    keys = jnp.where(valid[None, :], keys, PAD_KEY)
+    cand_keys, cand_pos = select_smallest(keys, min(k, chunk), window)
+    # Earlier chunks hold lower indices and come first, so position order is index order.
+    all_keys = jnp.concatenate([run_keys, cand_keys], axis=-1)
+    all_idx = jnp.concatenate([run_idx, cand_pos + start], axis=-1)
+    best, at = smallest_k(all_keys, k)
+    return best, jnp.take_along_axis(all_idx, at, axis=-1)
+
+  init = (jnp.full((num_queries, k), PAD_KEY, jnp.int32),
+          jnp.zeros((num_queries, k), jnp.int32))
+  keys, idx = jax.lax.fori_loop(0, num_chunks, body, init)
+  return keys, idx + jnp.asarray(offset, jnp.int32)
+
+
+def merge_sorted_parts(keys: jax.Array, idx: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """Merges per-part top-k lists (parts, q, k) given in ascending index order -> (q, k)."""
+  parts, q, _ = keys.shape
+  flat_keys = jnp.transpose(keys, (1, 0, 2)).reshape(q, parts * k)
+  flat_idx = jnp.transpose(idx, (1, 0, 2)).reshape(q, parts * k)
+  best, at = smallest_k(flat_keys, k)
+  return best, jnp.take_along_axis(flat_idx, at, axis=-1)
