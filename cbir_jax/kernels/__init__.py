@@ -8,3 +8,5 @@ from cbir_jax.kernels.euclidean import euclidean_distances
 from cbir_jax.kernels.euclidean import euclidean_topk
 from cbir_jax.kernels.hamming import hamming_distances
 from cbir_jax.kernels.hamming import hamming_topk
+from cbir_jax.kernels.sharded import sharded_euclidean_topk
+from cbir_jax.kernels.sharded import sharded_hamming_topk

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from cbir_jax.kernels import topk as topk_lib
 
 
-def _check_float_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
+def check_float_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
   for x, name in ((a, a_name), (b, b_name)):
     if getattr(x, "ndim", None) != 2:
       raise ValueError(f"{name} must be 2-D (rows, dim), got shape {getattr(x, 'shape', None)}")
@@ -42,7 +42,7 @@ def euclidean_distances(a: Any, b: Any) -> jax.Array:
   Returns:
     (m, n) float32 jax array.
   """
-  _check_float_pair(a, b, "a", "b")
+  check_float_pair(a, b, "a", "b")
   return _distances(a, b)
 
 
@@ -94,7 +94,7 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
     rank the lower database index first. +inf ranks after every finite distance and NaN after
     +inf (last), returned as NaN; a NaN or inf input component yields NaN (0 * inf in q.x).
   """
-  _check_float_pair(queries, database, "queries", "database")
+  check_float_pair(queries, database, "queries", "database")
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
   chunk = topk_lib.resolve_chunk(chunk_size, n, queries.shape[0], window)

@@ -12,7 +12,7 @@ METHODS = ("popcount", "gemm")
 DEFAULT_METHOD = "popcount"
 
 
-def _check_code_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
+def check_code_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
   for x, name in ((a, a_name), (b, b_name)):
     if getattr(x, "ndim", None) != 2:
       raise ValueError(f"{name} must be 2-D (rows, words), got shape {getattr(x, 'shape', None)}")
@@ -25,7 +25,7 @@ def _check_code_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
     raise ValueError(f"codes must have at least one uint32 word, got shape {a.shape}")
 
 
-def _check_method(method: str) -> str:
+def check_method(method: str) -> str:
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
   return method
@@ -68,8 +68,8 @@ def hamming_distances(a_codes: Any, b_codes: Any, *, method: str = DEFAULT_METHO
   Returns:
     (m, n) int32 jax array.
   """
-  _check_code_pair(a_codes, b_codes, "a_codes", "b_codes")
-  return _distances(a_codes, b_codes, _check_method(method))
+  check_code_pair(a_codes, b_codes, "a_codes", "b_codes")
+  return _distances(a_codes, b_codes, check_method(method))
 
 
 def hamming_topk_keys(query_codes: jax.Array, database_codes: jax.Array, k: int, chunk: int,
@@ -117,8 +117,8 @@ def hamming_topk(query_codes: Any, database_codes: Any, k: int, *, chunk_size: i
     (distances (q, k) int32 ascending, indices (q, k) int32), FAISS order. Equal distances rank
     the lower database index first.
   """
-  _check_code_pair(query_codes, database_codes, "query_codes", "database_codes")
+  check_code_pair(query_codes, database_codes, "query_codes", "database_codes")
   n = database_codes.shape[0]
   k = topk_lib.check_k(k, n)
   chunk = topk_lib.resolve_chunk(chunk_size, n, query_codes.shape[0], window)
-  return _hamming_topk(query_codes, database_codes, k, chunk, int(window), _check_method(method))
+  return _hamming_topk(query_codes, database_codes, k, chunk, int(window), check_method(method))

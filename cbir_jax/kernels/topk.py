@@ -139,9 +139,10 @@ def stream_topk(chunk_keys: Callable[[jax.Array], jax.Array], *, num_queries: in
 
 
 def merge_sorted_parts(keys: jax.Array, idx: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-  """Merges per-part top-k lists (parts, q, k) given in ascending index order -> (q, k)."""
-  parts, q, _ = keys.shape
-  flat_keys = jnp.transpose(keys, (1, 0, 2)).reshape(q, parts * k)
-  flat_idx = jnp.transpose(idx, (1, 0, 2)).reshape(q, parts * k)
+  """Merges per-part lists (parts, q, m), parts in ascending index order, each sorted by
+  (key, index) -> the k smallest (q, k), ties to the lower index; parts * m >= k."""
+  parts, q, m = keys.shape
+  flat_keys = jnp.transpose(keys, (1, 0, 2)).reshape(q, parts * m)
+  flat_idx = jnp.transpose(idx, (1, 0, 2)).reshape(q, parts * m)
   best, at = smallest_k(flat_keys, k)
   return best, jnp.take_along_axis(flat_idx, at, axis=-1)
