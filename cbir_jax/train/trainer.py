@@ -209,7 +209,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      keep=int(config.get("keep_checkpoints", 2)))
   if ckpt.latest_step() is not None:
-    state = ckpt.restore(_abstract_state(create, rng, replicated), expected_meta=meta)
+    checkpoint_lib.check_same_model(ckpt.read_meta(), meta, os.path.join(
+        ckpt.directory, str(ckpt.latest_step())))
+    state = ckpt.restore(_abstract_state(create, rng, replicated))
     logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
   else:
     state = jax.jit(create, out_shardings=replicated)(rng)
