@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cbir_jax.features import fuse
+from cbir_jax.features.fuse import fuse
 
 
 def test_plain_concatenation():
