@@ -1,0 +1,246 @@
+"""Exact flat indexes: FloatIndex (squared L2) and BinaryIndex (Hamming) over user int64 ids."""
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cbir_jax.index import storage
+from cbir_jax.kernels import bits as bits_lib
+from cbir_jax.kernels import euclidean, hamming
+from cbir_jax.kernels import topk as topk_lib
+
+
+def _first_bad_rows(mask: np.ndarray, limit: int = 5) -> list[int]:
+  return np.flatnonzero(mask)[:limit].tolist()
+
+
+def _check_ids(ids: Any, m: int) -> np.ndarray:
+  if ids is None:
+    return None
+  arr = np.asarray(ids)
+  if arr.ndim != 1 or arr.shape[0] != m:
+    raise ValueError(f"ids must have shape ({m},) to match the vectors, got {arr.shape}")
+  if arr.size and not np.issubdtype(arr.dtype, np.integer):
+    raise TypeError(f"ids must be integers (stored as int64), got dtype {arr.dtype}")
+  if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+    raise ValueError(f"ids must fit int64, got {arr.max()}")
+  return arr.astype(np.int64)
+
+
+class _FlatIndex:
+  """Shared storage, ids, metadata and persistence of the flat indexes."""
+
+  _kind = ""
+
+  def __init__(self, chunk_size: int | None, metadata: dict[str, Any] | None):
+    if metadata is not None and not isinstance(metadata, dict):
+      raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    self.chunk_size = chunk_size
+    self.metadata: dict[str, Any] = dict(metadata or {})
+    self._parts: list[np.ndarray] = []
+    self._id_parts: list[np.ndarray] = []
+    self._data: np.ndarray | None = None
+    self._ids: np.ndarray | None = None
+    self._device: jax.Array | None = None
+
+  def _empty(self) -> np.ndarray:
+    raise NotImplementedError
+
+  def _consolidate(self) -> None:
+    if self._data is None:
+      self._data = np.concatenate(self._parts) if self._parts else self._empty()
+      self._ids = (np.concatenate(self._id_parts) if self._id_parts
+                   else np.zeros((0,), np.int64))
+      self._parts, self._id_parts = [self._data], [self._ids]
+      self._device = None
+
+  def __len__(self) -> int:
+    return sum(p.shape[0] for p in self._parts)
+
+  @property
+  def ids(self) -> np.ndarray:
+    """(n,) int64 user ids, in insertion order (a copy)."""
+    self._consolidate()
+    return self._ids.copy()
+
+  def _append(self, rows: np.ndarray, ids: Any) -> None:
+    m = rows.shape[0]
+    ids = _check_ids(ids, m)
+    if ids is None:
+      ids = np.arange(len(self), len(self) + m, dtype=np.int64)
+    self._parts.append(rows)
+    self._id_parts.append(ids)
+    self._data = self._ids = self._device = None
+
+  def _prepare_search(self, k: int) -> jax.Array:
+    topk_lib.check_k(k, len(self))
+    self._consolidate()
+    if self._device is None:
+      self._device = jnp.asarray(self._data)
+    return self._device
+
+  def _params(self) -> dict[str, Any]:
+    raise NotImplementedError
+
+  def save(self, path: str | os.PathLike) -> None:
+    """Writes the index to `path` atomically (format: see cbir_jax.index.storage)."""
+    self._consolidate()
+    storage.save(path, self._kind, self._params(), {"data": self._data, "ids": self._ids},
+                 self.metadata)
+
+  @classmethod
+  def load(cls, path: str | os.PathLike) -> "_FlatIndex":
+    """Reads an index saved by `save`; ValueError for a file of another index kind."""
+    return cls._from_stored(path, *storage.load(path))
+
+  @classmethod
+  def _from_stored(cls, path, kind, params, arrays, metadata) -> "_FlatIndex":
+    if kind != cls._kind:
+      raise ValueError(f"{os.fspath(path)!r} holds a {kind}, not a {cls._kind}")
+    index = cls(**params, metadata=metadata)
+    index.add(arrays["data"], ids=arrays["ids"])
+    return index
+
+
+class FloatIndex(_FlatIndex):
+  """Exact squared-L2 index over float32 vectors (like FAISS IndexFlatL2 + IndexIDMap).
+
+  Args:
+    dim: vector dimension, >= 1.
+    chunk_size: passed to `euclidean_topk` (database rows per step; None = automatic).
+    metadata: JSON-serialisable dict saved with the index (model, endpoint, ...).
+  """
+
+  _kind = "FloatIndex"
+
+  def __init__(self, dim: int, *, chunk_size: int | None = None,
+               metadata: dict[str, Any] | None = None):
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+      raise ValueError(f"dim must be a positive int, got {dim!r}")
+    self.dim = int(dim)
+    super().__init__(chunk_size, metadata)
+
+  def _empty(self) -> np.ndarray:
+    return np.zeros((0, self.dim), np.float32)
+
+  def _params(self) -> dict[str, Any]:
+    return {"dim": self.dim, "chunk_size": self.chunk_size}
+
+  def _check(self, x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 2 or arr.shape[1] != self.dim:
+      raise ValueError(f"{name} must have shape (m, {self.dim}), got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+      raise TypeError(f"{name} must be float (stored as float32), got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, np.float32)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+      raise ValueError(f"{name} has NaN/inf (or values beyond float32) in {int(bad.sum())} rows, "
+                       f"first rows {_first_bad_rows(bad)}")
+    return arr
+
+  def add(self, x: Any, ids: Any = None) -> None:
+    """Adds vectors x (m, dim) float (finite) with optional ids (m,) int (default: positions)."""
+    self._append(self._check(x, "x"), ids)
+
+  @property
+  def vectors(self) -> np.ndarray:
+    """(n, dim) float32 stored vectors (a copy)."""
+    self._consolidate()
+    return self._data.copy()
+
+  def search(self, q: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest stored vectors of each query.
+
+    Args:
+      q: (nq, dim) float, finite. k: 1 <= k <= len(self), else ValueError naming k and n.
+
+    Returns:
+      (D (nq, k) float32 squared L2 ascending, I (nq, k) int64 user ids), FAISS order; equal
+      distances rank the earlier-added vector first.
+    """
+    queries = self._check(q, "q")
+    db = self._prepare_search(k)
+    d, i = euclidean.euclidean_topk(jnp.asarray(queries), db, k, chunk_size=self.chunk_size)
+    return np.asarray(d), self._ids[np.asarray(i)]
+
+
+class BinaryIndex(_FlatIndex):
+  """Exact Hamming index over packed uint32 codes (like FAISS IndexBinaryFlat + IndexIDMap).
+
+  Args:
+    nbits: code length in bits, >= 1; codes are (m, ceil(nbits / 32)) uint32 from
+      kernels.bits.pack_bits (bit j in word j // 32 at position j % 32, padding bits 0).
+    chunk_size: passed to `hamming_topk`. method: "popcount" or "gemm" (same results).
+    metadata: JSON-serialisable dict saved with the index (e.g. the hashing thresholds).
+  """
+
+  _kind = "BinaryIndex"
+
+  def __init__(self, nbits: int, *, chunk_size: int | None = None,
+               method: str = hamming.DEFAULT_METHOD, metadata: dict[str, Any] | None = None):
+    if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or nbits < 1:
+      raise ValueError(f"nbits must be a positive int, got {nbits!r}")
+    self.nbits = int(nbits)
+    self.words = bits_lib.num_words(self.nbits)
+    self.method = hamming.check_method(method)
+    super().__init__(chunk_size, metadata)
+
+  def _empty(self) -> np.ndarray:
+    return np.zeros((0, self.words), np.uint32)
+
+  def _params(self) -> dict[str, Any]:
+    return {"nbits": self.nbits, "chunk_size": self.chunk_size, "method": self.method}
+
+  def _check(self, codes: Any, name: str) -> np.ndarray:
+    arr = np.asarray(codes)
+    if arr.dtype != np.uint32:
+      raise TypeError(f"{name} must be uint32 words from pack_bits, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != self.words:
+      raise ValueError(f"{name} must have shape (m, {self.words}) for nbits={self.nbits}, got "
+                       f"{arr.shape}")
+    rem = self.nbits % 32
+    if rem:
+      bad = (arr[:, -1] >> np.uint32(rem)) != 0
+      if bad.any():
+        raise ValueError(f"{name} has bits set beyond nbits={self.nbits} in {int(bad.sum())} "
+                         f"rows, first rows {_first_bad_rows(bad)}")
+    return np.ascontiguousarray(arr)
+
+  def add(self, codes: Any, ids: Any = None) -> None:
+    """Adds codes (m, ceil(nbits / 32)) uint32 with optional ids (m,) int."""
+    self._append(self._check(codes, "codes"), ids)
+
+  @property
+  def codes(self) -> np.ndarray:
+    """(n, ceil(nbits / 32)) uint32 stored codes (a copy)."""
+    self._consolidate()
+    return self._data.copy()
+
+  def search(self, q: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest stored codes of each query code.
+
+    Args:
+      q: (nq, ceil(nbits / 32)) uint32. k: 1 <= k <= len(self), else ValueError naming k and n.
+
+    Returns:
+      (D (nq, k) int32 Hamming ascending, I (nq, k) int64 user ids), FAISS order; equal
+      distances rank the earlier-added code first.
+    """
+    queries = self._check(q, "q")
+    db = self._prepare_search(k)
+    d, i = hamming.hamming_topk(jnp.asarray(queries), db, k, chunk_size=self.chunk_size,
+                                method=self.method)
+    return np.asarray(d), self._ids[np.asarray(i)]
+
+
+def load_index(path: str | os.PathLike) -> FloatIndex | BinaryIndex:
+  """Loads whichever index kind `path` holds."""
+  stored = storage.load(path)
+  cls = {"FloatIndex": FloatIndex, "BinaryIndex": BinaryIndex}.get(stored[0])
+  if cls is None:
+    raise ValueError(f"{os.fspath(path)!r} holds an unknown index kind {stored[0]!r}")
+  return cls._from_stored(path, *stored)  # pylint: disable=protected-access
