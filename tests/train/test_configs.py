@@ -1,0 +1,60 @@
+"""Every training config builds, validates, and its model accepts the config's input size."""
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from cbir_jax.train import trainer
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+FAMILIES = ("resnet50", "inception_v3", "mobilenet_v2", "dfs_resnet50", "dfs_inception_v3",
+            "dfs_mobilenet_v2")
+DATASETS = {"digits.py": "digits", "lenet_l_corel1k.py": "corel1k",
+            "alexnet_corel1k.py": "corel1k", "cifar10.py": "cifar10_local",
+            "caltech256.py": "caltech256"}
+CASES = ([("digits.py", a) for a in ("", "tiny")]
+         + [(f, a) for f in ("lenet_l_corel1k.py", "alexnet_corel1k.py") for a in ("", "cpu")]
+         + [(f, f"model={m}{c}") for f in ("cifar10.py", "caltech256.py") for m in FAMILIES
+            for c in ("", ",cpu")])
+
+
+def _load(name: str, arg: str):
+  spec = importlib.util.spec_from_file_location(name[:-3], CONFIGS / name)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize("name, arg", CASES)
+def test_config_validates(name, arg):
+  config = _load(name, arg)
+  trainer.validate_config(config)
+  assert config.dataset.name == DATASETS[name]
+  if "model=" in arg:
+    family = arg.split("=")[1].split(",")[0]
+    if arg.endswith("cpu"):
+      assert config.model.name.endswith("_tiny")
+    else:
+      assert config.model.name == family
+
+
+@pytest.mark.parametrize("name, arg", [(n, a) for n, a in CASES if a.endswith("cpu")
+                                       or a == "tiny"])
+def test_cpu_model_accepts_the_config_input(name, arg):
+  config = _load(name, arg)
+  size = config.dataset.image_size
+  h, w = (size, size) if isinstance(size, int) else tuple(size)
+  channels = 1 if config.dataset.name == "digits" else 3
+  model = trainer.build_model(config, 10)
+  out = jax.eval_shape(lambda x: model.init({"params": jax.random.PRNGKey(0)}, x, train=False),
+                       jnp.zeros((2, h, w, channels)))
+  assert "params" in out
+
+
+@pytest.mark.parametrize("bad", ["model=vgg16", "gpu", "model=resnet50,cpu,fast"])
+def test_bad_config_argument_names_it(bad):
+  with pytest.raises(ValueError, match=bad.split(",")[-1]):
+    _load("cifar10.py", bad)
