@@ -1,0 +1,152 @@
+"""Measures what IGR selection and hashing buy: retrieval mAP of full vs selected vs hashed features.
+
+`compare_selection` scores held-out queries against a database for these methods:
+
+  full_euclidean     all d dimensions, squared L2                               (b = d)
+  igr_euclidean      top-b dimensions by information gain rate, squared L2
+  random_euclidean   b random dimensions, squared L2 (mean over `random_trials` seeded draws)
+  igr_hamming        top-b IGR dimensions, mean-threshold hashed, Hamming      (seed paper 002)
+  pca_hamming        top-b principal components, mean-threshold hashed, Hamming
+
+Everything is fitted on the database only (IGR rates, thresholds, PCA) and applied unchanged to
+the queries. Rankings come from `cbir_jax.kernels` (ties to the lower database index, which at
+small b is where Hamming rankings have many ties); metrics from `cbir_jax.eval.metrics`:
+`map` = mean average precision over the first `k` results (all when k is None) with
+Z = min(relevant in database, k), and `paper_map@p` = seed 000's mAP(Top p).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from cbir_jax.eval import metrics
+from cbir_jax.features import hashing, igr
+from cbir_jax.kernels import euclidean_topk, hamming_topk
+
+METHODS = ("full_euclidean", "igr_euclidean", "random_euclidean", "igr_hamming", "pca_hamming")
+
+
+def pca_components(database: Any) -> tuple[np.ndarray, np.ndarray]:
+  """(mean f64[d], components f64[d, d]): columns are principal axes by decreasing variance."""
+  x = np.asarray(database, np.float64)
+  mean = x.mean(axis=0)
+  centered = x - mean
+  values, vectors = np.linalg.eigh(centered.T @ centered)
+  order = np.argsort(-values, kind="stable")
+  return mean, vectors[:, order]
+
+
+def _scores(search: Callable[[int, int], np.ndarray], db_labels: np.ndarray,
+            q_labels: np.ndarray, num_relevant: np.ndarray, k: int,
+            paper_k: int, query_chunk: int) -> dict[str, float]:
+  """Runs search(start, stop) -> int[stop - start, k] indices per query chunk; returns metrics."""
+  ap, precision = [], []
+  for start in range(0, q_labels.shape[0], query_chunk):
+    stop = min(start + query_chunk, q_labels.shape[0])
+    ranked = db_labels[np.asarray(search(start, stop))]
+    ap.append(metrics.average_precision_at_k(ranked, q_labels[start:stop], None,
+                                             num_relevant[start:stop]))
+    precision.append(metrics.precision_at_k(ranked, q_labels[start:stop], paper_k))
+  ap, precision = np.concatenate(ap), np.concatenate(precision)
+  classes = np.unique(q_labels)
+  paper = float(np.mean([precision[q_labels == c].mean() for c in classes]))
+  return {"map": float(ap.mean()), f"paper_map@{paper_k}": paper}
+
+
+def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_labels: Any, *,
+                      bits: Sequence[int] = (16, 32, 64, 128, 256), k: int | None = None,
+                      paper_k: int = 10, random_trials: int = 3, seed: int = 0,
+                      igr_bins: int = 2, threshold: str = "dimension",
+                      query_chunk: int = 256) -> list[dict[str, Any]]:
+  """Retrieval quality of the methods in `METHODS` for each b in `bits` (b > d is skipped).
+
+  Args:
+    db_features: (n, d) real database features; db_labels: (n,) int.
+    q_features: (q, d) real query features; q_labels: (q,) int.
+    bits: b values (selected dimensions = code bits), each >= 1.
+    k: ranking depth for `map` (None: the whole database, memory O(query_chunk * n)).
+    paper_k: depth of seed 000's mAP(Top k), <= the ranking depth.
+    random_trials: seeded random draws averaged for random_euclidean (>= 1).
+    seed: seed of the random draws.
+    igr_bins, threshold: see `igr.information_gain_rate` and `hashing.MeanThresholdHasher`.
+    query_chunk: queries searched at once.
+
+  Returns:
+    Rows {"method", "bits", "map", "paper_map@<paper_k>"} (random_euclidean adds "map_std"),
+    full_euclidean first (bits = d), then for each b in order the other four methods.
+
+  Raises:
+    ValueError: bad shapes, labels, bits, k, paper_k, random_trials or threshold.
+  """
+  db = np.asarray(db_features, np.float32)
+  q = np.asarray(q_features, np.float32)
+  if db.ndim != 2 or q.ndim != 2 or db.shape[1] != q.shape[1]:
+    raise ValueError(f"features must be (n, d) and (q, d), got {db.shape} and {q.shape}")
+  db_labels, q_labels = np.asarray(db_labels), np.asarray(q_labels)
+  if db_labels.shape != (db.shape[0],) or q_labels.shape != (q.shape[0],):
+    raise ValueError(f"labels must have shapes ({db.shape[0]},) and ({q.shape[0]},), got "
+                     f"{db_labels.shape} and {q_labels.shape}")
+  n, d = db.shape
+  depth = n if k is None else int(k)
+  if not 1 <= depth <= n:
+    raise ValueError(f"k must be in [1, {n}] or None, got {k}")
+  if not 1 <= paper_k <= depth:
+    raise ValueError(f"paper_k must be in [1, {depth}], got {paper_k}")
+  if random_trials < 1:
+    raise ValueError(f"random_trials must be >= 1, got {random_trials}")
+  if any(isinstance(b, bool) or int(b) != b or b < 1 for b in bits):
+    raise ValueError(f"bits must be ints >= 1, got {list(bits)}")
+  if threshold not in hashing.MODES:
+    raise ValueError(f"threshold must be one of {list(hashing.MODES)}, got {threshold!r}")
+  num_relevant = metrics.count_relevant(q_labels, db_labels)
+  score = lambda search: _scores(search, db_labels, q_labels, num_relevant, depth, paper_k,
+                                 query_chunk)
+
+  def euclidean(db_x: np.ndarray, q_x: np.ndarray) -> dict[str, float]:
+    return score(lambda s, e: euclidean_topk(q_x[s:e], db_x, depth)[1])
+
+  def hamming(db_x: np.ndarray, q_x: np.ndarray) -> dict[str, float]:
+    hasher = hashing.MeanThresholdHasher(threshold).fit(db_x)
+    db_codes, q_codes = hasher.transform(db_x), hasher.transform(q_x)
+    return score(lambda s, e: hamming_topk(q_codes[s:e], db_codes, depth)[1])
+
+  rows = [dict(method="full_euclidean", bits=d, **euclidean(db, q))]
+  order = igr.order_by_rate(igr.information_gain_rate(db, db_labels, bins=igr_bins))
+  mean, components = pca_components(db)
+  rng = np.random.default_rng(seed)
+  for b in (int(b) for b in bits):
+    if b > d:
+      continue
+    keep = order[:b]
+    rows.append(dict(method="igr_euclidean", bits=b, **euclidean(db[:, keep], q[:, keep])))
+    trials = []
+    for _ in range(random_trials):
+      dims = rng.permutation(d)[:b]
+      trials.append(euclidean(db[:, dims], q[:, dims]))
+    row = {key: float(np.mean([t[key] for t in trials])) for key in trials[0]}
+    row["map_std"] = float(np.std([t["map"] for t in trials]))
+    rows.append(dict(method="random_euclidean", bits=b, **row))
+    rows.append(dict(method="igr_hamming", bits=b, **hamming(db[:, keep], q[:, keep])))
+    project = components[:, :b]
+    rows.append(dict(method="pca_hamming", bits=b,
+                     **hamming((db - mean) @ project, (q.astype(np.float64) - mean) @ project)))
+  return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]], metric: str = "map") -> str:
+  """Markdown table: one row per b, one column per method, cells `metric` (4 decimals)."""
+  bits = sorted({r["bits"] for r in rows if r["method"] != "full_euclidean"})
+  full = [r for r in rows if r["method"] == "full_euclidean"]
+  methods = [m for m in METHODS[1:] if any(r["method"] == m for r in rows)]
+  cell = {(r["method"], r["bits"]): r[metric] for r in rows}
+  lines = ["| b | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+  for b in bits:
+    lines.append(f"| {b} | " + " | ".join(
+        f"{cell[(m, b)]:.4f}" if (m, b) in cell else "-" for m in methods) + " |")
+  if full:
+    lines.append(f"\nfull_euclidean (all {full[0]['bits']} dimensions): "
+                 f"{full[0][metric]:.4f}")
+  return "\n".join(lines)
