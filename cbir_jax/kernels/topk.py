@@ -7,13 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 
 # Key of an excluded slot (padding, overlap, rows beyond the valid count). Every real key is
-# smaller: float keys are at most CANONICAL_NAN_KEY, Hamming keys at most 32 * words.
-PAD_KEY = np.int32(np.iinfo(np.int32).max)
+# smaller: float keys are at most CANONICAL_NAN_KEY, Hamming keys at most 32 * words. Slots already
+# taken by `smallest_k` are marked with the even larger TAKEN_KEY, so every pick is distinct.
+TAKEN_KEY = np.int32(np.iinfo(np.int32).max)
+PAD_KEY = np.int32(np.iinfo(np.int32).max - 1)
 INF_KEY = np.int32(0x7F800000)
 CANONICAL_NAN_KEY = np.int32(0x7FC00000)
 # Default working-set budget of one chunk's (q, chunk) distance block, in bytes.
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 DEFAULT_WINDOW = 32
+# Up to this k, `smallest_k` extracts minima one by one (k cheap passes; `lax.top_k` and sorting
+# are an order of magnitude slower on CPU); above it, it sorts.
+ITERATIVE_MAX_K = 64
 
 
 def check_k(k: int, n: int) -> int:
@@ -61,11 +66,28 @@ def keys_to_float(keys: jax.Array) -> jax.Array:
 def smallest_k(keys: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
   """k smallest of int32 keys (..., m) along the last axis, ties to the lower position.
 
-  Returns (keys (..., k) ascending, positions (..., k) int32). Uses `lax.top_k`, whose documented
-  rule is that equal values keep the lower index first.
+  Keys must be below TAKEN_KEY. Returns (keys (..., k) ascending, positions (..., k) int32,
+  distinct). The tie rule is exact by construction: k rounds of (minimum, lowest position holding
+  it) for small k, else a lexicographic sort on (key, position).
   """
-  neg, pos = jax.lax.top_k(-keys, k)
-  return -neg, pos
+  m = keys.shape[-1]
+  pos = jax.lax.broadcasted_iota(jnp.int32, keys.shape, keys.ndim - 1)
+  if k > ITERATIVE_MAX_K:
+    sorted_keys, sorted_pos = jax.lax.sort((keys, pos), dimension=keys.ndim - 1, num_keys=2)
+    return sorted_keys[..., :k], sorted_pos[..., :k]
+
+  def body(i, carry):
+    keys, out_keys, out_pos = carry
+    best = keys.min(axis=-1)
+    at = jnp.where(keys == best[..., None], pos, m).min(axis=-1)
+    keys = jnp.where(pos == at[..., None], TAKEN_KEY, keys)
+    out_keys = jax.lax.dynamic_update_index_in_dim(out_keys, best, i, axis=keys.ndim - 1)
+    out_pos = jax.lax.dynamic_update_index_in_dim(out_pos, at, i, axis=keys.ndim - 1)
+    return keys, out_keys, out_pos
+
+  out = jnp.zeros(keys.shape[:-1] + (k,), jnp.int32)
+  _, out_keys, out_pos = jax.lax.fori_loop(0, k, body, (keys, out, out))
+  return out_keys, out_pos
 
 
 def select_smallest(keys: jax.Array, k: int, window: int) -> tuple[jax.Array, jax.Array]:
