@@ -1,0 +1,298 @@
+"""Evaluation protocols over an index's rankings: query set = database (self excluded) or held out.
+
+Two protocols are supported:
+- "database" (seed 000's): every database item is also a query. Query i IS database position
+  `query_positions[i]`; its own entry is removed from its result list (the index is asked for
+  k + 1 neighbours and `metrics.drop_self_matches` removes the query's own position wherever
+  ties placed it), and it does not count as one of its own relevant items.
+- "heldout": queries are separate from the database; nothing is removed.
+
+Rankings come from any `search(queries, k) -> (distances (q, k), indices (q, k))` callable in FAISS
+order (an index's `search`), so ties follow the kernels' rule (lower database index first).
+Metrics and curves are those of `metrics`; this module only arranges inputs, tables and sweeps.
+Pure NumPy besides the `search` call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from cbir_jax.eval import metrics
+
+SearchFn = Callable[[Any, int], tuple[np.ndarray, np.ndarray]]
+PROTOCOLS = ("database", "heldout")
+
+
+def rank_database(search: SearchFn, queries: Any, database_size: int, *,
+                  query_positions: np.ndarray | None = None,
+                  k: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+  """Ranks the database for every query; returns (distances, indices, search seconds).
+
+  Args:
+    search: `search(queries, k) -> (D (q, k), I (q, k))`, FAISS order, I = database positions.
+    queries: whatever `search` takes for q queries (f32[q, d] features, u32[q, w] codes).
+    database_size: n, the number of database items.
+    query_positions: int[q] for the "database" protocol: query i is database position
+      query_positions[i], searched with k + 1 and removed from its own list. None: held out.
+    k: results per query; None = the whole ranking (n, or n - 1 with self exclusion).
+
+  Returns:
+    distances float[q, k] and indices int64[q, k] (database positions, best first; with self
+    exclusion the distances are those of the kept entries), and the wall-clock seconds of the
+    single `search` call (the whole query set).
+
+  Raises:
+    ValueError: k outside [1, n] (held out) or [1, n - 1] (self excluded), or bad positions.
+  """
+  n = int(database_size)
+  exclude = query_positions is not None
+  limit = n - 1 if exclude else n
+  k = limit if k is None else int(k)
+  if not 1 <= k <= limit:
+    raise ValueError(f"k must be in [1, {limit}] for a database of {n}"
+                     f"{' with self exclusion' if exclude else ''}, got {k}")
+  start = time.perf_counter()
+  distances, indices = search(queries, k + 1 if exclude else k)
+  seconds = time.perf_counter() - start
+  distances, indices = np.asarray(distances), np.asarray(indices, dtype=np.int64)
+  if not exclude:
+    return distances, indices, seconds
+  pos = np.asarray(query_positions, dtype=np.int64)
+  if pos.shape != (indices.shape[0],):
+    raise ValueError(f"query_positions must have shape ({indices.shape[0]},), got {pos.shape}")
+  if pos.size and (pos.min() < 0 or pos.max() >= n):
+    raise ValueError(f"query_positions must be in [0, {n}), got [{pos.min()}, {pos.max()}]")
+  kept = metrics.drop_self_matches(indices, pos, k)
+  # Distances of the kept entries: the same removal applied to the distance rows.
+  is_self = indices == pos[:, None]
+  first = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+  keep = np.arange(k + 1)[None, :] != first[:, None]
+  return distances[keep].reshape(indices.shape[0], k), kept, seconds
+
+
+@dataclasses.dataclass
+class RetrievalResult:
+  """One feature set / index evaluated on one protocol.
+
+  Attributes:
+    name: display name, e.g. "AL".
+    metrics: {"paper_map@k", "precision@k", "recall@k", "map@k" (standard AP@k, relevant
+      count Z = min(R, k)), "map" (standard AP over the whole ranking)} for each k.
+    per_class: {class: {"paper_map@k": mean P@k of that class's queries}}.
+    recall_curve: float64[m], mean recall after 1..m results (Fig. 4 of seed 000).
+    pr_precision, pr_recall: float64[r], the query-averaged PR curve over the whole ranking.
+    search_seconds: wall-clock time of one search call for the whole query set.
+    num_queries, database_size: sizes; protocol: "database" or "heldout".
+  """
+  name: str
+  metrics: dict[str, float]
+  per_class: dict[int, dict[str, float]]
+  recall_curve: np.ndarray
+  pr_precision: np.ndarray
+  pr_recall: np.ndarray
+  search_seconds: float
+  num_queries: int
+  database_size: int
+  protocol: str
+
+  def to_json(self) -> dict[str, Any]:
+    """A JSON-serialisable dict (curves as lists; the PR curve thinned to <= 200 points)."""
+    step = max(1, len(self.pr_recall) // 200)
+    return {"name": self.name, "metrics": self.metrics,
+            "per_class": {str(c): v for c, v in self.per_class.items()},
+            "recall_curve": self.recall_curve.tolist(),
+            "pr_precision": self.pr_precision[::step].tolist(),
+            "pr_recall": self.pr_recall[::step].tolist(),
+            "search_seconds": self.search_seconds, "num_queries": self.num_queries,
+            "database_size": self.database_size, "protocol": self.protocol}
+
+
+def score_ranking(indices: np.ndarray, query_labels: np.ndarray, database_labels: np.ndarray, *,
+                  self_excluded: bool, ks: Sequence[int] = (10, 20, 30, 40, 50)
+                  ) -> dict[str, float]:
+  """Metrics of a ranking: paper mAP@k, P@k, R@k, standard mAP@k, and mAP over the ranking.
+
+  Args:
+    indices: int[q, r] ranked database positions (r = whole ranking for a meaningful "map").
+    query_labels: int[q]; database_labels: int[n].
+    self_excluded: the queries are database items removed from their own lists, so each has one
+      relevant database item fewer.
+    ks: cut-offs, each in [1, r].
+
+  Returns:
+    {"paper_map@k", "precision@k", "recall@k", "map@k" for each k, "map"} as floats.
+  """
+  ranked = _ranked_labels(indices, database_labels)
+  qlab = np.asarray(query_labels)
+  total = metrics.count_relevant(qlab, database_labels, exclude_self=self_excluded)
+  out: dict[str, float] = {}
+  for k in ks:
+    out[f"paper_map@{k}"] = metrics.paper_map_at_k(ranked, qlab, int(k))
+    out[f"precision@{k}"] = float(metrics.precision_at_k(ranked, qlab, int(k)).mean())
+    out[f"recall@{k}"] = float(metrics.recall_at_k(ranked, qlab, int(k), total).mean())
+    out[f"map@{k}"] = metrics.mean_average_precision(ranked, qlab, int(k), total)
+  out["map"] = metrics.mean_average_precision(ranked, qlab, None, total)
+  return out
+
+
+def _ranked_labels(indices: np.ndarray, database_labels: np.ndarray) -> np.ndarray:
+  """int[q, r] labels of ranked positions; a missing hit (-1) gets label -1 (never relevant)."""
+  idx = np.asarray(indices, dtype=np.int64)
+  dbl = np.asarray(database_labels)
+  if idx.size and idx.max() >= len(dbl):
+    raise ValueError(f"indices must be database positions < {len(dbl)}, got max {idx.max()}")
+  return np.where(idx >= 0, dbl[np.clip(idx, 0, None)], -1)
+
+
+def per_class_table(indices: np.ndarray, query_labels: np.ndarray,
+                    database_labels: np.ndarray, ks: Sequence[int]) -> dict[int, dict[str, float]]:
+  """{class: {"paper_map@k": mean P@k over that class's queries}} for each k."""
+  ranked = _ranked_labels(indices, database_labels)
+  table: dict[int, dict[str, float]] = {}
+  for k in ks:
+    for c, value in metrics.per_class_precision_at_k(ranked, query_labels, int(k)).items():
+      table.setdefault(c, {})[f"paper_map@{k}"] = value
+  return table
+
+
+def recall_vs_returned(indices: np.ndarray, query_labels: np.ndarray,
+                       database_labels: np.ndarray, *, self_excluded: bool,
+                       max_returned: int) -> np.ndarray:
+  """float64[max_returned]: mean recall after 1..max_returned results (seed 000's Fig. 4)."""
+  ranked = _ranked_labels(indices, database_labels)
+  m = int(max_returned)
+  if not 1 <= m <= ranked.shape[1]:
+    raise ValueError(f"max_returned must be in [1, {ranked.shape[1]}], got {max_returned}")
+  total = metrics.count_relevant(query_labels, database_labels, exclude_self=self_excluded)
+  _, recall = metrics.pr_curve(ranked[:, :m], query_labels, total)
+  return recall
+
+
+def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.ndarray,
+                    database_labels: np.ndarray, *, protocol: str,
+                    query_positions: np.ndarray | None = None,
+                    ks: Sequence[int] = (10, 20, 30, 40, 50),
+                    recall_max: int = 100) -> RetrievalResult:
+  """Ranks the whole database through `search` for every query and scores it.
+
+  Args:
+    name: display name.
+    search, queries: as in `rank_database`.
+    query_labels: int[q]; database_labels: int[n].
+    protocol: "database" (queries are database items; needs `query_positions` int[q], or
+      defaults to 0..q-1 when q == n) or "heldout".
+    ks: cut-offs for the mAP@k / P@k / R@k columns.
+    recall_max: length of the recall-vs-returned curve (clipped to the ranking length).
+
+  Returns:
+    A RetrievalResult; memory is O(q * n) for the full ranking.
+  """
+  if protocol not in PROTOCOLS:
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+  qlab = np.asarray(query_labels)
+  n = len(database_labels)
+  if protocol == "database":
+    if query_positions is None:
+      if len(qlab) != n:
+        raise ValueError(f"protocol 'database' needs query_positions when the {len(qlab)} "
+                         f"queries are not the whole database of {n}")
+      query_positions = np.arange(n)
+  else:
+    query_positions = None
+  _, indices, seconds = rank_database(search, queries, n, query_positions=query_positions)
+  exclude = query_positions is not None
+  total = metrics.count_relevant(qlab, database_labels, exclude_self=exclude)
+  pr_precision, pr_recall = metrics.pr_curve(_ranked_labels(indices, database_labels), qlab, total)
+  return RetrievalResult(
+      name=name,
+      metrics=score_ranking(indices, qlab, database_labels, self_excluded=exclude, ks=ks),
+      per_class=per_class_table(indices, qlab, database_labels, ks),
+      recall_curve=pr_recall[:min(int(recall_max), indices.shape[1])].copy(),
+      pr_precision=pr_precision, pr_recall=pr_recall,
+      search_seconds=seconds, num_queries=len(qlab), database_size=n, protocol=protocol)
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+  """int64[size]: sorted positions of a seeded, class-stratified subset (all when size <= 0)."""
+  lab = np.asarray(labels)
+  if size <= 0 or size >= len(lab):
+    return np.arange(len(lab), dtype=np.int64)
+  rng = np.random.default_rng(seed)
+  classes, counts = np.unique(lab, return_counts=True)
+  quota = np.floor(counts * size / len(lab)).astype(np.int64)
+  # Hand the remainder to the classes with the largest fractional parts (first on ties).
+  rest = size - quota.sum()
+  frac = counts * size / len(lab) - quota
+  quota[np.argsort(-frac, kind="stable")[:rest]] += 1
+  picks = [rng.permutation(np.flatnonzero(lab == c))[:q] for c, q in zip(classes, quota)]
+  return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+class Sweep:
+  """Bookkeeping for a parameter sweep (K of LeNet-L, hash bits b): one metrics row per value.
+
+  `add(value, metrics)` records a row; `series(key)` gives the values and one metric in the
+  order added; `best(key)` the value with the highest metric (the first added on ties).
+  """
+
+  def __init__(self, name: str, parameter: str):
+    self.name = name
+    self.parameter = parameter
+    self.rows: list[tuple[float, dict[str, float]]] = []
+
+  def add(self, value: float, row: Mapping[str, float]) -> None:
+    if any(v == value for v, _ in self.rows):
+      raise ValueError(f"sweep {self.name!r} already has {self.parameter}={value}")
+    self.rows.append((value, {k: float(v) for k, v in row.items()}))
+
+  def values(self) -> np.ndarray:
+    return np.array([v for v, _ in self.rows])
+
+  def series(self, key: str) -> np.ndarray:
+    """float64[len(rows)]: metric `key` of each row, in the order added."""
+    missing = [v for v, r in self.rows if key not in r]
+    if missing:
+      raise ValueError(f"metric {key!r} missing for {self.parameter} in {missing}")
+    return np.array([r[key] for _, r in self.rows], dtype=np.float64)
+
+  def best(self, key: str) -> tuple[float, float]:
+    """(value, metric) of the row with the highest `key`; the earliest row wins ties."""
+    if not self.rows:
+      raise ValueError(f"sweep {self.name!r} is empty")
+    scores = self.series(key)
+    i = int(np.argmax(scores))
+    return self.rows[i][0], float(scores[i])
+
+  def to_json(self) -> dict[str, Any]:
+    return {"name": self.name, "parameter": self.parameter,
+            "rows": [{"value": v, "metrics": r} for v, r in self.rows]}
+
+
+def markdown_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str], *,
+                   headers: Sequence[str] | None = None, row_header: str = "",
+                   digits: int = 4, reference: Mapping[str, Iterable[float]] | None = None,
+                   reference_suffix: str = " (paper)") -> str:
+  """A Markdown table with one row per name, optionally each followed by a reference row.
+
+  Args:
+    rows: name -> {column key: value}; a missing key prints "-".
+    columns: the keys to print, in order; headers: their printed names (default the keys).
+    reference: name -> values in `columns` order (e.g. a paper's table), printed as
+      "<name><reference_suffix>" under the row of the same name.
+  """
+  heads = list(headers) if headers is not None else list(columns)
+  if len(heads) != len(columns):
+    raise ValueError(f"headers has {len(heads)} names for {len(columns)} columns")
+  fmt = lambda v: "-" if v is None else f"{float(v):.{digits}f}"
+  lines = ["| " + " | ".join([row_header] + heads) + " |",
+           "|" + "---|" * (len(heads) + 1)]
+  for name, row in rows.items():
+    lines.append("| " + " | ".join([name] + [fmt(row.get(c)) for c in columns]) + " |")
+    if reference and name in reference:
+      lines.append("| " + " | ".join([name + reference_suffix]
+                                     + [fmt(v) for v in reference[name]]) + " |")
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,126 @@
+"""Seed 002 on CIFAR-10: schemes 1/2/3 for the R/I/M families (accuracy, retrieval mAP, time).
+
+Run (paper scale: full backbones and DFS-Nets at 32x32 with CIFAR stems, 200 epochs; for
+accelerators):
+  python bin/reproduce.py --experiment=cifar10_schemes --workdir=runs/c10_schemes
+CPU scale (the narrow *_tiny variant of each family, 300 steps of 64 images; retrieval with a
+2,000-image database and 500 queries; what docs/RESULTS.md shows):
+  python bin/reproduce.py --experiment=cifar10_schemes:cpu,families=inception_v3 \
+      --workdir=runs/c10_schemes_cpu
+Smoke test (2 steps, 200/50 images):
+  python bin/reproduce.py --experiment=cifar10_schemes:families=mobilenet_v2 --quick \
+      --workdir=/tmp/c10_quick
+
+Scheme 1: backbone trained, its pooled features ("pool"), exact Euclidean search.
+Scheme 2: DFS-Net trained, its DFS features ("dfs"), exact Euclidean search.
+Scheme 3: DFS-Net features ranked by information gain rate on the database, the top b kept,
+mean-threshold hashed to b bits, Hamming search. b sweeps `retrieval.bits`; the headline b is
+half the feature width (the paper: best "when the dimension is about half of the original").
+Data here: data_batch_1 (10,000 training images) and test_batch (10,000 test images) as JPEGs;
+the database is drawn from the training images, the queries from the test images (stratified,
+seeded). Classification accuracy is on the whole test split. mAP is the standard mean average
+precision over the whole ranking (a query with no relevant item scores 0).
+
+Arguments (comma separated): "cpu" or "quick"; "families=<a>+<b>" (resnet50, inception_v3,
+mobilenet_v2; default all three); "data=<folder>".
+"""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import ml_collections
+
+FAMILIES = ("resnet50", "inception_v3", "mobilenet_v2")
+# Seed 002, Tables 1-3 (CIFAR-10): DFS-Net classification accuracy (%), scheme-3 retrieval mAP
+# (%) and retrieval time (s) of the whole query set.
+PAPER = {"resnet50": (87.10, 84.60, 12.52), "inception_v3": (88.80, 87.93, 12.77),
+         "mobilenet_v2": (83.40, 77.74, 12.66)}
+
+
+def _sibling(relpath: str):
+  """Loads the config module at `relpath` (relative to this file's folder) by path."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), relpath)
+  spec = importlib.util.spec_from_file_location(
+      "_cbir_cfg_" + os.path.basename(relpath)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _shared_dataset(name: str) -> str:
+  """<CBIR_SHARED_DATASETS or shared/datasets beside the checkout>/name, or "" if absent."""
+  root = os.environ.get("CBIR_SHARED_DATASETS") or str(
+      Path(__file__).resolve().parents[3] / "shared" / "datasets")
+  path = os.path.join(root, name)
+  return path if os.path.isdir(path) else ""
+
+
+def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str]:
+  """"cpu,families=a+b,data=/x" -> ("cpu", ("a", "b"), "/x")."""
+  scale, families, data = "", FAMILIES, ""
+  for part in filter(None, (p.strip() for p in (arg or "").split(","))):
+    key, _, value = part.partition("=")
+    if part in ("cpu", "quick"):
+      scale = part
+    elif key == "families" and value and all(f in FAMILIES for f in value.split("+")):
+      families = tuple(value.split("+"))
+    elif key == "data" and value:
+      data = value
+    else:
+      raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'quick', "
+                       f"'families=<{'+'.join(FAMILIES)} subset>' and 'data=<folder>', "
+                       f"got {part!r}")
+  return scale, families, data
+
+
+def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
+                   database_split: str, query_split: str) -> ml_collections.ConfigDict:
+  """The schemes experiment over `training_file`'s recipes (configs/cifar10.py or caltech256)."""
+  scale, families, data = parse_arg(arg, name)
+  training = _sibling(training_file)
+  c = ml_collections.ConfigDict()
+  c.name = name
+  c.kind = "schemes"
+  c.scale = scale or "paper"
+  c.seed = 0
+  c.protocol = "heldout"
+  c.dataset = ml_collections.ConfigDict()
+  base = training.get_config("")
+  c.dataset.name = base.dataset.name
+  c.dataset.manual_dir = data or _shared_dataset(dataset_folder)
+  c.dataset.database_split = database_split
+  c.dataset.query_split = query_split
+  c.families = families
+  c.models = ml_collections.ConfigDict()
+  for family in families:
+    for tag in (family, "dfs_" + family):
+      m = training.get_config(f"model={tag}" + (",cpu" if scale else ""))
+      m.dataset.manual_dir = c.dataset.manual_dir
+      if scale == "quick":
+        m.batch_size = 16
+        m.num_steps = 2
+        m.optimizer.warmup_steps = 0
+        m.eval_every_steps = 2
+        m.log_every_steps = 1
+        m.checkpoint_every_steps = 100
+        m.augment = False
+      c.models[tag] = m
+  c.endpoints = ml_collections.ConfigDict({"backbone": "pool", "dfs": "dfs"})
+  c.retrieval = ml_collections.ConfigDict()
+  # -1: every image of the split. Subsets are stratified and seeded by `seed`.
+  c.retrieval.num_database = {"": -1, "cpu": 2000, "quick": 200}[scale]
+  c.retrieval.num_queries = {"": -1, "cpu": 500, "quick": 50}[scale]
+  c.retrieval.bits = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)  # clipped to the feature width
+  c.retrieval.scheme3_bits = -1     # -1: half the DFS feature width.
+  c.retrieval.hash_threshold = "dimension"
+  c.ks = (10, 50, 100) if scale != "quick" else (5, 10)
+  c.recall_max = 100 if scale != "quick" else 20
+  c.extract_batch_size = 250 if scale != "quick" else 25
+  c.paper = ml_collections.ConfigDict({f: PAPER[f] for f in families if f in PAPER})
+  return c
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  """Returns the CIFAR-10 schemes experiment for `arg` (see the module docstring)."""
+  return schemes_config("cifar10_schemes", arg, "../cifar10.py", "cifar10", "train", "test")
