@@ -1,0 +1,42 @@
+"""bin/index.py build | search | info on tiny .npy files, run as a subprocess."""
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run(*args):
+  return subprocess.run([sys.executable, str(ROOT / "bin" / "index.py"), *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_build_search_info(tmp_path):
+  rng = np.random.default_rng()
+  bits = rng.random((40, 20)) < 0.5
+  np.save(tmp_path / "bits.npy", bits)
+  np.save(tmp_path / "ids.npy", np.arange(1000, 1040))
+  np.save(tmp_path / "labels.npy", np.arange(40) % 3)
+  out = tmp_path / "db.cbiridx"
+  proc = _run("build", f"--features={tmp_path / 'bits.npy'}", f"--ids={tmp_path / 'ids.npy'}",
+              f"--labels={tmp_path / 'labels.npy'}", "--metadata=model=lenet_l", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr
+  assert "BinaryIndex with 40 rows" in proc.stdout
+  np.save(tmp_path / "q.npy", bits[[5, 7]])
+  proc = _run("search", f"--index={out}", f"--queries={tmp_path / 'q.npy'}", "--k=3",
+              f"--out={tmp_path / 'res.npz'}")
+  assert proc.returncode == 0, proc.stderr
+  res = np.load(tmp_path / "res.npz")
+  np.testing.assert_array_equal(res["I"][:, 0], [1005, 1007])  # each query finds itself
+  np.testing.assert_array_equal(res["D"][:, 0], [0, 0])
+  np.testing.assert_array_equal(res["L"], (res["I"] - 1000) % 3)
+  proc = _run("info", f"--index={out}")
+  assert proc.returncode == 0, proc.stderr
+  assert "BinaryIndex, 40 rows, nbits=20" in proc.stdout and "model: 'lenet_l'" in proc.stdout
+  proc = _run("search", f"--index={out}", f"--queries={tmp_path / 'q.npy'}", "--k=41")
+  assert proc.returncode == 2 and "--k must be in [1, 40]" in proc.stderr
+  proc = _run("info", f"--index={tmp_path / 'ids.npy'}")
+  assert proc.returncode == 2 and "not a cbir_jax index file" in proc.stderr
