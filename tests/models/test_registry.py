@@ -6,13 +6,26 @@ from cbir_jax import models
 from cbir_jax.models import registry
 
 
-def test_list_models_contains_lenet():
-  assert "lenet_l" in registry.list_models()
+PAPER_ENDPOINTS = {
+    "lenet_l": ("lk", "c5", "f6"),
+    "alexnet": ("fc6", "fc7", "fc8"),
+    "resnet50": ("pool",),
+    "inception_v3": ("pool",),
+    "mobilenet_v2": ("pool",),
+    "dfs_resnet50": ("pool", "dfs"),
+    "dfs_inception_v3": ("pool", "dfs"),
+    "dfs_mobilenet_v2": ("pool", "dfs"),
+}
+
+
+def test_list_models_contains_paper_models():
+  assert set(PAPER_ENDPOINTS) <= set(registry.list_models())
   assert registry.list_models() == sorted(registry.list_models())
 
 
-def test_endpoints():
-  assert registry.endpoints("lenet_l") == ("lk", "c5", "f6")
+def test_endpoints_follow_the_contract():
+  for name, names in PAPER_ENDPOINTS.items():
+    assert registry.endpoints(name) == names
 
 
 def test_unknown_name_lists_valid_names():
