@@ -10,6 +10,7 @@ sidecar of metadata (`save_features` / `load_features`), so memory stays bounded
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -164,12 +165,16 @@ def _make_mesh(mesh: Mesh | None) -> Mesh | None:
   return Mesh(np.asarray(devices), ("data",)) if len(devices) > 1 else None
 
 
-def _forward(model: nn.Module, endpoint: str):
-  def forward(variables, images):
-    _, values = model.apply(variables, pipeline.normalize(images), train=False,
-                            features=(endpoint,))
-    return values[endpoint].reshape(images.shape[0], -1)
-  return forward
+@functools.partial(jax.jit, static_argnames=("model", "endpoint"))
+def _forward(variables: Any, images: jax.Array, *, model: nn.Module, endpoint: str) -> jax.Array:
+  """f32[b, d] endpoint features of uint8[b, h, w, c] images; follows the inputs' sharding.
+
+  Module-level so jax's compilation cache serves every `extract` call with the same model,
+  endpoint and batch shape (Linen modules are hashable dataclasses).
+  """
+  _, values = model.apply(variables, pipeline.normalize(images), train=False,
+                          features=(endpoint,))
+  return values[endpoint].reshape(images.shape[0], -1)
 
 
 def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoint: str, *,
@@ -221,15 +226,10 @@ def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoin
     if out is not None and n is None:
       raise ValueError("num_examples is required when streaming an iterable of images to `out`")
 
-  forward = _forward(model, endpoint)
-  if mesh is not None:
+  data = None
+  if mesh is not None:  # Batch split over the mesh, variables replicated; jit follows them.
     data = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    variables = jax.device_put(variables, replicated)
-    compiled = jax.jit(forward, in_shardings=(replicated, data), out_shardings=replicated)
-  else:
-    data = None
-    compiled = jax.jit(forward)
+    variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
 
   if progress is None:
     progress = sys.stderr.isatty()
@@ -245,7 +245,7 @@ def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoin
         pad = np.zeros((batch_size - valid,) + block.shape[1:], np.uint8)
         block = np.concatenate([block, pad])
       batch = jax.device_put(block, data) if data is not None else block
-      feats = np.asarray(compiled(variables, batch))[:valid].astype(np.float32, copy=False)
+      feats = np.asarray(_forward(variables, batch, model=model, endpoint=endpoint))[:valid].astype(np.float32, copy=False)
       if n is not None and done + valid > n:
         raise ValueError(f"images yielded more than num_examples={n} rows")
       if out is not None:

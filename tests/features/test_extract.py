@@ -103,6 +103,13 @@ def test_sharded_over_four_devices_matches_one():
       images = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 1), dtype=np.uint8)
       variables = model.init(jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1), np.float32))
       sharded = extract(model, variables, images, "c5", batch_size=8)
+      # The forward pass runs on all 4 devices when the batch is sharded as extract shards it.
+      from cbir_jax.features.extract import _forward
+      mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
+      batch = jax.device_put(images[:8], jax.sharding.NamedSharding(
+          mesh, jax.sharding.PartitionSpec("data")))
+      out = _forward(variables, batch, model=model, endpoint="c5")
+      assert len(out.sharding.device_set) == 4, out.sharding
       one = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("data",))
       single = extract(model, variables, images, "c5", batch_size=8, mesh=one)
       np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=1e-6)
