@@ -67,7 +67,8 @@ def contact_sheet(path: str, query_images: np.ndarray, query_labels: np.ndarray,
   q, k = np.asarray(result_labels).shape
   name = (lambda c: class_names[c] if class_names is not None and 0 <= c < len(class_names)
           else str(c))
-  fig, axes = plt.subplots(q, k + 1, figsize=(1.3 * (k + 1), 1.55 * q), squeeze=False)
+  fig, axes = plt.subplots(q, k + 1, figsize=(1.3 * (k + 1), 1.55 * q), squeeze=False,
+                           layout="constrained")
   for i in range(q):
     ax = axes[i, 0]
     _show(ax, query_images[i])
