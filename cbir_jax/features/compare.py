@@ -1,4 +1,4 @@
-"""Measures what IGR selection and hashing buy: retrieval mAP of full vs selected vs hashed features.
+"""What IGR selection and hashing buy: mAP of full vs selected vs hashed features, per b.
 
 `compare_selection` scores held-out queries against a database for these methods:
 

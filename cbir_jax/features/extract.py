@@ -225,6 +225,17 @@ def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoin
     n = num_examples
     if out is not None and n is None:
       raise ValueError("num_examples is required when streaming an iterable of images to `out`")
+  if out is None and (labels is not None or ids is not None):
+    raise ValueError("labels and ids are only saved next to `out`; pass out= or leave them None")
+  sidecars = {}
+  if out is not None:
+    paths = sidecar_paths(out)
+    for name, value, dtype in (("labels", labels, np.int32), ("ids", ids, np.int64)):
+      if value is not None:
+        value = np.asarray(value)
+        if value.shape != (n,):
+          raise ValueError(f"{name} must have shape ({n},), got {value.shape}")
+        sidecars[paths[name]] = value.astype(dtype)
 
   data = None
   if mesh is not None:  # Batch split over the mesh, variables replicated; jit follows them.
@@ -238,26 +249,39 @@ def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoin
   tmp = None
   chunks: list[np.ndarray] = []
   done = 0
+
+  def store(result: jax.Array, valid: int) -> None:
+    nonlocal writer, tmp, done
+    feats = np.asarray(result)[:valid]
+    if out is not None:
+      if writer is None:
+        tmp = _tmp_name(os.fspath(out)) + ".npy"
+        writer = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                           shape=(n, feats.shape[1]))
+      writer[done:done + valid] = feats
+    else:
+      chunks.append(feats)
+    done += valid
+    bar.update(valid)
+
   try:
+    pending = None  # (result, valid rows) of the batch in flight: the host prepares the next one
+    seen = 0        # while the device computes (jax dispatches asynchronously).
     for block in _batches(images, batch_size):
       valid = block.shape[0]
+      seen += valid
+      if n is not None and seen > n:
+        raise ValueError(f"images yielded more than num_examples={n} rows")
       if valid < batch_size:
         pad = np.zeros((batch_size - valid,) + block.shape[1:], np.uint8)
         block = np.concatenate([block, pad])
       batch = jax.device_put(block, data) if data is not None else block
-      feats = np.asarray(_forward(variables, batch, model=model, endpoint=endpoint))[:valid].astype(np.float32, copy=False)
-      if n is not None and done + valid > n:
-        raise ValueError(f"images yielded more than num_examples={n} rows")
-      if out is not None:
-        if writer is None:
-          tmp = _tmp_name(os.fspath(out)) + ".npy"
-          writer = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                             shape=(n, feats.shape[1]))
-        writer[done:done + valid] = feats
-      else:
-        chunks.append(feats)
-      done += valid
-      bar.update(valid)
+      result = _forward(variables, batch, model=model, endpoint=endpoint)
+      if pending is not None:
+        store(*pending)
+      pending = (result, valid)
+    if pending is not None:
+      store(*pending)
     if n is not None and done != n:
       raise ValueError(f"images yielded {done} rows, expected num_examples={n}")
     if done == 0:
@@ -268,15 +292,10 @@ def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoin
     d = writer.shape[1]
     del writer
     writer = None
-    paths = sidecar_paths(out)
     meta = {"model": type(model).__name__, "endpoint": endpoint, "batch_size": batch_size}
     meta.update(metadata or {})
-    for name, value, dtype in (("labels", labels, np.int32), ("ids", ids, np.int64)):
-      if value is not None:
-        value = np.asarray(value)
-        if value.shape != (n,):
-          raise ValueError(f"{name} must have shape ({n},), got {value.shape}")
-        _save_npy_atomic(paths[name], value.astype(dtype))
+    for path, value in sidecars.items():
+      _save_npy_atomic(path, value)
     # The .npy appears last: its presence means every sidecar is complete.
     _write_json_atomic(paths["json"], _full_metadata(meta, (n, d)))
     os.replace(tmp, os.fspath(out))

@@ -74,6 +74,9 @@ def test_failure_leaves_nothing(setup, tmp_path):
   with pytest.raises(ValueError, match="expected num_examples=12"):
     extract_lib.extract(model, variables, iter([images]), "f6", batch_size=4,
                         out=tmp_path / "y.npy", num_examples=12)
+  with pytest.raises(ValueError, match="more than num_examples=8"):
+    extract_lib.extract(model, variables, iter([images]), "f6", batch_size=4,
+                        out=tmp_path / "z.npy", num_examples=8)
   assert os.listdir(tmp_path) == []
 
 
@@ -88,6 +91,12 @@ def test_errors(setup, tmp_path):
   with pytest.raises(ValueError, match="num_examples is required"):
     extract_lib.extract(model, variables, iter([images]), "f6", batch_size=4,
                         out=tmp_path / "z.npy")
+  with pytest.raises(ValueError, match=r"labels must have shape \(10,\)"):
+    extract_lib.extract(model, variables, images, "f6", batch_size=4, out=tmp_path / "l.npy",
+                        labels=np.zeros(9, int))
+  with pytest.raises(ValueError, match=".npy"):
+    extract_lib.extract(model, variables, images, "f6", batch_size=4, out=tmp_path / "l.bin")
+  assert os.listdir(tmp_path) == []
   with pytest.raises(ValueError, match="all images must have shape"):
     extract_lib.extract(model, variables, iter([images, images[:, :15]]), "f6", batch_size=4)
 
