@@ -46,16 +46,31 @@ def euclidean_distances(a: Any, b: Any) -> jax.Array:
   return _distances(a, b)
 
 
-def _chunk_keys_fn(queries: jax.Array, database: jax.Array, chunk: int):
-  qq = jnp.sum(queries * queries, axis=1)
+class _Scorer:
+  """Squared L2 as (|q|^2 + |x|^2) + (-2 q).x, the same two additions in both stages.
 
-  def chunk_keys(start):
-    x = jax.lax.dynamic_slice_in_dim(database, start, chunk, axis=0)
-    xx = jnp.sum(x * x, axis=1)
-    dots = jnp.dot(queries, x.T, precision="highest")
-    return topk_lib.float_keys(qq[:, None] + xx[None, :] - 2.0 * dots)
+  Scaling q by -2 is exact, and adds only (no multiply for XLA to contract into an FMA) keep the
+  candidate rescoring bitwise equal to the window pass.
+  """
 
-  return chunk_keys
+  def __init__(self, queries: jax.Array, database: jax.Array):
+    self.database = database
+    self.qq = jnp.sum(queries * queries, axis=1)
+    self.q_m2 = queries * -2.0
+
+  def prepare(self, start, chunk):
+    x = jax.lax.dynamic_slice_in_dim(self.database, start, chunk, axis=0)
+    return jnp.sum(x * x, axis=1), jnp.dot(self.q_m2, x.T, precision="highest")
+
+  def keys(self, aux):
+    xx, dots = aux
+    return topk_lib.float_keys((self.qq[:, None] + xx[None, :]) + dots)
+
+  def keys_at(self, aux, pos):
+    xx, dots = aux
+    pos = jnp.minimum(pos, dots.shape[1] - 1)
+    return topk_lib.float_keys((self.qq[:, None] + xx[pos]) +
+                               jnp.take_along_axis(dots, pos, axis=1))
 
 
 def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: int, window: int,
@@ -63,8 +78,8 @@ def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: 
   """Traceable core without input checks: int32 keys (see topk.float_keys) and indices."""
   queries, database = _as_f32(queries), _as_f32(database)
   return topk_lib.stream_topk(
-      _chunk_keys_fn(queries, database, chunk), num_queries=queries.shape[0],
-      n=database.shape[0], k=k, chunk=chunk, window=window, n_valid=n_valid, offset=offset)
+      _Scorer(queries, database), num_queries=queries.shape[0], n=database.shape[0], k=k,
+      chunk=chunk, window=window, n_valid=n_valid, offset=offset)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "window"))

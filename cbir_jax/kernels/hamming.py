@@ -72,21 +72,56 @@ def hamming_distances(a_codes: Any, b_codes: Any, *, method: str = DEFAULT_METHO
   return _distances(a_codes, b_codes, check_method(method))
 
 
+class _PopcountScorer:
+  """XOR + population count; the window pass fuses into one reduction over the codes."""
+
+  def __init__(self, query_codes: jax.Array, database_codes: jax.Array):
+    self.q = query_codes
+    self.database = database_codes
+
+  def prepare(self, start, chunk):
+    return jax.lax.dynamic_slice_in_dim(self.database, start, chunk, axis=0)
+
+  def keys(self, x):
+    return _popcount_block(self.q, x)
+
+  def keys_at(self, x, pos):
+    rows = x[jnp.minimum(pos, x.shape[0] - 1)]  # (q, m, w)
+    diff = jnp.bitwise_xor(self.q[:, None, :], rows)
+    return jax.lax.population_count(diff).astype(jnp.int32).sum(axis=-1, dtype=jnp.int32)
+
+
+class _GemmScorer:
+  """(bits - s.t) / 2 on +-1 vectors; the candidates reuse the chunk's products."""
+
+  def __init__(self, query_codes: jax.Array, database_codes: jax.Array):
+    self.q_signs = _signs(query_codes)
+    self.database = database_codes
+    self.nbits = 32 * database_codes.shape[1]
+
+  def prepare(self, start, chunk):
+    x = jax.lax.dynamic_slice_in_dim(self.database, start, chunk, axis=0)
+    return jnp.dot(self.q_signs, _signs(x).T, precision="highest")
+
+  def _to_keys(self, dots):
+    return ((self.nbits - dots) * 0.5).round().astype(jnp.int32)
+
+  def keys(self, dots):
+    return self._to_keys(dots)
+
+  def keys_at(self, dots, pos):
+    pos = jnp.minimum(pos, dots.shape[1] - 1)
+    return self._to_keys(jnp.take_along_axis(dots, pos, axis=1))
+
+
 def hamming_topk_keys(query_codes: jax.Array, database_codes: jax.Array, k: int, chunk: int,
                       window: int, method: str = DEFAULT_METHOD, n_valid: Any = None,
                       offset: Any = 0) -> tuple[jax.Array, jax.Array]:
   """Traceable core without input checks: (distances (q, k) int32, indices (q, k) int32)."""
   query_codes = jnp.asarray(query_codes)
   database_codes = jnp.asarray(database_codes)
-  q_signs = _signs(query_codes) if method == "gemm" else None
-
-  def chunk_keys(start):
-    x = jax.lax.dynamic_slice_in_dim(database_codes, start, chunk, axis=0)
-    if method == "gemm":
-      return _gemm_block(q_signs, x)
-    return _popcount_block(query_codes, x)
-
-  return topk_lib.stream_topk(chunk_keys, num_queries=query_codes.shape[0],
+  scorer = (_GemmScorer if method == "gemm" else _PopcountScorer)(query_codes, database_codes)
+  return topk_lib.stream_topk(scorer, num_queries=query_codes.shape[0],
                               n=database_codes.shape[0], k=k, chunk=chunk, window=window,
                               n_valid=n_valid, offset=offset)
 

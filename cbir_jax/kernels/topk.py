@@ -1,6 +1,6 @@
 """Exact streaming k-smallest selection with the lower-index-first tie rule."""
 
-from collections.abc import Callable
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +33,8 @@ def check_k(k: int, n: int) -> int:
 
 
 def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int) -> int:
-  """Static chunk length: `chunk_size`, or the largest multiple of `window` whose (q, chunk)
-  float32 block fits DEFAULT_BLOCK_BYTES; never more than n."""
+  """Static chunk length: `chunk_size`, or what makes a (q, chunk) float32 block of
+  DEFAULT_BLOCK_BYTES; at most n, and rounded down to a multiple of `window` when >= window."""
   if chunk_size is None:
     chunk = DEFAULT_BLOCK_BYTES // (4 * max(num_queries, 1))
     chunk = max(window * 8, chunk // window * window)
@@ -44,7 +44,10 @@ def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int)
     if chunk_size < 1:
       raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     chunk = int(chunk_size)
-  return min(chunk, n)
+  chunk = min(chunk, n)
+  if window > 1 and chunk >= window:
+    chunk -= chunk % window
+  return chunk
 
 
 def float_keys(distances: jax.Array) -> jax.Array:
@@ -90,44 +93,38 @@ def smallest_k(keys: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
   return out_keys, out_pos
 
 
-def select_smallest(keys: jax.Array, k: int, window: int) -> tuple[jax.Array, jax.Array]:
-  """Exact k smallest of (q, c) keys by two-stage window selection.
+class ChunkScorer(Protocol):
+  """How a metric scores one database chunk; see `stream_topk`."""
 
-  The k smallest (key, position) pairs always lie in the k windows ranked first by (window
-  minimum, window position): a window ranked after them has each of their minima before every
-  one of its own elements. So only k * window candidates are rescored, in ascending position order
-  (which keeps the tie rule). Falls back to one `smallest_k` when the windows would not help.
+  def prepare(self, start: jax.Array, chunk: int) -> Any:
+    """Work shared by both stages for rows [start, start + chunk) (e.g. the q.x products)."""
 
-  Returns (keys (q, k) ascending, positions (q, k) int32 in [0, c)).
-  """
-  c = keys.shape[-1]
-  if window <= 1 or k * window * 2 > c:
-    return smallest_k(keys, k)
-  num_windows = -(-c // window)
-  pad = num_windows * window - c
-  if pad:
-    keys = jnp.pad(keys, ((0, 0), (0, pad)), constant_values=PAD_KEY)
-  minima = keys.reshape(keys.shape[0], num_windows, window).min(axis=-1)
-  _, win = smallest_k(minima, k)
-  win = jnp.sort(win, axis=-1)
-  cand = (win[:, :, None] * window + jnp.arange(window, dtype=jnp.int32)).reshape(win.shape[0], -1)
-  cand_keys = jnp.take_along_axis(keys, cand, axis=-1)
-  best, at = smallest_k(cand_keys, k)
-  return best, jnp.take_along_axis(cand, at, axis=-1)
+  def keys(self, aux: Any) -> jax.Array:
+    """(q, chunk) int32 keys of the whole chunk; written so XLA can fuse it into a reduction."""
+
+  def keys_at(self, aux: Any, pos: jax.Array) -> jax.Array:
+    """(q, m) int32 keys at chunk positions pos (q, m) in [0, chunk); bitwise equal to `keys`."""
 
 
-def stream_topk(chunk_keys: Callable[[jax.Array], jax.Array], *, num_queries: int, n: int,
-                k: int, chunk: int, window: int, n_valid: jax.Array | int | None = None,
+def stream_topk(scorer: ChunkScorer, *, num_queries: int, n: int, k: int, chunk: int,
+                window: int, n_valid: jax.Array | int | None = None,
                 offset: jax.Array | int = 0) -> tuple[jax.Array, jax.Array]:
-  """Running exact top-k over a database streamed in chunks.
+  """Running exact top-k over a database streamed in chunks, with two-stage selection.
+
+  Per chunk: window minima of the keys (one fused pass; the (q, chunk) keys are never stored for
+  the windowed path), the k windows ranked first by (minimum, window position), their k * window
+  candidates rescored by `scorer.keys_at` in ascending position order, then merged with the
+  running top-k. Exact: a window ranked after those k has each of their minima before every one
+  of its own elements under the (key, index) order. Without windows (window <= 1 or a chunk under
+  2 * k * window rows) the whole chunk is ranked directly.
 
   Args:
-    chunk_keys: start -> (q, chunk) int32 keys of database rows [start, start + chunk).
+    scorer: the metric's ChunkScorer.
     num_queries: q.
     n: database rows (static), n >= chunk >= 1.
     k: results per query, 1 <= k.
-    chunk: rows per step; the last step starts at n - chunk and masks rows seen already.
-    window: window length of `select_smallest`.
+    chunk: rows per step (static); the last step starts at n - chunk and masks rows seen already.
+    window: rows per window; the windowed path needs chunk % window == 0.
     n_valid: rows at or beyond this count are excluded (traced allowed); default n.
     offset: added to returned indices (traced allowed), e.g. a shard's first global row.
 
@@ -136,21 +133,34 @@ def stream_topk(chunk_keys: Callable[[jax.Array], jax.Array], *, num_queries: in
     Slots that found no valid row hold PAD_KEY. Memory: O(q * chunk) beyond the inputs.
   """
   num_chunks = -(-n // chunk)
+  windowed = window > 1 and chunk % window == 0 and 2 * k * window <= chunk
   positions = jnp.arange(chunk, dtype=jnp.int32)
+
+  def valid_at(pos, start, j):
+    rows = start + pos
+    ok = rows >= j * chunk
+    if n_valid is not None:
+      ok = ok & (rows < n_valid)
+    return ok
 
   def body(j, carry):
     run_keys, run_idx = carry
     start = jnp.minimum(j * chunk, n - chunk).astype(jnp.int32)
-    keys = chunk_keys(start)
-    rows = start + positions
-    valid = rows >= j * chunk
-    if n_valid is not None:
-      valid = valid & (rows < n_valid)
-    keys = jnp.where(valid[None, :], keys, PAD_KEY)
-    cand_keys, cand_pos = select_smallest(keys, min(k, chunk), window)
+    aux = scorer.prepare(start, chunk)
+    keys = jnp.where(valid_at(positions, start, j)[None, :], scorer.keys(aux), PAD_KEY)
+    if windowed:
+      minima = keys.reshape(num_queries, chunk // window, window).min(axis=-1)
+      _, win = smallest_k(minima, k)
+      win = jnp.sort(win, axis=-1)
+      cand = (win[:, :, None] * window + jnp.arange(window, dtype=jnp.int32)).reshape(
+          num_queries, k * window)
+      cand_keys = jnp.where(valid_at(cand, start, j), scorer.keys_at(aux, cand), PAD_KEY)
+    else:
+      cand = jnp.broadcast_to(positions, (num_queries, chunk))
+      cand_keys = keys
     # Earlier chunks hold lower indices and come first, so position order is index order.
     all_keys = jnp.concatenate([run_keys, cand_keys], axis=-1)
-    all_idx = jnp.concatenate([run_idx, cand_pos + start], axis=-1)
+    all_idx = jnp.concatenate([run_idx, cand + start], axis=-1)
     best, at = smallest_k(all_keys, k)
     return best, jnp.take_along_axis(all_idx, at, axis=-1)
 

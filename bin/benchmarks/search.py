@@ -1,0 +1,243 @@
+"""Search benchmark: cbir_jax exact top-k kernels vs FAISS IndexFlatL2 / IndexBinaryFlat.
+
+  python bin/benchmark.py search                 # the issue-7 cases (N up to 10M; minutes)
+  python bin/benchmark.py search --quick         # N / 10, seconds
+  python bin/benchmark.py search --cases=l2_1M_d128,ham64_1M --repeats=5 --out=docs/BENCHMARKS.md
+
+Every (case, engine) runs in its own subprocess on the same seeded data: build the engine's
+database copy (FAISS `add`, or `jnp.asarray`), free the NumPy source, record RSS, one warm-up
+search (compiles the JAX kernel; its time is reported as "first call"), then `--repeats` timed
+searches (best is reported). Peak extra memory is VmHWM minus the VmRSS measured just before the
+first search (the HWM is reset via /proc/self/clear_refs), i.e. memory beyond the database and
+queries: "steady" over the timed searches (including buffers XLA kept from the first call),
+"first" over the first call (including compilation). Results are checked against FAISS: Euclidean
+distances to 1e-3 relative, Hamming distances exactly.
+"""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import flags
+import numpy as np
+
+# name -> (metric, database rows, dim or bits).
+CASES = {
+    "l2_100k_d128": ("l2", 100_000, 128),
+    "l2_1M_d128": ("l2", 1_000_000, 128),
+    "ham64_100k": ("hamming", 100_000, 64),
+    "ham64_1M": ("hamming", 1_000_000, 64),
+    "ham64_10M": ("hamming", 10_000_000, 64),
+    "ham256_100k": ("hamming", 100_000, 256),
+    "ham256_1M": ("hamming", 1_000_000, 256),
+    "ham256_10M": ("hamming", 10_000_000, 256),
+}
+ENGINES = ("faiss", "jax", "jax_gemm")
+
+_CASES = flags.DEFINE_list("cases", list(CASES), f"Cases to run, from {list(CASES)}.")
+_ENGINES = flags.DEFINE_list("engines", ["faiss", "jax"],
+                             f"Engines, from {list(ENGINES)} (jax_gemm: Hamming by +-1 GEMM).")
+_QUICK = flags.DEFINE_bool("quick", False, "Divide every N by 10 (and skip nothing else).")
+_QUERIES = flags.DEFINE_integer("queries", 1000, "Queries per search.")
+_K = flags.DEFINE_integer("k", 10, "Neighbours per query.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed searches per (case, engine).")
+_CHUNK = flags.DEFINE_integer("chunk_size", None, "JAX kernels' chunk_size (default: auto).")
+_SEED = flags.DEFINE_integer("seed", 0, "Data seed.")
+_TIMEOUT = flags.DEFINE_integer("timeout", 1800, "Seconds allowed per (case, engine).")
+_OUT = flags.DEFINE_string("out", "", "If set, append the Markdown table to this file.")
+_WORKER = flags.DEFINE_string("worker", None, "Internal: JSON job run in a subprocess.")
+
+
+def _status_kib(field: str) -> int:
+  with open("/proc/self/status", encoding="ascii") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1])
+  raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+def _reset_peak() -> None:
+  try:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+      f.write("5")
+  except OSError:
+    pass  # older kernels: the peak then includes the set-up
+
+
+def _make_data(metric: str, n: int, dim: int, q: int, seed: int):
+  rng = np.random.default_rng(seed)
+  if metric == "l2":
+    return (rng.standard_normal((n, dim), np.float32), rng.standard_normal((q, dim), np.float32))
+  words = dim // 32
+  return (rng.integers(0, 2**32, (n, words), np.uint32),
+          rng.integers(0, 2**32, (q, words), np.uint32))
+
+
+def _worker(job: dict) -> dict:
+  """Runs one (case, engine) in this process and returns its measurements."""
+  metric, n, dim = job["metric"], job["n"], job["dim"]
+  db, queries = _make_data(metric, n, dim, job["queries"], job["seed"])
+  k, engine = job["k"], job["engine"]
+  if engine == "faiss":
+    import faiss  # pylint: disable=import-outside-toplevel
+    from cbir_jax.kernels import to_faiss_bytes  # pylint: disable=import-outside-toplevel
+    if metric == "l2":
+      index = faiss.IndexFlatL2(dim)
+      index.add(db)
+    else:
+      index = faiss.IndexBinaryFlat(dim)
+      index.add(to_faiss_bytes(db, dim))
+      queries = to_faiss_bytes(queries, dim)
+    del db
+
+    def search():
+      return index.search(queries, k)
+  else:
+    import jax  # pylint: disable=import-outside-toplevel
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    from cbir_jax.kernels import euclidean_topk, hamming_topk  # pylint: disable=import-outside-toplevel
+    db_dev, q_dev = jnp.array(db), jnp.array(queries)
+    del db
+    if metric == "l2":
+      fn = lambda: euclidean_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"])  # noqa: E731
+    else:
+      method = "gemm" if engine == "jax_gemm" else "popcount"
+      fn = lambda: hamming_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"],  # noqa: E731
+                                method=method)
+
+    def search():
+      d, i = jax.block_until_ready(fn())
+      return np.asarray(d), np.asarray(i)
+  base_kib = _status_kib("VmRSS")
+  _reset_peak()
+  start = time.perf_counter()
+  distances, _ = search()
+  first = time.perf_counter() - start
+  first_peak_kib = _status_kib("VmHWM")
+  steady_base_kib = _status_kib("VmRSS")
+  _reset_peak()
+  times = []
+  for _ in range(job["repeats"]):
+    start = time.perf_counter()
+    search()
+    times.append(time.perf_counter() - start)
+  peak_kib = max(_status_kib("VmHWM"), steady_base_kib)
+  np.save(job["result"], distances)
+  return {"first_s": first, "best_s": min(times), "median_s": float(np.median(times)),
+          "extra_mib": max(peak_kib - base_kib, 0) / 1024,
+          "first_extra_mib": max(first_peak_kib - base_kib, 0) / 1024}
+
+
+def _run_job(job: dict) -> dict:
+  cmd = [sys.executable, os.path.abspath(__file__), f"--worker={json.dumps(job)}"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT.value, check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  if proc.returncode != 0 or not lines:
+    return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+  return json.loads(lines[-1][len("RESULT "):])
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown CPU"
+
+
+def main(argv) -> None:
+  if _WORKER.value is not None:
+    print("RESULT " + json.dumps(_worker(json.loads(_WORKER.value))))
+    return
+  if len(argv) > 1:
+    print(f"search: unexpected arguments {argv[1:]}", file=sys.stderr)
+    sys.exit(2)
+  for name in _CASES.value:
+    if name not in CASES:
+      print(f"search: unknown case {name!r}; choose from {list(CASES)}", file=sys.stderr)
+      sys.exit(2)
+  for name in _ENGINES.value:
+    if name not in ENGINES:
+      print(f"search: unknown engine {name!r}; choose from {list(ENGINES)}", file=sys.stderr)
+      sys.exit(2)
+  for flag in (_QUERIES, _K, _REPEATS):
+    if flag.value < 1:
+      print(f"search: --{flag.name} must be >= 1, got {flag.value}", file=sys.stderr)
+      sys.exit(2)
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for name in _CASES.value:
+      metric, n, dim = CASES[name]
+      n = n // 10 if _QUICK.value else n
+      if _K.value > n:
+        print(f"search: --k={_K.value} exceeds N={n} for case {name}", file=sys.stderr)
+        sys.exit(2)
+      results = {}
+      for engine in _ENGINES.value:
+        if engine == "jax_gemm" and metric == "l2":
+          continue
+        job = {"metric": metric, "n": n, "dim": dim, "queries": _QUERIES.value, "k": _K.value,
+               "seed": _SEED.value, "engine": engine, "repeats": _REPEATS.value,
+               "chunk_size": _CHUNK.value, "result": os.path.join(tmp, f"{name}-{engine}.npy")}
+        res = _run_job(job)
+        if "error" not in res:
+          res["distances"] = np.load(job["result"])
+        results[engine] = res
+        print(f"{name} {engine}: " + ", ".join(
+            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in res.items() if k != "distances"), flush=True)
+      rows.extend(_rows(name, metric, n, dim, results))
+  table = _table(rows)
+  print(table)
+  if _OUT.value:
+    with open(_OUT.value, "a", encoding="utf-8") as f:
+      f.write(table + "\n")
+
+
+def _rows(name, metric, n, dim, results):
+  base = results.get("faiss", {})
+  q = _QUERIES.value
+  out = []
+  for engine, res in results.items():
+    if "error" in res:
+      out.append(f"| {name} | {n:,} | {engine} | error: {res['error']} | | | | | |")
+      continue
+    qps = q / res["best_s"]
+    rate = (2 * q * n * dim / res["best_s"] / 1e9 if metric == "l2"
+            else q * n / res["best_s"] / 1e9)
+    ratio, check = "", ""
+    if engine != "faiss" and "distances" in base:
+      ratio = f"{base['best_s'] / res['best_s']:.2f}x"
+      want, got = base["distances"], res["distances"]
+      ok = (np.allclose(got, want, rtol=1e-3, atol=1e-3) if metric == "l2"
+            else np.array_equal(got, want))
+      check = "equal" if ok else "MISMATCH"
+    unit = "GFLOP/s" if metric == "l2" else "Gdist/s"
+    out.append(f"| {name} | {n:,} | {engine} | {qps:,.0f} | {ratio} | {rate:.3g} {unit} | "
+               f"{res['extra_mib']:.0f} / {res['first_extra_mib']:.0f} | {res['first_s']:.2f} | "
+               f"{check} |")
+  return out
+
+
+def _table(rows) -> str:
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  head = (f"\nSearch benchmark, {stamp}, {_cpu_model()}, {os.cpu_count()} CPUs, "
+          f"Q={_QUERIES.value}, k={_K.value}, best of {_REPEATS.value}"
+          f"{', --quick (N / 10)' if _QUICK.value else ''}\n\n"
+          "| case | N | engine | queries/s | vs FAISS | throughput | peak extra MiB steady / first "
+          "| first call s "
+          "| D vs FAISS |\n|---|---|---|---|---|---|---|---|---|")
+  return "\n".join([head] + rows)
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=import-outside-toplevel
+  app.run(main)
