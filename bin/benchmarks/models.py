@@ -108,12 +108,13 @@ def run_case(name: str, hw: tuple[int, int], kwargs: dict, *, batch_size: int, i
 def format_table(rows: list[dict], *, command: str, batch_size: int, iters: int) -> str:
   """Markdown table with the command, device and date it was measured with."""
   device = jax.devices()[0]
+  now = datetime.datetime.now(datetime.timezone.utc)
   lines = [
-      f"### Models forward pass ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
+      f"### Models forward pass ({now:%Y-%m-%d %H:%M} UTC)",
       "",
       f"Command: `{command}`. Device: {device.platform} ({device.device_kind}), "
-      f"{os.cpu_count()} host cores, jax {jax.__version__}; batch {batch_size}, eval mode, float32, "
-      f"mean of {iters} calls after one warm-up.",
+      f"{os.cpu_count()} host cores, jax {jax.__version__}; batch {batch_size}, eval mode, "
+      f"float32, mean of {iters} calls after one warm-up.",
       "",
       "| case | params | BN stats | GFLOPs / image | compile s | images / s |",
       "|---|---:|---:|---:|---:|---:|",

@@ -1,4 +1,4 @@
-"""AlexNet in the torchvision layout (61,100,840 parameters at 1000 classes), fc6/fc7/fc8 endpoints."""
+"""AlexNet, torchvision layout (61,100,840 parameters at 1000 classes); fc6/fc7/fc8 endpoints."""
 
 import functools
 from typing import Any, ClassVar

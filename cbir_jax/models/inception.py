@@ -1,4 +1,4 @@
-"""InceptionV3 (Keras layout: 23,851,784 parameters + BN statistics, no aux head), `pool` endpoint."""
+"""InceptionV3, Keras layout (23,851,784 parameters + BN statistics, no aux head); `pool`."""
 
 import functools
 from collections.abc import Sequence
@@ -194,6 +194,8 @@ class InceptionV3(nn.Module):
     requested = outputs.check_endpoints(features, available, "inception_v3")
     if x.ndim != 4:
       raise ValueError(f"x must be [batch, height, width, channels], got shape {x.shape}")
+    if not self.head and requested is not None:
+      raise ValueError(f"features={features!r} needs head=True; head=False returns the feature map")
     min_size = inception_min_size(self.small_input)
     if min(x.shape[1:3]) < min_size:
       hint = "" if self.small_input else "; use small_input=True for small images"

@@ -97,6 +97,8 @@ class MobileNetV2(nn.Module):
     requested = outputs.check_endpoints(features, self.ENDPOINTS, "mobilenet_v2")
     if x.ndim != 4:
       raise ValueError(f"x must be [batch, height, width, channels], got shape {x.shape}")
+    if not self.head and requested is not None:
+      raise ValueError(f"features={features!r} needs head=True; head=False returns the feature map")
     if self.width_mult <= 0:
       raise ValueError(f"width_mult must be > 0, got {self.width_mult}")
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,

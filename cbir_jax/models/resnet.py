@@ -77,6 +77,8 @@ class ResNet(nn.Module):
     requested = outputs.check_endpoints(features, self.ENDPOINTS, "resnet")
     if x.ndim != 4:
       raise ValueError(f"x must be [batch, height, width, channels], got shape {x.shape}")
+    if not self.head and requested is not None:
+      raise ValueError(f"features={features!r} needs head=True; head=False returns the feature map")
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
                              param_dtype=self.param_dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,

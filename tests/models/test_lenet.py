@@ -40,12 +40,12 @@ def test_paper_384x256_param_count_is_127m():
 def small():
   model = registry.get_model("lenet_l", num_classes=10, lk_features=32, dropout_rate=0.5)
   x = jax.random.normal(jax.random.key(1), (4, 32, 32, 1))
-  variables = model.init(jax.random.key(0), x)
-  return model, variables, x
+  init = jax.jit(model.init)
+  return model, init(jax.random.key(0), x), x, init
 
 
 def test_features_match_logits_pass(small):
-  model, variables, x = small
+  model, variables, x, _ = small
   logits = model.apply(variables, x)
   logits2, feats = model.apply(variables, x, features=("f6", "lk"))
   np.testing.assert_array_equal(logits, logits2)
@@ -57,7 +57,7 @@ def test_features_match_logits_pass(small):
 
 
 def test_dropout_only_in_train_and_no_batch_stats(small):
-  model, variables, x = small
+  model, variables, x, _ = small
   assert set(variables) == {"params"}
   eval1, eval2 = model.apply(variables, x), model.apply(variables, x, train=False)
   np.testing.assert_array_equal(eval1, eval2)
@@ -68,15 +68,15 @@ def test_dropout_only_in_train_and_no_batch_stats(small):
 
 
 def test_same_seed_same_init(small):
-  model, variables, x = small
-  again = model.init(jax.random.key(0), x)
+  _, variables, x, init = small
+  again = init(jax.random.key(0), x)
   jax.tree.map(np.testing.assert_array_equal, variables, again)
-  other = model.init(jax.random.key(1), x)
+  other = init(jax.random.key(1), x)
   assert not np.allclose(variables["params"]["c1"]["kernel"], other["params"]["c1"]["kernel"])
 
 
 def test_relu_max_fields_and_bad_values(small):
-  _, _, x = small
+  _, _, x, _ = small
   modern = registry.get_model("lenet_l", num_classes=3, lk_features=8, activation="relu",
                               pooling="max")
   shapes = jax.eval_shape(lambda x: modern.init(jax.random.key(0), x), x)
@@ -90,6 +90,6 @@ def test_relu_max_fields_and_bad_values(small):
 
 
 def test_unknown_endpoint_raises(small):
-  model, variables, x = small
+  model, variables, x, _ = small
   with pytest.raises(ValueError, match="valid endpoints.*'lk', 'c5', 'f6'"):
     model.apply(variables, x, features=("fc7",))
