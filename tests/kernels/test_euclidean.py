@@ -120,7 +120,7 @@ def test_jit_vmap_composition_and_distances(float_data):
   np.testing.assert_allclose(full, reference.l2(queries, database), rtol=1e-5, atol=1e-4)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(st.integers(1, 90), st.integers(1, 4), st.data())
 def test_fuzz_integer_data_exact(n, dim, data):
   seed = data.draw(st.integers(0, 2**31 - 1))

@@ -76,7 +76,7 @@ def test_jit_vmap_composition():
     np.testing.assert_array_equal(np.asarray(i[b]), ref_i)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(st.integers(1, 80), st.integers(1, 70), st.data())
 def test_fuzz_exact(n, nbits, data):
   rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
