@@ -35,10 +35,11 @@ class Checkpointer:
     best_metric: key of the `metrics` dict passed to `save` that ranks checkpoints.
     best_mode: "max" or "min".
     async_save: write in a background thread (call `wait` or `close` before reading).
+    read_only: only read (the directory is neither created nor changed).
   """
 
   def __init__(self, directory: str, *, keep: int = 2, best_metric: str = "eval_accuracy",
-               best_mode: str = "max", async_save: bool = True):
+               best_mode: str = "max", async_save: bool = True, read_only: bool = False):
     if int(keep) < 1:
       raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
     if best_mode not in ("max", "min"):
@@ -51,7 +52,8 @@ class Checkpointer:
                            reverse=best_mode == "min", n=1,
                            keep_checkpoints_without_metrics=False),
     ])
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=not read_only,
+                                           read_only=read_only,
                                            enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta"),
                                           options=options)

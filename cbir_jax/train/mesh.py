@@ -12,23 +12,25 @@ import numpy as np
 
 DATA_AXIS = "data"
 
-# Environment variables that mean "this process is one of several": set by the launcher
-# (JAX_COORDINATOR_ADDRESS for GPU hosts / SLURM-less clusters), SLURM, or Open MPI.
-_MULTIPROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+# Environment variables that mean "this process is one of several": set by the user on plain
+# GPU/CPU hosts (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES), by SLURM, or by Open MPI.
+_MULTIPROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "SLURM_NTASKS",
+                     "OMPI_COMM_WORLD_SIZE")
 
 
 def initialize_distributed(mode: str = "auto") -> bool:
   """Calls `jax.distributed.initialize()` when this is a multi-process run; idempotent.
 
-  Must run before anything else touches the devices. `jax.distributed.initialize()` with no
-  arguments finds the coordinator, process count and id itself on Cloud TPU pod slices, SLURM
-  and Open MPI, or from the variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-  JAX_PROCESS_ID (set those on plain GPU hosts; see BUILD.md).
+  Must run before anything else touches the devices. `jax.distributed.initialize()` finds the
+  coordinator, process count and id itself on Cloud TPU pod slices, SLURM and Open MPI; on
+  plain hosts set JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID on every process (passed on here; see BUILD.md).
 
   Args:
-    mode: "auto" (initialise when one of JAX_COORDINATOR_ADDRESS, SLURM_NTASKS > 1,
-      OMPI_COMM_WORLD_SIZE > 1 is set, or on a TPU VM with TPU_WORKER_HOSTNAMES naming several
-      hosts), "on" (always), "off" (never).
+    mode: "auto" (initialise when JAX_COORDINATOR_ADDRESS is set, or JAX_NUM_PROCESSES,
+      SLURM_NTASKS or OMPI_COMM_WORLD_SIZE is > 1, or TPU_WORKER_HOSTNAMES names several
+      hosts), "on" (always: use it on TPU pod slices, whose hosts are found from the metadata
+      server), "off" (never).
 
   Returns:
     True when the distributed runtime is (now) initialised.
@@ -49,7 +51,12 @@ def initialize_distributed(mode: str = "auto") -> bool:
       wanted |= int(os.environ.get(name, "1") or 1) > 1
     wanted |= len([h for h in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1
   if wanted:
-    jax.distributed.initialize()
+    kwargs = {}
+    if os.environ.get("JAX_NUM_PROCESSES"):
+      kwargs["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
+    if os.environ.get("JAX_PROCESS_ID"):
+      kwargs["process_id"] = int(os.environ["JAX_PROCESS_ID"])
+    jax.distributed.initialize(**kwargs)
     logging.info("jax.distributed initialised: process %d of %d, %d global devices",
                  jax.process_index(), jax.process_count(), jax.device_count())
   return wanted
@@ -87,18 +94,22 @@ def check_batch_size(batch_size: int, mesh: Mesh, name: str = "batch_size") -> N
 def global_batch(local_batch: dict[str, Any], sharding: NamedSharding) -> dict[str, jax.Array]:
   """Assembles this process's slice of each leaf into one global array sharded by `sharding`.
 
-  Every process passes its own rows (in process order, as `data.pipeline.train_batches` and
-  `eval_batches` produce them); with one process this is a device_put that splits the batch
-  over the local devices.
+  Every process of the mesh passes its own rows (in process order, as
+  `data.pipeline.train_batches` and `eval_batches` produce them); with one process (or a mesh of
+  this process's devices only) this is a device_put that splits the batch over the devices.
 
   Args:
-    local_batch: {name: array[b_local, ...]}, b_local = global batch // process_count.
+    local_batch: {name: array[b_local, ...]}, b_local = global batch // (processes in the mesh).
     sharding: usually `batch_sharding(mesh)`.
 
   Returns:
-    {name: jax.Array[b_local * process_count, ...]} sharded over the mesh.
+    {name: jax.Array[b_global, ...]} sharded over the mesh, b_global = b_local * (devices in the
+    mesh) / (this process's devices in it).
   """
-  count = jax.process_count()
+  devices = sharding.device_set
+  local = sum(d.process_index == jax.process_index() for d in devices)
+  if local == 0:
+    raise ValueError("the sharding's mesh holds none of this process's devices")
   return {k: jax.make_array_from_process_local_data(
-      sharding, v, (np.shape(v)[0] * count,) + tuple(np.shape(v)[1:]))
+      sharding, v, (np.shape(v)[0] * len(devices) // local,) + tuple(np.shape(v)[1:]))
           for k, v in local_batch.items()}

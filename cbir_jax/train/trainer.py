@@ -283,6 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       results.update(evaluate(state, eval_fn, held_out.images, held_out.labels,
                               batch_size=eval_batch_size, sharding=data_sharding))
   finally:
+    batches.close()  # Stops the prefetch thread.
     log.close()
     ckpt.close()
   results["steps"] = float(end_step)
@@ -315,8 +316,10 @@ def restore(workdir: str, step: int | None = None) -> tuple[nn.Module, dict[str,
     FileNotFoundError: no config.json or no checkpoint in `workdir`.
   """
   config = load_config(workdir)
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                                     async_save=False)
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoints folder {directory}: nothing was trained there")
+  ckpt = checkpoint_lib.Checkpointer(directory, async_save=False, read_only=True)
   try:
     meta = ckpt.read_meta(step)
     model = build_model(config, meta["num_classes"])
