@@ -100,6 +100,8 @@ class Stages:
     result = trainer.train_and_evaluate(self.config.models[tag], path)
     self.seconds["train"] += time.perf_counter() - start
     out = {k: float(v) for k, v in result.metrics.items()}
+    if "train_accuracy" not in out:  # Trained before (e.g. an interrupted run): read its log.
+      out.update(_logged_training(os.path.join(path, "metrics.jsonl")))
     _write_json(marker, out)
     return out
 
@@ -148,6 +150,22 @@ class Stages:
     self.seconds["search"] += result.search_seconds
     logging.info("%s: %s", name, {k: round(v, 4) for k, v in result.metrics.items()})
     return result
+
+
+def _logged_training(path: str) -> dict:
+  """Last logged train loss/accuracy and the summed logged step time of a metrics.jsonl."""
+  out, last_step, seconds = {}, 0, 0.0
+  if not os.path.exists(path):
+    return out
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      record = json.loads(line)
+      if "accuracy" in record and "eval_accuracy" not in record:
+        out["train_loss"], out["train_accuracy"] = record["loss"], record["accuracy"]
+        seconds += record.get("step_seconds", 0.0) * (record["step"] - last_step)
+        last_step = record["step"]
+  out["logged_step_seconds"] = seconds
+  return out
 
 
 def _float_index(database):
@@ -199,7 +217,7 @@ def run_corel(config, workdir: str) -> dict:
     label = config.fusion.name if vname == "chosen" else f"{config.fusion.name}[{vname}]"
     variants[label] = evaluate(label, db, q)
   table1 = {config.fusion.name: variants[config.fusion.name]}
-  table1.update(results)
+  table1.update(sorted(results.items(), key=lambda kv: -kv[1].metrics[f"paper_map@{config.ks[0]}"]))
 
   sweep = protocol.Sweep("LeNet-L K sweep (F6)", "K")
   for k_value in config.k_sweep.k_values:
@@ -235,9 +253,7 @@ def run_corel(config, workdir: str) -> dict:
         os.path.join(workdir, "k_sweep.png"), sweep.values(),
         {h: sweep.series(c) for c, h in zip(cols, heads)}, xlabel="K (width of layer L-K)",
         ylabel="mAP(Top k)", title=f"{config.name}: LeNet-L F6 for each K (Fig. 3)")
-  md += ["\n### Training\n", protocol.markdown_table(
-      train, ["steps", "train_accuracy", "eval_accuracy", "train_seconds"],
-      headers=["steps", "train acc", "held-out acc", "train s"], row_header="model")]
+  md += ["\n### Training\n", _training_table(train, "held-out acc")]
   files["map_vs_k.png"] = plots.curves(
       os.path.join(workdir, "map_vs_k.png"), np.array(ks),
       {k: np.array([r.metrics[c] for c in cols]) for k, r in table1.items()},
@@ -258,6 +274,16 @@ def run_corel(config, workdir: str) -> dict:
              "fusion_variants": {k: r.to_json() for k, r in variants.items()},
              "k_sweep": sweep.to_json(), "paper": paper}
   return _finish(workdir, payload, "\n".join(md), files)
+
+
+def _training_table(train: dict, eval_name: str) -> str:
+  """Steps, last logged train accuracy, held-out accuracy and times of each trained model."""
+  from cbir_jax.eval import protocol  # pylint: disable=g-import-not-at-top
+  return protocol.markdown_table(
+      train, ["steps", "train_accuracy", "eval_accuracy", "train_seconds", "logged_step_seconds"],
+      headers=["steps", "train acc (last log)", eval_name, "train s (this run)",
+               "sum of logged step s"],
+      row_header="model", digits={"steps": 0, "train_seconds": 1, "logged_step_seconds": 1})
 
 
 def _protocol_sentence(config, q: int, n: int) -> str:
@@ -351,9 +377,7 @@ def run_schemes(config, workdir: str) -> dict:
         {f"b={v}": row for v, row in sweep.rows}, [f"paper_map@{k}" for k in ks] + ["map",
                                                                                   "search_seconds"],
         headers=[f"mAP@{k}" for k in ks] + ["mAP (full)", "search s"])]
-  md += ["\n### Training\n", protocol.markdown_table(
-      train, ["steps", "train_accuracy", "eval_accuracy", "train_seconds"],
-      headers=["steps", "train acc", "test acc", "train s"], row_header="model")]
+  md += ["\n### Training\n", _training_table(train, "test acc")]
   payload = {"experiment": config.name, "scale": config.scale, "config": config.to_dict(),
              "train": train, "seconds": st.seconds, "rows": rows, "schemes": details,
              "bit_sweeps": {k: v.to_json() for k, v in sweeps.items()},

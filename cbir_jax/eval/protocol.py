@@ -274,25 +274,30 @@ class Sweep:
 
 def markdown_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str], *,
                    headers: Sequence[str] | None = None, row_header: str = "",
-                   digits: int = 4, reference: Mapping[str, Iterable[float]] | None = None,
+                   digits: int | Mapping[str, int] = 4,
+                   reference: Mapping[str, Iterable[float]] | None = None,
                    reference_suffix: str = " (paper)") -> str:
   """A Markdown table with one row per name, optionally each followed by a reference row.
 
   Args:
     rows: name -> {column key: value}; a missing key prints "-".
     columns: the keys to print, in order; headers: their printed names (default the keys).
+    digits: decimals for every column, or {column key: decimals} (4 for the others).
     reference: name -> values in `columns` order (e.g. a paper's table), printed as
       "<name><reference_suffix>" under the row of the same name.
   """
   heads = list(headers) if headers is not None else list(columns)
   if len(heads) != len(columns):
     raise ValueError(f"headers has {len(heads)} names for {len(columns)} columns")
-  fmt = lambda v: "-" if v is None else f"{float(v):.{digits}f}"
+  places = [digits.get(c, 4) if isinstance(digits, Mapping) else int(digits) for c in columns]
+  fmt = lambda v, p: "-" if v is None else f"{float(v):.{p}f}"
   lines = ["| " + " | ".join([row_header] + heads) + " |",
            "|" + "---|" * (len(heads) + 1)]
   for name, row in rows.items():
-    lines.append("| " + " | ".join([name] + [fmt(row.get(c)) for c in columns]) + " |")
+    lines.append("| " + " | ".join([name] + [fmt(row.get(c), p) for c, p in zip(columns, places)])
+                 + " |")
     if reference and name in reference:
       lines.append("| " + " | ".join([name + reference_suffix]
-                                     + [fmt(v) for v in reference[name]]) + " |")
+                                     + [fmt(v, p) for v, p in zip(reference[name], places)])
+                   + " |")
   return "\n".join(lines) + "\n"

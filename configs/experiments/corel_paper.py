@@ -99,7 +99,7 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
   alex_base = _sibling("../alexnet_corel1k.py").get_config("")
   if scale == "quick":
     lenet_size, alex_size, alex_model, epochs = (24, 36), 32, "alexnet_tiny", 1
-    ks = (16, 1400) if k_sweep else (1400,)
+    ks = (1400,)
   elif scale == "cpu":
     lenet_size, alex_size, alex_model, epochs = (64, 96), 64, "alexnet", 15
     ks = K_SWEEP if k_sweep else (1400,)
@@ -139,10 +139,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.models = corel_models(scale, c.dataset.manual_dir, "train", "", k_sweep=True)
   # Retrieval features: name -> "<model tag>:<endpoint>".
   c.features = ml_collections.ConfigDict({"F6": "lenet_k1400:f6", "Fc8": "alexnet:fc8"})
-  # AL = fuse(F6, Fc8). The choice below was measured on the held-out protocol (docs/RESULTS.md):
-  # per-part L2 normalisation, equal weights.
+  # AL = fuse(F6, Fc8). The choice was measured on corel_heldout:cpu (docs/RESULTS.md): plain
+  # concatenation (the paper's) had the best mean mAP(Top10..Top50), 0.548 against 0.543 for
+  # per-part L2 and 0.543 / 0.531 for L2 with F6 weighted 2 / 0.5; the spread is within noise.
   c.fusion = ml_collections.ConfigDict({"name": "AL", "parts": ("F6", "Fc8"),
-                                        "normalize": "l2", "weights": (1.0, 1.0)})
+                                        "normalize": "none", "weights": (1.0, 1.0)})
   # Every variant is also evaluated and reported (name -> normalize, weights).
   c.fusion_variants = ml_collections.ConfigDict({
       "concat": {"normalize": "none", "weights": (1.0, 1.0)},
@@ -150,7 +151,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       "l2_w05": {"normalize": "l2", "weights": (0.5, 1.0)},
       "l2_w2": {"normalize": "l2", "weights": (2.0, 1.0)},
   })
-  c.k_sweep = ml_collections.ConfigDict({"k_values": (16, 1400) if scale == "quick" else K_SWEEP,
+  c.k_sweep = ml_collections.ConfigDict({"k_values": (1400,) if scale == "quick" else K_SWEEP,
                                          "endpoint": "f6"})
   c.ks = (5, 10) if scale == "quick" else (10, 20, 30, 40, 50)
   c.recall_max = 100 if scale != "quick" else 20   # Fig. 4: recall at 1..recall_max returned.

@@ -1,0 +1,94 @@
+"""bin/reproduce.py --quick end to end on a generated Corel-like folder (no shared data needed)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+CLASSES = ("africans", "beaches", "buildings", "buses", "dinosaurs", "elephants", "flowers",
+           "horses", "mountains", "food")
+
+
+def _reproduce(*args: str, tfds_dir: Path) -> subprocess.CompletedProcess:
+  # A private tfds data_dir: the tiny folder must not replace a prepared copy of the real set.
+  env = dict(os.environ, PYTHONUNBUFFERED="1", TFDS_DATA_DIR=str(tfds_dir))
+  return subprocess.run([sys.executable, str(REPO / "bin" / "reproduce.py"), *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def corel_folder(tmp_path_factory) -> Path:
+  """10 classes x 6 JPEGs of 24x36, each class a noisy colour: 60 images named <id>.jpg."""
+  root = tmp_path_factory.mktemp("corel")
+  rng = np.random.default_rng(0)
+  for c, name in enumerate(CLASSES):
+    (root / name).mkdir()
+    base = rng.integers(0, 256, 3)
+    for i in range(6):
+      pixels = np.clip(base + rng.normal(0, 30, (24, 36, 3)), 0, 255).astype(np.uint8)
+      Image.fromarray(pixels).save(root / name / f"{c * 100 + i}.jpg")
+  return root
+
+
+@pytest.mark.slow
+def test_quick_corel_paper_protocol_then_resume(tmp_path, corel_folder):
+  workdir = tmp_path / "w"
+  args = (f"--experiment=corel_paper:data={corel_folder}", "--quick", f"--workdir={workdir}")
+  proc = _reproduce(*args, tfds_dir=tmp_path / "tfds")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Table 1" in proc.stdout and "AL fusion variants" in proc.stdout
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["protocol"] == "database" and results["scale"] == "quick"
+  for name in ("AL", "F6", "Fc8"):
+    row = results["table1"][name]
+    # Every image queries the 60-image database; its own entry is removed from its list.
+    assert row["num_queries"] == 60 and row["database_size"] == 60
+    assert len(row["recall_curve"]) == 20
+    for key in ("paper_map@5", "paper_map@10", "map"):
+      assert 0.0 <= row["metrics"][key] <= 1.0
+    # 6 images per class, self excluded: 5 relevant, so Top10 precision is at most 0.5.
+    assert row["metrics"]["paper_map@10"] <= 0.5 + 1e-9
+    assert np.all(np.diff(row["recall_curve"]) >= 0) and row["recall_curve"][-1] <= 1.0
+  assert set(results["fusion_variants"]) >= {"AL[concat]", "AL[l2]", "AL"}
+  assert [r["value"] for r in results["k_sweep"]["rows"]] == [1400]
+  for png in ("map_vs_k.png", "recall_vs_returned.png", "pr_curves.png", "k_sweep.png"):
+    with Image.open(workdir / png) as im:
+      assert im.format == "PNG"
+  assert (workdir / "results.md").read_text().startswith("## corel_paper")
+
+  # A second run finds every stage's outputs: nothing retrains, the numbers are the same.
+  marker = workdir / "train" / "lenet_k1400" / "train_result.json"
+  before = marker.stat().st_mtime_ns
+  again = _reproduce(*args, tfds_dir=tmp_path / "tfds")
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert marker.stat().st_mtime_ns == before
+  assert "stage train" not in again.stderr and "stage extract" not in again.stderr
+  rerun = json.loads((workdir / "results.json").read_text())
+  for name in ("AL", "F6", "Fc8"):
+    assert rerun["table1"][name]["metrics"] == results["table1"][name]["metrics"]
+
+  # bin/evaluate.py on the saved F6 features reproduces the experiment's F6 numbers.
+  out = tmp_path / "eval"
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "bin" / "evaluate.py"), "--ks=5,10", "--recall_max=20",
+       f"--database={workdir / 'features' / 'lenet_k1400_f6_train.npy'}", f"--out={out}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "each query's own entry removed" in proc.stdout
+  evaluated = json.loads((out / "results.json").read_text())
+  assert evaluated["metrics"] == pytest.approx(results["table1"]["F6"]["metrics"])
+  assert (out / "pr_curve.png").exists() and (out / "recall_vs_returned.png").exists()
+
+
+def test_bad_experiment_and_missing_data_fail_clearly(tmp_path):
+  proc = _reproduce("--experiment=corel_nope", f"--workdir={tmp_path}", tfds_dir=tmp_path)
+  assert proc.returncode == 2 and "--experiment must be one of" in proc.stderr
+  proc = _reproduce("--experiment=caltech256_schemes", f"--workdir={tmp_path}",
+                    tfds_dir=tmp_path)
+  assert proc.returncode == 2 and "256_ObjectCategories" in proc.stderr
