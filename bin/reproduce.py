@@ -217,7 +217,8 @@ def run_corel(config, workdir: str) -> dict:
     label = config.fusion.name if vname == "chosen" else f"{config.fusion.name}[{vname}]"
     variants[label] = evaluate(label, db, q)
   table1 = {config.fusion.name: variants[config.fusion.name]}
-  table1.update(sorted(results.items(), key=lambda kv: -kv[1].metrics[f"paper_map@{config.ks[0]}"]))
+  first_k = f"paper_map@{config.ks[0]}"
+  table1.update(sorted(results.items(), key=lambda kv: -kv[1].metrics[first_k]))
 
   sweep = protocol.Sweep("LeNet-L K sweep (F6)", "K")
   for k_value in config.k_sweep.k_values:
@@ -365,7 +366,8 @@ def run_schemes(config, workdir: str) -> dict:
             rows, ["backbone_acc", "dfs_acc", "scheme 1 map", "scheme 2 map", "scheme 3 map",
                    "bits", "scheme 1 s", "scheme 2 s", "scheme 3 s"],
             headers=["backbone acc", "DFS-Net acc", "S1 mAP", "S2 mAP", "S3 mAP", "S3 bits",
-                     "S1 s", "S2 s", "S3 s"], row_header="family", digits=4)]
+                     "S1 s", "S2 s", "S3 s"], row_header="family",
+            digits={"bits": 0, "scheme 1 s": 3, "scheme 2 s": 3, "scheme 3 s": 3})]
   if len(config.paper):
     md += ["\nPaper (DFS-Net accuracy %, scheme 3 mAP %, scheme 3 time s):\n",
            protocol.markdown_table({k: dict(zip(("acc", "map", "s"), v))

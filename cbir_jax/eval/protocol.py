@@ -55,17 +55,18 @@ def rank_database(search: SearchFn, queries: Any, database_size: int, *,
   if not 1 <= k <= limit:
     raise ValueError(f"k must be in [1, {limit}] for a database of {n}"
                      f"{' with self exclusion' if exclude else ''}, got {k}")
+  if exclude:
+    pos = np.asarray(query_positions, dtype=np.int64)
+    if pos.shape != (len(queries),):
+      raise ValueError(f"query_positions must have shape ({len(queries)},), got {pos.shape}")
+    if pos.size and (pos.min() < 0 or pos.max() >= n):
+      raise ValueError(f"query_positions must be in [0, {n}), got [{pos.min()}, {pos.max()}]")
   start = time.perf_counter()
   distances, indices = search(queries, k + 1 if exclude else k)
   seconds = time.perf_counter() - start
   distances, indices = np.asarray(distances), np.asarray(indices, dtype=np.int64)
   if not exclude:
     return distances, indices, seconds
-  pos = np.asarray(query_positions, dtype=np.int64)
-  if pos.shape != (indices.shape[0],):
-    raise ValueError(f"query_positions must have shape ({indices.shape[0]},), got {pos.shape}")
-  if pos.size and (pos.min() < 0 or pos.max() >= n):
-    raise ValueError(f"query_positions must be in [0, {n}), got [{pos.min()}, {pos.max()}]")
   kept = metrics.drop_self_matches(indices, pos, k)
   # Distances of the kept entries: the same removal applied to the distance rows.
   is_self = indices == pos[:, None]
