@@ -99,8 +99,9 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
     queries: (q, d) float (computed in float32).
     database: (n, d) float, n >= 1.
     k: results per query, 1 <= k <= n, else ValueError naming k and n.
-    chunk_size: database rows scored per step; default: as many as fit a 64 MiB (q, chunk)
-      float32 block. Memory beyond the inputs is O(q * chunk_size).
+    chunk_size: database rows scored per step (rounded down to a multiple of `window`);
+      default: as many as fit a 16 MiB (q, chunk) float32 block. Memory beyond the inputs is
+      O(q * chunk_size).
     window: window length of the exact two-stage selection (1 disables it).
 
   Returns:

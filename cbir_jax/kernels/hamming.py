@@ -143,8 +143,10 @@ def hamming_topk(query_codes: Any, database_codes: Any, k: int, *, chunk_size: i
     query_codes: (q, w) uint32, bit j in word j // 32 at position j % 32 (kernels.bits.pack_bits).
     database_codes: (n, w) uint32, n >= 1. All 32 w bits count; padding bits must agree.
     k: results per query, 1 <= k <= n, else ValueError naming k and n.
-    chunk_size: database rows scored per step; default: as many as fit a 64 MiB (q, chunk)
-      block. Memory beyond the inputs is O(q * chunk_size) (popcount: O(q * chunk_size * w)).
+    chunk_size: database rows scored per step; default: (q, chunk / window) int32 window minima
+      of 16 MiB for popcount, whose distances are fused and never stored, or a (q, chunk)
+      float32 product block of 16 MiB for gemm. Memory beyond the inputs: O(q * chunk / window
+      + q * k * window * w) for popcount, O(q * chunk) for gemm.
     window: window length of the exact two-stage selection (1 disables it).
     method: "popcount" (XOR + population count) or "gemm" (+-1 float32 matrix product).
 
@@ -155,5 +157,7 @@ def hamming_topk(query_codes: Any, database_codes: Any, k: int, *, chunk_size: i
   check_code_pair(query_codes, database_codes, "query_codes", "database_codes")
   n = database_codes.shape[0]
   k = topk_lib.check_k(k, n)
-  chunk = topk_lib.resolve_chunk(chunk_size, n, query_codes.shape[0], window)
-  return _hamming_topk(query_codes, database_codes, k, chunk, int(window), check_method(method))
+  method = check_method(method)
+  chunk = topk_lib.resolve_chunk(chunk_size, n, query_codes.shape[0], window,
+                                 rows_per_element=window if method == "popcount" else 1)
+  return _hamming_topk(query_codes, database_codes, k, chunk, int(window), method)

@@ -19,12 +19,12 @@ def _check_mesh(mesh: Mesh, axis_name: str) -> int:
   return mesh.shape[axis_name]
 
 
-def _layout(n: int, k: int, parts: int, chunk_size: int | None, q: int,
-            window: int) -> tuple[int, int, int]:
+def _layout(n: int, k: int, parts: int, chunk_size: int | None, q: int, window: int,
+            rows_per_element: int = 1) -> tuple[int, int, int]:
   """(rows per shard, local k, chunk): shards of ceil(n / parts) rows, the tail padded."""
   shard_n = -(-n // parts)
   local_k = min(k, shard_n)
-  chunk = topk_lib.resolve_chunk(chunk_size, shard_n, q, window)
+  chunk = topk_lib.resolve_chunk(chunk_size, shard_n, q, window, rows_per_element)
   return shard_n, local_k, chunk
 
 
@@ -107,7 +107,8 @@ def sharded_hamming_topk(query_codes: Any, database_codes: Any, k: int, *, mesh:
   parts = _check_mesh(mesh, axis_name)
   n = database_codes.shape[0]
   k = topk_lib.check_k(k, n)
-  shard_n, local_k, chunk = _layout(n, k, parts, chunk_size, query_codes.shape[0], window)
+  shard_n, local_k, chunk = _layout(n, k, parts, chunk_size, query_codes.shape[0], window,
+                                    window if method == "popcount" else 1)
   db = _shard_database(database_codes, shard_n, parts, mesh, axis_name)
   return _sharded_search(jnp.asarray(query_codes), db, kind=method, n=n, k=k, local_k=local_k,
                          chunk=chunk, window=int(window), mesh=mesh, axis_name=axis_name)

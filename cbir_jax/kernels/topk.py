@@ -13,12 +13,17 @@ TAKEN_KEY = np.int32(np.iinfo(np.int32).max)
 PAD_KEY = np.int32(np.iinfo(np.int32).max - 1)
 INF_KEY = np.int32(0x7F800000)
 CANONICAL_NAN_KEY = np.int32(0x7FC00000)
-# Default working-set budget of one chunk's (q, chunk) distance block, in bytes.
-DEFAULT_BLOCK_BYTES = 64 * 2**20
+# Default budget, in bytes, of the largest per-chunk array a kernel stores: the (q, chunk) float32
+# products for Euclidean / GEMM Hamming (16 MiB keeps them in this CPU's 32 MiB L3 between the
+# GEMM and the fused window pass; measured faster than 64 MiB), or the (q, chunk / window) window
+# minima for popcount Hamming, whose distances are never stored.
+DEFAULT_BLOCK_BYTES = 16 * 2**20
 DEFAULT_WINDOW = 32
 # Up to this k, `smallest_k` extracts minima one by one (k cheap passes; `lax.top_k` and sorting
 # are an order of magnitude slower on CPU); above it, it sorts.
 ITERATIVE_MAX_K = 64
+# Up to this k the rounds are unrolled (no while-loop overhead per round; more to compile).
+UNROLL_MAX_K = 16
 
 
 def check_k(k: int, n: int) -> int:
@@ -32,11 +37,13 @@ def check_k(k: int, n: int) -> int:
   return int(k)
 
 
-def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int) -> int:
-  """Static chunk length: `chunk_size`, or what makes a (q, chunk) float32 block of
-  DEFAULT_BLOCK_BYTES; at most n, and rounded down to a multiple of `window` when >= window."""
+def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int,
+                  rows_per_element: int = 1) -> int:
+  """Static chunk length: `chunk_size`, or what makes a (q, chunk / rows_per_element) 4-byte
+  array of DEFAULT_BLOCK_BYTES; at most n, and rounded down to a multiple of `window` when
+  >= window."""
   if chunk_size is None:
-    chunk = DEFAULT_BLOCK_BYTES // (4 * max(num_queries, 1))
+    chunk = DEFAULT_BLOCK_BYTES // (4 * max(num_queries, 1)) * rows_per_element
     chunk = max(window * 8, chunk // window * window)
   else:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
@@ -78,6 +85,18 @@ def smallest_k(keys: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
   if k > ITERATIVE_MAX_K:
     sorted_keys, sorted_pos = jax.lax.sort((keys, pos), dimension=keys.ndim - 1, num_keys=2)
     return sorted_keys[..., :k], sorted_pos[..., :k]
+
+  if k <= UNROLL_MAX_K:
+    # Unrolled: each round is one fused masked argmin (first occurrence = lowest position).
+    taken = jnp.zeros(keys.shape, bool)
+    out_keys, out_pos = [], []
+    for _ in range(k):
+      masked = jnp.where(taken, TAKEN_KEY, keys)
+      at = jnp.argmin(masked, axis=-1).astype(jnp.int32)
+      out_pos.append(at)
+      out_keys.append(jnp.take_along_axis(masked, at[..., None], axis=-1)[..., 0])
+      taken = taken | (pos == at[..., None])
+    return jnp.stack(out_keys, axis=-1), jnp.stack(out_pos, axis=-1)
 
   def body(i, carry):
     keys, out_keys, out_pos = carry
