@@ -20,6 +20,56 @@ _QUERY = flags.DEFINE_string("query", None, "An image file, or a folder whose im
                              "(jpg, png, bmp, gif, tif, webp, ppm, pgm) are all used as queries.")
 _K = flags.DEFINE_integer("k", 10, "Results per query, in [1, index size].")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: <index folder>/search).")
+_QUERY_FEATURES = flags.DEFINE_string(
+    "query_features", None, "Instead of --query: a .npy of query vectors (float32 [q, d] for a "
+    "float index, uint32 codes for a binary one), served --batch_size at a time like a server "
+    "loop; prints resident memory (RSS) at the start and the end and writes ranking.npz.")
+_BATCH = flags.DEFINE_integer("batch_size", 100, "Queries per search call with --query_features.")
+
+
+def _rss_mib() -> float:
+  """Current resident set size of this process in MiB (Linux /proc; else peak via resource)."""
+  try:
+    with open("/proc/self/statm", encoding="ascii") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+  except OSError:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _serve_features(out: str) -> None:
+  """--query_features mode: batched search loop with RSS at start, after warm-up and at end."""
+  import numpy as np
+  from tqdm import tqdm
+  from cbir_jax import pipeline
+  from cbir_jax.index import load_index
+  try:
+    index = load_index(_INDEX.value)
+    queries = np.load(_QUERY_FEATURES.value, mmap_mode="r", allow_pickle=False)
+  except (ValueError, FileNotFoundError, OSError) as e:
+    _fail(str(e))
+  rss = {"start": _rss_mib()}
+  bar = tqdm(total=len(queries), unit="query", disable=not sys.stderr.isatty())
+  def on_batch(done: int) -> None:
+    if "warm" not in rss:
+      rss["warm"] = _rss_mib()  # after the first batch: index on device, search compiled
+    bar.update(done - bar.n)
+  try:
+    distances, ids = pipeline.search_in_batches(index, np.asarray(queries), _K.value,
+                                                _BATCH.value, on_batch)
+  except (ValueError, TypeError) as e:
+    _fail(str(e))
+  bar.close()
+  rss["end"] = _rss_mib()
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, "ranking.npz")
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, D=distances, I=ids)
+  os.replace(tmp, path)
+  print(f"served {len(queries)} queries in batches of {_BATCH.value} against {len(index)} "
+        f"vectors; RSS MiB: start {rss['start']:.1f}, after first batch {rss['warm']:.1f}, "
+        f"end {rss['end']:.1f} (growth after warm-up {rss['end'] - rss['warm']:+.1f})")
+  print(f"outputs in {out}:\n  ranking {path}")
 
 
 def _fail(message: str) -> None:
@@ -34,15 +84,19 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
   if not _INDEX.value:
     _fail("--index is required")
-  if not _QUERY.value:
-    _fail("--query is required (an image file or a folder of images)")
   if not os.path.isfile(_INDEX.value):
     _fail(f"--index {_INDEX.value!r} is not a file")
-  if not os.path.exists(_QUERY.value):
-    _fail(f"--query {_QUERY.value!r} does not exist")
   if _K.value < 1:
     _fail(f"--k must be >= 1, got {_K.value}")
   out = os.path.abspath(_OUT.value or os.path.join(os.path.dirname(_INDEX.value), "search"))
+  if _QUERY_FEATURES.value:
+    if _QUERY.value:
+      _fail("give --query (images) or --query_features (a .npy), not both")
+    return _serve_features(out)
+  if not _QUERY.value:
+    _fail("--query is required (an image file or a folder of images), or --query_features")
+  if not os.path.exists(_QUERY.value):
+    _fail(f"--query {_QUERY.value!r} does not exist")
 
   from cbir_jax import pipeline
   try:

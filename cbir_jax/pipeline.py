@@ -305,3 +305,31 @@ def search_images(index_path: str, query: str, k: int, out_dir: str,
                       title=f"{os.path.basename(index_path)}: top {k} of {len(index)}")
   return QueryResult(paths, skipped, distances, ids, labels, list(database.class_names), files)
 
+
+
+def search_in_batches(index: FloatIndex | BinaryIndex, queries: np.ndarray, k: int,
+                      batch_size: int, on_batch: Callable[[int], None] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """Serves `queries` (float[q, d] or uint32[q, w]) `batch_size` at a time, like a server loop.
+
+  Every batch has the same shape (the last is padded with copies of the first query and trimmed),
+  so the search compiles once and memory stays flat however many queries are served. Calls
+  `on_batch(queries_done)` after each batch. Returns (D[q, k], I[q, k]) as `index.search`.
+  """
+  q = len(queries)
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if q == 0:
+    raise ValueError("no queries to search (got 0 rows)")
+  distances, ids = [], []
+  for start in range(0, q, batch_size):
+    block = queries[start:start + batch_size]
+    m = len(block)
+    if m < batch_size:
+      block = np.concatenate([block, np.repeat(block[:1], batch_size - m, axis=0)])
+    d, i = index.search(block, k)
+    distances.append(d[:m])
+    ids.append(i[:m])
+    if on_batch is not None:
+      on_batch(start + m)
+  return np.concatenate(distances), np.concatenate(ids)
