@@ -46,17 +46,25 @@ def _config() -> ml_collections.ConfigDict:
 def _python(script: str, cache_dir: Path) -> dict:
   """Runs `script` in a new Python process; returns the JSON object it prints last.
 
+  With JAX_LOG_COMPILES every trace of a jitted function is logged; the returned "traces" counts
+  them for the train and eval steps (a retrace would mean a recompilation).
+
   The processes share a persistent XLA compilation cache (set through the environment, so this
   process is unaffected): the second and third runs load the identical programs instead of
   compiling them again; the executables, and so the numbers, are the same.
   """
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+             JAX_LOG_COMPILES="1",
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out["traces"] = {name: proc.stderr.count(f"Finished tracing + transforming {name} ")
+                   + proc.stderr.count(f"Finished tracing {name} ")
+                   for name in ("train_step", "eval_step")}
+  return out
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +90,12 @@ def runs(tmp_path_factory):
     import json
     from cbir_jax.train import trainer
     r = trainer.train_and_evaluate(trainer.load_config({resumed!r}), {resumed!r})
-    print(json.dumps(r.metrics))
+    print(json.dumps({{"metrics": r.metrics}}))
   """, root / "xla_cache")
   return {"straight": straight, "resumed": resumed, "metrics": first["metrics"],
+          "traces": (first["traces"], second["traces"]),
           "stopped_step": first["stopped_step"], "stopped_differs": first["stopped_differs"],
-          "resumed_metrics": second}
+          "resumed_metrics": second["metrics"]}
 
 
 def test_resume_in_new_process_is_bitwise_exact(runs):
@@ -100,6 +109,12 @@ def test_resume_in_new_process_is_bitwise_exact(runs):
   # The stopped run really differs from the end point (so the comparison is not vacuous).
   assert runs["stopped_differs"]
   assert runs["resumed_metrics"]["eval_accuracy"] == runs["metrics"]["eval_accuracy"]
+
+
+def test_steps_compile_once_per_run(runs):
+  # Two train_and_evaluate calls in the first process, one in the second; every step after the
+  # first (hundreds of calls, restored state included) reuses the compiled functions.
+  assert runs["traces"] == ({"train_step": 2, "eval_step": 2}, {"train_step": 1, "eval_step": 1})
 
 
 def test_result_metrics_and_workdir(runs):
