@@ -136,17 +136,17 @@ def _describe(meta: dict[str, Any]) -> str:
 
 def check_same_model(found: dict[str, Any], expected: dict[str, Any], where: str) -> None:
   """Raises ValueError naming both models unless `found` and `expected` describe the same one."""
-  normalise = lambda m: {k: _as_json(m.get(k)) for k in _IDENTITY_KEYS}
+  normalise = lambda m: {k: json_compatible(m.get(k)) for k in _IDENTITY_KEYS}
   if normalise(found) != normalise(expected):
     raise ValueError(f"checkpoint {where} was written for {_describe(found)}, but the config "
                      f"asks for {_describe(expected)}; use another --workdir or the matching "
                      "config")
 
 
-def _as_json(value: Any) -> Any:
-  """Tuples as lists and dict keys as str, as they come back from JSON."""
+def json_compatible(value: Any) -> Any:
+  """`value` with tuples as lists and dict keys as str, as it comes back from JSON."""
   if isinstance(value, (list, tuple)):
-    return [_as_json(v) for v in value]
+    return [json_compatible(v) for v in value]
   if isinstance(value, dict):
-    return {str(k): _as_json(v) for k, v in value.items()}
+    return {str(k): json_compatible(v) for k, v in value.items()}
   return value

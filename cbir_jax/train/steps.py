@@ -27,10 +27,9 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array,
   Returns:
     f32[b] losses.
   """
-  num_classes = logits.shape[-1]
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=jnp.float32),
-                                label_smoothing) if label_smoothing else jax.nn.one_hot(
-                                    labels, num_classes, dtype=jnp.float32)
+  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 

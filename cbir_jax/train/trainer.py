@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import flax.linen as nn
@@ -122,13 +122,15 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   os.replace(tmp, path)
 
 
-def _abstract_state(create, rng: jax.Array, sharding) -> Any:
+def _abstract_state(create: Callable[[jax.Array], state_lib.TrainState], rng: jax.Array,
+                    sharding: jax.sharding.Sharding) -> Any:
   """Shapes/dtypes/shardings of `create(rng)` without computing it (restore target)."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       jax.eval_shape(create, rng))
 
 
-def initial_state(create, rng: jax.Array, sharding) -> state_lib.TrainState:
+def initial_state(create: Callable[[jax.Array], state_lib.TrainState], rng: jax.Array,
+                  sharding: jax.sharding.Sharding) -> state_lib.TrainState:
   """`create(rng)` jitted with replicated outputs, using the non-partitionable threefry.
 
   The parameters are replicated, so every device draws all of them either way; the classic
@@ -140,9 +142,18 @@ def initial_state(create, rng: jax.Array, sharding) -> state_lib.TrainState:
     return jax.jit(create, out_shardings=sharding)(rng)
 
 
-def evaluate(state: state_lib.TrainState, eval_fn, images: np.ndarray, labels: np.ndarray, *,
-             batch_size: int, sharding) -> dict[str, float]:
-  """Loss and accuracy of `state` on all of (images, labels): {"eval_loss", "eval_accuracy"}."""
+def evaluate(state: state_lib.TrainState, eval_fn: Callable[..., dict[str, jax.Array]],
+             images: np.ndarray, labels: np.ndarray, *, batch_size: int,
+             sharding: jax.sharding.NamedSharding) -> dict[str, float]:
+  """Loss and accuracy of `state` on all of (images, labels): {"eval_loss", "eval_accuracy"}.
+
+  Args:
+    state: the TrainState.
+    eval_fn: `steps.jit_eval_step(...)`.
+    images: uint8[n, h, w, c]; labels: int[n] (each process passes the whole split).
+    batch_size: global eval batch (the last one padded and masked).
+    sharding: the batch sharding.
+  """
   totals = None
   for batch in pipeline.eval_batches(images, labels, batch_size=batch_size):
     sums = eval_fn(state, mesh_lib.global_batch(batch, sharding))
@@ -214,7 +225,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   schedule = optim.make_schedule(config.optimizer, num_steps)
   create = lambda rng: state_lib.create_train_state(model, tx, rng, input_shape)
   rng = jax.random.PRNGKey(int(config.seed))
-  meta = {"model": config.model.name, "model_kwargs": checkpoint_lib._as_json(model_kwargs(config)),  # pylint: disable=protected-access
+  meta = {"model": config.model.name,
+          "model_kwargs": checkpoint_lib.json_compatible(model_kwargs(config)),
           "num_classes": num_classes, "input_shape": list(input_shape),
           "dataset": config.dataset.name, "num_steps": num_steps}
 
