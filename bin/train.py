@@ -4,7 +4,7 @@
   python bin/train.py --config=configs/cifar10.py:model=dfs_resnet50,cpu --workdir=runs/c10 \
       --config.batch_size=32
   python bin/train.py --config=configs/lenet_l_corel1k.py:cpu --workdir=runs/k800 \
-      --config.model.kwargs.lk_features=800
+      --config.model.kwargs.k=800
 
 Writes <workdir>/config.json, checkpoints/ (orbax; restarting with the same workdir resumes
 exactly) and metrics.jsonl, and prints the final metrics and where the outputs are.
