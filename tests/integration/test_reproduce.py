@@ -15,9 +15,9 @@ CLASSES = ("africans", "beaches", "buildings", "buses", "dinosaurs", "elephants"
            "horses", "mountains", "food")
 
 
-def _reproduce(*args: str, tfds_dir: Path) -> subprocess.CompletedProcess:
+def _reproduce(*args: str, tfds_dir: Path, **env_vars: str) -> subprocess.CompletedProcess:
   # A private tfds data_dir: the tiny folder must not replace a prepared copy of the real set.
-  env = dict(os.environ, PYTHONUNBUFFERED="1", TFDS_DATA_DIR=str(tfds_dir))
+  env = dict(os.environ, PYTHONUNBUFFERED="1", TFDS_DATA_DIR=str(tfds_dir), **env_vars)
   return subprocess.run([sys.executable, str(REPO / "bin" / "reproduce.py"), *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=300)
 
@@ -89,6 +89,8 @@ def test_quick_corel_paper_protocol_then_resume(tmp_path, corel_folder):
 def test_bad_experiment_and_missing_data_fail_clearly(tmp_path):
   proc = _reproduce("--experiment=corel_nope", f"--workdir={tmp_path}", tfds_dir=tmp_path)
   assert proc.returncode == 2 and "--experiment must be one of" in proc.stderr
+  empty = tmp_path / "no_datasets"
+  empty.mkdir()
   proc = _reproduce("--experiment=caltech256_schemes", f"--workdir={tmp_path}",
-                    tfds_dir=tmp_path)
+                    tfds_dir=tmp_path, CBIR_SHARED_DATASETS=str(empty))
   assert proc.returncode == 2 and "256_ObjectCategories" in proc.stderr
