@@ -50,12 +50,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.num_epochs = 30 if cpu else 90
   c.num_steps = -1
   c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "sgd"           # Krizhevsky et al.: SGD, momentum 0.9, decay 5e-4.
-  c.optimizer.learning_rate = 0.01
-  c.optimizer.weight_decay = 5e-4
+  # Paper scale: Krizhevsky et al.'s SGD, momentum 0.9, decay 5e-4, 0.1x steps. The tiny CPU net
+  # learns faster with Adam + cosine (300 steps: 49% query accuracy vs 30% with the SGD recipe).
+  c.optimizer.name = "adam" if cpu else "sgd"
+  c.optimizer.learning_rate = 1e-3 if cpu else 0.01
+  c.optimizer.weight_decay = 0.0 if cpu else 5e-4
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = False
-  c.optimizer.schedule = "step"      # 0.1x at 1/3 and 2/3 of training.
+  c.optimizer.schedule = "cosine" if cpu else "step"  # step: 0.1x at 1/3 and 2/3 of training.
   c.optimizer.decay_boundaries = (1 / 3, 2 / 3)
   c.optimizer.decay_factor = 0.1
   c.optimizer.warmup_steps = 50
