@@ -5,11 +5,15 @@
   python bin/benchmark.py train --out=docs/BENCHMARKS.md
 
 One process, the same architecture, batch, optimizer (SGD, momentum 0.9, softmax cross-entropy)
-and thread count in both frameworks; inputs are one fixed random batch already in memory (the
-input pipeline is not timed). JAX: `cbir_jax.train.steps.jit_train_step` on a 1-device mesh,
-compiled once (compile time reported apart), state donated. PyTorch: an eager nn.Module with
-the same layers, `torch.set_num_threads(--threads)`. Each side runs one warm-up step, then
-`--steps` timed steps; images/s = steps * batch / seconds (median of `--repeats` runs).
+and cores in both frameworks (`--threads`: the process is pinned to that many cores, PyTorch
+runs that many intra-op threads). Inputs are one fixed random batch already in memory (the input
+pipeline is not timed). JAX: `cbir_jax.train.steps.jit_train_step` on a 1-device mesh, compiled
+once (compile time reported apart), state donated. PyTorch: an eager nn.Module with the same
+layers. Each side runs one warm-up step, then `--repeats` rounds of `--steps` timed steps, the
+two frameworks alternating round by round (so a change in machine load hits both alike);
+images/s = steps * batch / median round seconds. On a shared machine use --threads=1: PyTorch's
+OpenMP threads collapse when other processes take the cores (LeNet-L 32x32: 1,600 img/s with
+one thread, 50-140 with two on a loaded 2-core machine).
 Needs torch (`pip install -e '.[bench]'`).
 """
 
@@ -33,8 +37,10 @@ _CASES = flags.DEFINE_list("cases", list(CASES[:2]), f"Cases <model>@<h>x<w>, fr
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Training batch size (both frameworks).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed training steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
-_THREADS = flags.DEFINE_integer("threads", os.cpu_count() or 1,
-                                "PyTorch intra-op threads (XLA:CPU uses every core).")
+_THREADS = flags.DEFINE_integer(
+    "threads", len(os.sched_getaffinity(0)),
+    "CPU cores for both frameworks: the process is pinned to that many cores (before JAX starts "
+    "its CPU client) and PyTorch uses that many intra-op threads.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 10, "Classifier width (Corel-1K: 10).")
 _OUT = flags.DEFINE_string("out", "", "If set, append the Markdown table to this file.")
 
@@ -68,20 +74,16 @@ def _torch_model(name: str, h: int, w: int, num_classes: int):
       nn.Linear(4096, num_classes))
 
 
-def _time(step, n: int, repeats: int) -> float:
-  """Median seconds of `n` calls of `step()` (which must block until done)."""
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(n):
-      step()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+def _time(step, n: int) -> float:
+  """Seconds of `n` calls of `step()` (which must block until done)."""
+  start = time.perf_counter()
+  for _ in range(n):
+    step()
+  return time.perf_counter() - start
 
 
-def bench_jax(name: str, h: int, w: int, batch: int, num_classes: int, n: int,
-              repeats: int) -> dict:
-  """images/s and compile seconds of the jitted cbir_jax train step."""
+def jax_step(name: str, h: int, w: int, batch: int, num_classes: int):
+  """(step, compile seconds): one call of `step()` runs the jitted cbir_jax train step."""
   model = registry.get_model(name, num_classes=num_classes)
   tx = optim.make_optimizer({"name": "sgd", "learning_rate": 0.01, "momentum": 0.9}, 10 ** 6)
   mesh = mesh_lib.make_mesh(jax.devices()[:1])
@@ -104,13 +106,11 @@ def bench_jax(name: str, h: int, w: int, batch: int, num_classes: int, n: int,
     jax.block_until_ready(metrics)
 
   step()  # warm-up
-  seconds = _time(step, n, repeats)
-  return {"images_per_sec": n * batch / seconds, "compile_s": compile_s}
+  return step, compile_s
 
 
-def bench_torch(name: str, h: int, w: int, batch: int, num_classes: int, n: int, repeats: int,
-                threads: int) -> dict:
-  """images/s of the eager PyTorch twin with SGD-momentum."""
+def torch_step(name: str, h: int, w: int, batch: int, num_classes: int, threads: int):
+  """One call of the returned `step()` is a training step of the PyTorch twin (SGD-momentum)."""
   import torch  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(threads)
@@ -128,10 +128,8 @@ def bench_torch(name: str, h: int, w: int, batch: int, num_classes: int, n: int,
     opt.step()
     loss.item()
 
-  step()
-  seconds = _time(step, n, repeats)
-  return {"images_per_sec": n * batch / seconds, "threads": torch.get_num_threads(),
-          "version": torch.__version__}
+  step()  # warm-up
+  return step
 
 
 def main(argv) -> None:
@@ -147,23 +145,39 @@ def main(argv) -> None:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
     raise SystemExit("train benchmark: PyTorch is needed (pip install -e '.[bench]')") from e
+  cores = sorted(os.sched_getaffinity(0))
+  if _THREADS.value > len(cores):
+    raise SystemExit(f"train benchmark: --threads={_THREADS.value} but only {len(cores)} cores "
+                     "are available")
+  # Before the first JAX call, so XLA:CPU sizes its thread pool to the pinned cores.
+  os.sched_setaffinity(0, cores[:_THREADS.value])
   batch = _BATCH_SIZE.value
   rows = []
+  n = _STEPS.value
   for name, h, w in cases:
-    j = bench_jax(name, h, w, batch, _NUM_CLASSES.value, _STEPS.value, _REPEATS.value)
-    t = bench_torch(name, h, w, batch, _NUM_CLASSES.value, _STEPS.value, _REPEATS.value,
-                    _THREADS.value)
-    rows.append((f"{name}@{h}x{w}", batch, j["images_per_sec"], t["images_per_sec"],
-                 j["images_per_sec"] / t["images_per_sec"], j["compile_s"]))
-    print(f"{rows[-1][0]}: jax {j['images_per_sec']:.1f} img/s, torch {t['images_per_sec']:.1f} "
-          f"img/s, ratio {rows[-1][4]:.2f}", flush=True)
+    j_step, compile_s = jax_step(name, h, w, batch, _NUM_CLASSES.value)
+    t_step = torch_step(name, h, w, batch, _NUM_CLASSES.value, _THREADS.value)
+    # Alternate the two so a change in machine load hits both alike.
+    j_times, t_times = [], []
+    for _ in range(_REPEATS.value):
+      j_times.append(_time(j_step, n))
+      t_times.append(_time(t_step, n))
+    j_ips = n * batch / statistics.median(j_times)
+    t_ips = n * batch / statistics.median(t_times)
+    rows.append((f"{name}@{h}x{w}", batch, j_ips, t_ips, j_ips / t_ips, compile_s))
+    print(f"{rows[-1][0]}: jax {j_ips:.1f} img/s, torch {t_ips:.1f} img/s, ratio "
+          f"{rows[-1][4]:.2f}", flush=True)
+    del j_step, t_step
   device = jax.devices()[0]
+  import torch  # pylint: disable=g-import-not-at-top,reimported
   header = (f"Training images/s, {datetime.date.today()}, {device.platform} "
-            f"({device.device_kind}), {os.cpu_count()} CPU cores, jax {jax.__version__}, torch "
-            f"{t['version']} with {t['threads']} threads, SGD-momentum, batch {batch}, median of "
+            f"({device.device_kind}), pinned to {_THREADS.value} of {len(cores)} cores, jax "
+            f"{jax.__version__}, torch "
+            f"{torch.__version__} with {torch.get_num_threads()} threads, SGD-momentum, batch {batch}, median of "
             f"{_REPEATS.value} x {_STEPS.value} steps.\n"
             f"Command: python bin/benchmark.py train --cases={','.join(_CASES.value)} "
-            f"--batch_size={batch} --steps={_STEPS.value} --repeats={_REPEATS.value}\n")
+            f"--batch_size={batch} --steps={_STEPS.value} --repeats={_REPEATS.value} "
+            f"--threads={_THREADS.value}\n")
   table = ["| case | batch | JAX img/s | PyTorch img/s | JAX / PyTorch | JAX compile s |",
            "|---|---|---|---|---|---|"]
   table += [f"| {c} | {b} | {ji:.1f} | {ti:.1f} | {r:.2f}x | {cs:.1f} |"
