@@ -1,1 +1,1 @@
-"""Training: TrainState, optax optimizers, jit steps, data-parallel mesh, orbax checkpoints, trainer."""
+"""Training: TrainState, optax, jit steps, data-parallel mesh, orbax checkpoints, trainer."""

@@ -35,7 +35,9 @@ class MetricLog:
                progress: bool = True):
     self.path = os.fspath(path)
     self.enabled = enabled
-    self._file = open(self.path, "a", encoding="utf-8") if enabled else None  # pylint: disable=consider-using-with
+    # Kept open for the whole run (closed by `close`); appending continues a resumed run.
+    self._file = (open(self.path, "a", encoding="utf-8")  # pylint: disable=R1732
+                  if enabled else None)
     self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
                           disable=not (enabled and progress and sys.stderr.isatty()))
 
