@@ -103,7 +103,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     if int(config.get(field, 1)) < 1:
       raise ValueError(f"{field} must be >= 1, got {config.get(field)}")
-  optim.make_optimizer(config.optimizer, max(num_steps, 10 ** 6))  # Field and value checks.
+  # Field and value checks (warmup against num_steps when it is known before loading data).
+  optim.make_optimizer(config.optimizer, num_steps if num_steps > 0 else 10 ** 9)
   model_kwargs(config)
 
 
