@@ -447,7 +447,8 @@ def test_code_width_mismatch():
 
 
 def test_hamming_kernel_code_width_mismatch():
-  with pytest.raises(ValueError, match="2.*3|3.*2"):
+  with pytest.raises(ValueError, match="query_codes have 2 uint32 words per code but "
+                     "database_codes have 3"):
     hamming.hamming_topk(np.zeros((1, 2), np.uint32), np.zeros((4, 3), np.uint32), 1)
 
 
@@ -463,6 +464,7 @@ def test_non_finite_vectors_are_rejected_and_nothing_is_added(bad):
     index.search(x, 2)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_float64_beyond_float32_is_rejected():
   index = FloatIndex(2)
   with pytest.raises(ValueError, match=r"x has NaN/inf \(or values beyond float32\)"):
@@ -568,15 +570,15 @@ def test_resume_with_another_model_name(trained, tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "cbir_jax.train.trainer.restore builds the model from config.json and hands orbax a "
-    "mismatched target without comparing it to the checkpoint's meta; the error does not name "
-    "both models (check_same_model is not called on restore)"))
+    "cbir_jax.train.trainer.restore builds the model from config.json and never compares it "
+    "with the checkpoint's meta (check_same_model is not called): orbax fails with a ~20 kB "
+    "'tree structures do not match' dump that names neither model"))
 def test_restore_checkpoint_of_another_model(trained, tmp_path):
   from cbir_jax.train import trainer  # pylint: disable=import-outside-toplevel
   workdir = tmp_path / "run"
   shutil.copytree(trained, workdir)
   config = json.loads((workdir / "config.json").read_text())
-  config["model"] = {"name": "alexnet_tiny", "kwargs": {}}
+  config["model"] = {"name": "alexnet_tiny", "kwargs": {"small_input": True}}
   (workdir / "config.json").write_text(json.dumps(config))
   with pytest.raises(ValueError, match="lenet_l.*alexnet_tiny|alexnet_tiny.*lenet_l"):
     trainer.restore(str(workdir))
