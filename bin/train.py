@@ -30,12 +30,39 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def _one_line(error: BaseException) -> str:
+  """An exception's message on one line: its first and last lines (config_flags embeds whole
+  tracebacks in its messages; the first names the flag, the last the cause)."""
+  message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  if len(lines) > 2:
+    lines = [lines[0], lines[-1]]
+  return " ".join(lines).replace("Error whilst parsing config file: Traceback "
+                                 "(most recent call last):", "cannot build the config:")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing; a bad flag, a broken config file or a typo'd --config.<field>
+  (ml_collections raises inside the parser) ends in one 'train: ...' line, exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(f"{_one_line(e)} (see --help)")
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(f"bad --config: {_one_line(e)}")
+  return []
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; all options are --flags")
   # Imported after flag parsing: keeps --help and flag errors fast.
   from cbir_jax.train import trainer  # pylint: disable=g-import-not-at-top
-  config = _CONFIG.value
+  try:
+    config = _CONFIG.value
+    config.get("model")  # config_flags reports a config file it could not load only here.
+  except OSError as e:
+    _fail(f"bad --config: {_one_line(e)}")
   try:
     trainer.validate_config(config)
   except (ValueError, TypeError) as e:
@@ -67,7 +94,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -118,9 +118,14 @@ def _load(config: ml_collections.ConfigDict, split: str) -> datasets.ImageArrays
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   path = os.path.join(workdir, "config.json")
   tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(config.to_json(indent=2))
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(config.to_json(indent=2))
+    os.replace(tmp, path)  # Atomic: readers see the old or the new file, never a partial one.
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def _abstract_state(create: Callable[[jax.Array], state_lib.TrainState], rng: jax.Array,
@@ -339,6 +344,7 @@ def restore(workdir: str, step: int | None = None) -> tuple[nn.Module, dict[str,
 
   Raises:
     FileNotFoundError: no config.json or no checkpoint in `workdir`.
+    ValueError: config.json names another model than the checkpoint (the message names both).
   """
   config = load_config(workdir)
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
@@ -347,6 +353,11 @@ def restore(workdir: str, step: int | None = None) -> tuple[nn.Module, dict[str,
   ckpt = checkpoint_lib.Checkpointer(directory, async_save=False, read_only=True)
   try:
     meta = ckpt.read_meta(step)
+    # config.json may have been edited (or copied from another run): the checkpoint decides.
+    expected = dict(meta, model=config.model.name,
+                    model_kwargs=checkpoint_lib.json_compatible(model_kwargs(config)))
+    checkpoint_lib.check_same_model(meta, expected, os.path.join(
+        directory, str(step if step is not None else ckpt.latest_step())))
     model = build_model(config, meta["num_classes"])
     tx = optim.make_optimizer(config.optimizer, int(meta["num_steps"]))
     create = lambda rng: state_lib.create_train_state(model, tx, rng, tuple(meta["input_shape"]))

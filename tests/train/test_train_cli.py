@@ -34,9 +34,17 @@ def test_one_epoch_on_digits(tmp_path):
 
 
 def test_unknown_config_field_is_a_clear_error(tmp_path):
-  proc = _train(DIGITS_TINY, f"--workdir={tmp_path}", "--config.optimiser.name=sgd")
-  assert proc.returncode != 0
-  assert "optimiser" in proc.stderr
+  proc = _train(DIGITS_TINY, f"--workdir={tmp_path / 'run'}", "--config.optimiser.name=sgd")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("train: bad --config: 'optimiser'") and "optimizer" in last
+  assert not (tmp_path / "run").exists()
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+  proc = _train(f"--config={tmp_path / 'nope.py'}", f"--workdir={tmp_path / 'run'}")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert str(tmp_path / "nope.py") in proc.stderr.strip().splitlines()[-1]
 
 
 def test_unknown_model_is_one_clear_line(tmp_path):

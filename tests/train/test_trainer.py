@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -165,6 +166,16 @@ def test_checkpoint_of_another_model_is_a_clear_error(runs):
   config.model.kwargs.lk_features = 24
   with pytest.raises(ValueError, match="lk_features"):
     trainer.train_and_evaluate(config, runs["straight"])
+
+
+def test_restore_checks_config_json_against_the_checkpoint(runs, tmp_path):
+  workdir = tmp_path / "copy"
+  shutil.copytree(runs["straight"], workdir)
+  config = json.loads((workdir / "config.json").read_text())
+  config["model"] = {"name": "resnet_tiny", "kwargs": {"small_input": True}}
+  (workdir / "config.json").write_text(json.dumps(config))
+  with pytest.raises(ValueError, match="'lenet_l'.*'resnet_tiny'"):
+    trainer.restore(str(workdir))
 
 
 def test_k_alias_and_config_validation():
