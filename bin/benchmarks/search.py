@@ -8,9 +8,9 @@
 Every (case, engine) runs in its own subprocess on the same seeded data: build the engine's
 database copy (FAISS `add`, or `jnp.asarray`), free the NumPy source, record RSS, one warm-up
 search (compiles the JAX kernel; its time is reported as "first call"), then `--repeats` timed
-searches (best is reported, with the process CPU seconds it used). Peak extra memory is VmHWM minus the VmRSS measured just before the
-first search (the HWM is reset via /proc/self/clear_refs), i.e. memory beyond the database and
-queries: "steady" over the timed searches (including buffers XLA kept from the first call),
+searches (best is reported, with the process CPU seconds it used). Peak extra memory is VmHWM
+minus the VmRSS measured just before the first search (the HWM is reset via
+/proc/self/clear_refs), i.e. memory beyond the database and queries: "steady" over the timed searches (including buffers XLA kept from the first call),
 "first" over the first call (including compilation). Results are checked against FAISS: Euclidean
 distances to 1e-3 relative, Hamming distances exactly. "vs FAISS" divides the faster FAISS
 configuration that ran (faiss: all OpenMP threads; faiss1: one thread, which suffers less on a
@@ -107,7 +107,8 @@ def _worker(job: dict) -> dict:
   else:
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    from cbir_jax.kernels import euclidean_topk, hamming_topk  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from cbir_jax.kernels import euclidean_topk, hamming_topk
     db_dev, q_dev = jax.block_until_ready((jnp.array(db), jnp.array(queries)))
     del db
     if metric == "l2":
