@@ -10,8 +10,8 @@ database copy (FAISS `add`, or `jnp.asarray`), free the NumPy source, record RSS
 search (compiles the JAX kernel; its time is reported as "first call"), then `--repeats` timed
 searches (best is reported, with the process CPU seconds it used). Peak extra memory is VmHWM
 minus the VmRSS measured just before the first search (the HWM is reset via
-/proc/self/clear_refs), i.e. memory beyond the database and queries: "steady" over the timed searches (including buffers XLA kept from the first call),
-"first" over the first call (including compilation). Results are checked against FAISS: Euclidean
+/proc/self/clear_refs), i.e. memory beyond the database and queries: "steady" over the timed
+searches (including buffers XLA kept from the first call), "first" over the first call (including compilation). Results are checked against FAISS: Euclidean
 distances to 1e-3 relative, Hamming distances exactly. "vs FAISS" divides the faster FAISS
 configuration that ran (faiss: all OpenMP threads; faiss1: one thread, which suffers less on a
 shared, oversubscribed machine) by ours.
