@@ -1,8 +1,8 @@
-"""Training metrics to `<workdir>/metrics.jsonl` and absl logging, plus a tqdm progress bar.
+"""Training metrics: TensorBoard summaries (clu metric_writers), metrics.jsonl, a progress bar.
 
-clu's `metric_writers` would be the natural writer, but it imports TensorBoard (not a dependency
-of this project) at import time; a JSON-lines file is the same record in a form any tool reads:
-one object per line, `{"step": int, "<name>": float, ...}`.
+Every record goes to clu's default writer (TensorBoard event files in the run's folder, plus
+absl logging) and to a JSON-lines file that any tool reads without TensorBoard: one object per
+line, `{"step": int, "<name>": float, ...}`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from absl import logging
+from clu import metric_writers
 import tqdm
 
 
@@ -38,6 +38,9 @@ class MetricLog:
     # Kept open for the whole run (closed by `close`); appending continues a resumed run.
     self._file = (open(self.path, "a", encoding="utf-8")  # pylint: disable=R1732
                   if enabled else None)
+    # TensorBoard event files beside the .jsonl (clu writes them asynchronously, logs too).
+    self._writer = (metric_writers.create_default_writer(os.path.dirname(self.path) or ".")
+                    if enabled else None)
     self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
                           disable=not (enabled and progress and sys.stderr.isatty()))
 
@@ -50,7 +53,7 @@ class MetricLog:
                                     for k, v in values.items()}}
     self._file.write(json.dumps(record) + "\n")
     self._file.flush()
-    logging.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+    self._writer.write_scalars(int(step), values)  # TensorBoard + absl logging
     shown = {k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "accuracy",
                                                                 "eval_accuracy", "images_per_sec")}
     self._bar.set_postfix(shown, refresh=False)
@@ -65,6 +68,9 @@ class MetricLog:
     if self._file is not None:
       self._file.close()
       self._file = None
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
