@@ -5,16 +5,16 @@
   python bin/benchmark.py search --cases=l2_1M_d128,ham64_1M --repeats=5 --out=docs/BENCHMARKS.md
   python bin/benchmark.py search --engines=faiss,faiss1,jax,jax_gemm
 
-Every (case, engine) runs in its own subprocess on the same seeded data: build the engine's
-database copy (FAISS `add`, or `jnp.asarray`), free the NumPy source, record RSS, one warm-up
-search (compiles the JAX kernel; its time is reported as "first call"), then `--repeats` timed
-searches (best is reported, with the process CPU seconds it used). Peak extra memory is VmHWM
-minus the VmRSS measured just before the first search (the HWM is reset via
-/proc/self/clear_refs), i.e. memory beyond the database and queries: "steady" over the timed
-searches (including buffers XLA kept from the first call), "first" over the first call (including compilation). Results are checked against FAISS: Euclidean
-distances to 1e-3 relative, Hamming distances exactly. "vs FAISS" divides the faster FAISS
-configuration that ran (faiss: all OpenMP threads; faiss1: one thread, which suffers less on a
-shared, oversubscribed machine) by ours.
+Every (case, engine) runs in its own subprocess on the same seeded data: build the engine's database
+copy (FAISS `add`, or `jnp.asarray`), free the NumPy source, record RSS, one warm-up search
+(compiles the JAX kernel; its time is reported as "first call"), then `--repeats` timed searches
+(best is reported, with the process CPU seconds it used). Peak extra memory is VmHWM minus the VmRSS
+measured just before the first search (the HWM is reset via /proc/self/clear_refs), i.e. memory
+beyond the database and queries: "steady" over the timed searches (including buffers XLA kept from
+the first call), "first" over the first call (including compilation). Results are checked against
+FAISS: Euclidean distances to 1e-3 relative, Hamming distances exactly. "vs FAISS" divides the
+faster FAISS configuration that ran (faiss: all OpenMP threads; faiss1: one thread, which suffers
+less on a shared, oversubscribed machine) by ours.
 """
 
 import datetime
