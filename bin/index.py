@@ -49,7 +49,7 @@ def _load_npy(flag: flags.FlagHolder, required: bool = True) -> np.ndarray | Non
     _fail(f"--{flag.name}={path} does not exist")
   try:
     return np.load(path, allow_pickle=False)
-  except (ValueError, OSError) as e:
+  except (ValueError, OSError, EOFError) as e:  # EOFError: a zero-byte file
     _fail(f"--{flag.name}={path} is not a readable .npy file: {e}")
   return None
 

@@ -40,3 +40,7 @@ def test_build_search_info(tmp_path):
   assert proc.returncode == 2 and "--k must be in [1, 40]" in proc.stderr
   proc = _run("info", f"--index={tmp_path / 'ids.npy'}")
   assert proc.returncode == 2 and "not a cbir_jax index file" in proc.stderr
+  (tmp_path / "zero.npy").write_bytes(b"")
+  proc = _run("build", f"--features={tmp_path / 'zero.npy'}", f"--out={tmp_path / 'z.idx'}")
+  assert proc.returncode == 2 and f"--features={tmp_path / 'zero.npy'}" in proc.stderr
+  assert not (tmp_path / "z.idx").exists()
