@@ -10,7 +10,6 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 import time
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from cbir_jax import atomic
 from cbir_jax.data import datasets
 from cbir_jax.eval import metrics, plots
 from cbir_jax.features import extract as extract_lib
@@ -43,23 +43,6 @@ class DemoResult:
   train_metrics: dict[str, float]
   files: dict[str, str]
   seconds: dict[str, float]
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to a temporary file beside `path`, then renames it onto `path`."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def _write_json_atomic(path: str, payload: Any) -> None:
-  _write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def evaluate_index(name: str, search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
@@ -174,7 +157,7 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str) -> DemoResult:
   train_metrics = {k: float(v) for k, v in (result.metrics or {}).items()
                    if isinstance(v, (int, float, np.floating, np.integer))}
   files["results"] = os.path.join(workdir, "results.json")
-  _write_json_atomic(files["results"], {
+  atomic.write_json(files["results"], {
       "config": config.to_dict(),
       "database_size": int(len(database.labels)), "queries": int(len(queries.labels)),
       "train_metrics": train_metrics, "seconds": seconds,
@@ -293,13 +276,13 @@ def search_images(index_path: str, query: str, k: int, out_dir: str,
            "distance": float(distances[i, r]), "label": int(labels[i, r]),
            "class": database.class_names[int(labels[i, r])]}
           for i, path in enumerate(paths) for r in range(k)]
-  _write_json_atomic(files["json"], {"index": os.path.abspath(index_path), "k": k,
+  atomic.write_json(files["json"], {"index": os.path.abspath(index_path), "k": k,
                                      "skipped": skipped, "results": rows})
   table = io.StringIO()
   writer = csv.DictWriter(table, fieldnames=["query", "rank", "id", "distance", "label", "class"])
   writer.writeheader()
   writer.writerows(rows)
-  _write_text_atomic(files["csv"], table.getvalue())
+  atomic.write_text(files["csv"], table.getvalue())
   plots.contact_sheet(files["sheet"], images, np.full(len(paths), -1), database.images[positions],
                       labels, distances, ids, class_names=database.class_names,
                       title=f"{os.path.basename(index_path)}: top {k} of {len(index)}")

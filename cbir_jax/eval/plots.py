@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -12,23 +10,19 @@ matplotlib.use("Agg")  # files only; never needs a display.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cbir_jax import atomic  # noqa: E402
+
 _GOOD = "#1a9850"
 _BAD = "#d73027"
 
 
 def _save_atomic(fig: plt.Figure, path: str, dpi: int) -> str:
-  """Writes `fig` to `path` through a temporary file and a rename; returns the path."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-  os.close(fd)
+  """Writes `fig` as PNG to `path` atomically (cbir_jax.atomic); returns the path."""
   try:
-    fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic.atomic_write(path, "wb") as f:
+      fig.savefig(f, dpi=dpi, format="png", bbox_inches="tight")
   finally:
     plt.close(fig)
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path
 
 
