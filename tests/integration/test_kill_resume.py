@@ -50,6 +50,11 @@ def _complete_steps(workdir: Path) -> list[int]:
   ) else []
 
 
+def _saving(workdir: Path) -> bool:
+  """Whether a checkpoint is being written (an orbax temporary folder exists)."""
+  return any("tmp" in p.name for p in (workdir / "checkpoints").iterdir())
+
+
 def test_kill_9_then_restart_resumes_bitwise(tmp_path):
   env = _env(tmp_path / "xla_cache")
   killed, reference = tmp_path / "killed", tmp_path / "reference"
@@ -65,6 +70,11 @@ def test_kill_9_then_restart_resumes_bitwise(tmp_path):
           f"{KILL_AFTER}:\n{(tmp_path / 'killed.log').read_text()[-3000:]}")
       assert time.monotonic() < deadline, f"no checkpoint beyond step {KILL_AFTER} in 240 s"
       time.sleep(0.02)
+    # Kill while the next checkpoint is being written when we catch one (orbax's temporary
+    # folder exists), the harshest moment; otherwise between checkpoints.
+    catch_until = time.monotonic() + 5
+    while not _saving(killed) and victim.poll() is None and time.monotonic() < catch_until:
+      time.sleep(0.002)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=60)
   finally:
