@@ -23,6 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from cbir_jax import atomic
 from cbir_jax.data import pipeline
 
 PREPROCESSING = "uint8 -> float32 (x / 255 - 0.5) / 0.5 (cbir_jax.data.pipeline.normalize)"
@@ -51,17 +52,12 @@ def _tmp_name(path: str) -> str:
 
 
 def _write_json_atomic(path: str, obj: Mapping[str, Any]) -> None:
-  tmp = _tmp_name(path)
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  atomic.write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _save_npy_atomic(path: str, array: np.ndarray) -> None:
-  tmp = _tmp_name(path) + ".npy"
-  np.save(tmp, array)
-  os.replace(tmp, path)
+  with atomic.atomic_write(path, "wb") as f:
+    np.save(f, array)
 
 
 def save_features(path: str | os.PathLike, features: Any, metadata: Mapping[str, Any], *,

@@ -18,6 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from cbir_jax import atomic
 from cbir_jax.data import datasets, pipeline
 from cbir_jax.models import registry
 from cbir_jax.train import checkpoint as checkpoint_lib
@@ -116,16 +117,7 @@ def _load(config: ml_collections.ConfigDict, split: str) -> datasets.ImageArrays
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  path = os.path.join(workdir, "config.json")
-  tmp = path + ".tmp"
-  try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(config.to_json(indent=2))
-    os.replace(tmp, path)  # Atomic: readers see the old or the new file, never a partial one.
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  atomic.write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
 
 
 def _abstract_state(create: Callable[[jax.Array], state_lib.TrainState], rng: jax.Array,
