@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbir_jax import pipeline
+from cbir_jax import atomic, pipeline
 from cbir_jax.data import datasets
 from cbir_jax.data import images as images_lib
 from cbir_jax.eval import plots
@@ -53,7 +53,8 @@ NOT_WRITABLE = "/proc/cbir_bad_inputs"  # root can't create anything under /proc
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
-  """Every file under `folder` (relative path -> bytes), hidden/temporary ones included."""
+  """Every file under `folder` (relative path -> bytes), hidden/temporary ones included; {} when
+  the folder does not exist."""
   return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
           if p.is_file()}
 
@@ -143,7 +144,7 @@ class Case:
   args: Callable[[dict], list[str]]
   says: Callable[[dict], list[str]]          # substrings of the last stderr line
   absent: Callable[[dict], list[Path]] = lambda p: []   # outputs that must not appear
-  unchanged: Callable[[dict], list[Path]] = lambda p: []  # folders that must not change
+  unchanged: Callable[[dict], list[Path]] = lambda p: []  # folders: no file added or changed
 
 
 LAUNCHER_CASES = {
@@ -289,7 +290,7 @@ def launched(files, trained) -> dict:
   """Runs every launcher case (two at a time); case name -> (process, folder snapshots)."""
   p = dict(files, workdir=trained, other_model_workdir=files["root"] / "other_model_run")
   shutil.copytree(trained, p["other_model_workdir"])
-  before = {name: {d: _tree(d) for d in case.unchanged(p) if d.exists()}
+  before = {name: {d: _tree(d) for d in case.unchanged(p)}
             for name, case in LAUNCHER_CASES.items()}
   with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
     futures = {name: pool.submit(_launch, case, p) for name, case in LAUNCHER_CASES.items()}
@@ -738,16 +739,31 @@ def test_unserialisable_metadata_writes_nothing(tmp_path):
   _assert_survived(tmp_path, before)
 
 
-def test_interrupted_pipeline_json_and_text_writes(tmp_path, monkeypatch):
+def test_interrupted_json_and_text_writes(tmp_path, monkeypatch):
+  """cbir_jax.atomic: what pipeline (results.json, ranking.json/.csv) and plots write through."""
   json_path, csv_path = tmp_path / "ranking.json", tmp_path / "ranking.csv"
-  pipeline._write_json_atomic(str(json_path), {"k": 1})  # pylint: disable=protected-access
-  pipeline._write_text_atomic(str(csv_path), "a,b\n")  # pylint: disable=protected-access
+  atomic.write_json(json_path, {"k": 1})
+  atomic.write_text(csv_path, "a,b\n")
   before = _tree(tmp_path)
   _crash_on_rename(monkeypatch)
   with pytest.raises(OSError, match="simulated crash"):
-    pipeline._write_json_atomic(str(json_path), {"k": 2})  # pylint: disable=protected-access
+    atomic.write_json(json_path, {"k": 2})
   with pytest.raises(OSError, match="simulated crash"):
-    pipeline._write_text_atomic(str(csv_path), "c,d\n")  # pylint: disable=protected-access
+    atomic.write_text(csv_path, "c,d\n")
+  _assert_survived(tmp_path, before)
+
+
+def test_crash_halfway_through_writing(tmp_path):
+  path = tmp_path / "results.json"
+  atomic.write_json(path, {"k": 1})
+  before = _tree(tmp_path)
+  with pytest.raises(RuntimeError, match="disk full"):
+    with atomic.atomic_write(path) as f:
+      f.write('{"k": ')
+      raise RuntimeError("disk full")
+  _assert_survived(tmp_path, before)
+  with pytest.raises(TypeError, match="not JSON serializable"):
+    atomic.write_json(path, {"k": object()})
   _assert_survived(tmp_path, before)
 
 
@@ -768,9 +784,6 @@ def test_interrupted_plots_keep_the_previous_png(tmp_path, monkeypatch):
   _assert_survived(tmp_path, before)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cbir_jax.features.extract._save_npy_atomic and _write_json_atomic leave "
-    "'.<name>.tmp-<pid>' files behind when the rename fails (no try/finally cleanup)"))
 def test_interrupted_feature_save_keeps_the_previous_files(tmp_path, monkeypatch):
   path = tmp_path / "db.npy"
   extract_lib.save_features(path, np.ones((3, 2)), {"run": 1}, labels=[0, 1, 2], ids=[5, 6, 7])

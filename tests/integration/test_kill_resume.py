@@ -1,6 +1,7 @@
 """bin/train.py killed with SIGKILL mid-run resumes from its last checkpoint, bitwise exactly.
 
-One run is killed (`kill -9`) once a checkpoint beyond step N exists, then the same command is
+One run is killed (`kill -9`) once a checkpoint beyond step N exists (while orbax writes the next
+checkpoint, when the test catches that moment), then the same command is
 started again: it must resume from the newest complete checkpoint and end with parameters
 bitwise equal to those of an uninterrupted run of the same command in another workdir.
 """
