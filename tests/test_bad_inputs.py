@@ -445,6 +445,13 @@ def test_index_of_the_wrong_kind(files):
     BinaryIndex.load(files["float_index"])
 
 
+def test_index_file_of_an_unknown_kind(tmp_path):
+  path = tmp_path / "ivf.index"
+  storage.save(path, "IVFIndex", {"nlist": 4}, {"data": np.zeros((2, 3), np.float32)}, {})
+  with pytest.raises(ValueError, match=f"'{path}' holds an unknown index kind 'IVFIndex'"):
+    load_index(path)
+
+
 def test_missing_index_file(files):
   missing = files["root"] / "missing.index"
   with pytest.raises(FileNotFoundError, match=f"index file '{missing}' does not exist"):
