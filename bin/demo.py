@@ -8,10 +8,11 @@ Euclidean index and the mean-threshold hash + Hamming index, then where its outp
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from cbir_jax._bin import launch
 
 # configs/ sits beside bin/ in a checkout; an installed copy is packaged as cbir_jax/_configs.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -19,10 +20,13 @@ _DEFAULT_CONFIG = next(
     (p for p in (os.path.join(_HERE, os.pardir, d, "demo.py") for d in ("configs", "_configs"))
      if os.path.exists(p)), "configs/demo.py")
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG, "ml_collections config file (default configs/demo.py); "
-    "append ':quick' for a seconds-long run; override fields with --config.field=value.",
-    lock_config=True)
+try:  # With a default file, config_flags applies --config.<field> overrides right here.
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", _DEFAULT_CONFIG, "ml_collections config file (default configs/demo.py); "
+      "append ':quick' for a seconds-long run; override fields with --config.field=value.",
+      lock_config=True)
+except (KeyError, AttributeError, ValueError, TypeError) as e:
+  launch.fail("demo", f"bad --config: {launch.one_line(e)}")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo",
                                "Directory for checkpoints, features, indexes, PNGs and results.")
 _DATASET = flags.DEFINE_string(
@@ -32,8 +36,7 @@ _DATASET = flags.DEFINE_string(
 
 
 def _fail(message: str) -> None:
-  print(f"demo: {message}", file=sys.stderr)
-  sys.exit(2)
+  launch.fail("demo", message)
 
 
 def main(argv) -> None:
@@ -42,7 +45,10 @@ def main(argv) -> None:
   if not flags.FLAGS["verbosity"].present:  # library INFO logs (orbax, ...) only on request
     logging.set_verbosity(logging.WARNING)
   from cbir_jax.data import datasets  # after flag parsing: keeps --help fast
-  config = _CONFIG.value
+  try:
+    config = _CONFIG.value  # config_flags applies --config.<field> overrides only here
+  except (KeyError, AttributeError, ValueError, TypeError, OSError) as e:
+    _fail(f"bad --config: {launch.one_line(e)}")
   if _DATASET.value is not None:
     with config.unlocked():
       config.dataset.name = _DATASET.value
@@ -50,13 +56,7 @@ def main(argv) -> None:
     _fail(f"unknown dataset {config.dataset.name!r}; choose one of {datasets.list_datasets()}")
   if config.dataset.name != "digits" and not config.dataset.manual_dir:
     _fail(f"dataset {config.dataset.name!r} needs --config.dataset.manual_dir=<folder>")
-  workdir = os.path.abspath(_WORKDIR.value)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    _fail(f"cannot create --workdir {workdir}: {e.strerror}")
-  if not os.access(workdir, os.W_OK):
-    _fail(f"--workdir {workdir} is not writable")
+  workdir = launch.output_dir("demo", "workdir", _WORKDIR.value)
 
   from cbir_jax import pipeline
   result = pipeline.run_demo(config, workdir)
@@ -81,7 +81,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  app.run(main, flags_parser=launch.flags_parser("demo"))
 
 
 if __name__ == "__main__":

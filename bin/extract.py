@@ -13,9 +13,10 @@ preprocessing, shape, dtype), <stem>.labels.npy and <stem>.ids.npy, each atomica
 """
 
 import os
-import sys
 
 from absl import app, flags
+
+from cbir_jax._bin import launch
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (config.json and "
                                "checkpoints/ written by bin/train.py).")
@@ -36,8 +37,7 @@ flags.mark_flags_as_required(["workdir", "split", "endpoint", "out"])
 
 
 def _fail(message: str) -> None:
-  print(f"extract: {message}", file=sys.stderr)
-  sys.exit(2)
+  launch.fail("extract", message)
 
 
 def _latest_step(workdir: str) -> int | None:

@@ -18,9 +18,10 @@ b, hasher threshold/theta/nbits) and hash.json (settings, inputs, shapes), each 
 
 import json
 import os
-import sys
 
 from absl import app, flags
+
+from cbir_jax._bin import launch
 
 _DATABASE = flags.DEFINE_string("database", None, "Database features .npy (from bin/extract.py); "
                                 "labels from its .labels.npy sidecar or --database_labels.")
@@ -42,19 +43,11 @@ flags.mark_flags_as_required(["database", "out_dir"])
 
 
 def _fail(message: str) -> None:
-  print(f"hash: {message}", file=sys.stderr)
-  sys.exit(2)
+  launch.fail("hash", message)
 
 
 def _stem(path: str) -> str:
   return os.path.basename(path)[:-len(".npy")]
-
-
-def _save_atomic(path: str, write) -> None:
-  tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-  with open(tmp, "wb") as f:
-    write(f)
-  os.replace(tmp, path)
 
 
 def main(argv) -> None:
@@ -71,25 +64,22 @@ def main(argv) -> None:
           f"got {stems}")
   if _IGR_BINS.value < 2:
     _fail(f"--igr_bins must be >= 2, got {_IGR_BINS.value}")
-  out_dir = os.path.abspath(_OUT_DIR.value)
-  try:
-    os.makedirs(out_dir, exist_ok=True)
-  except OSError as e:
-    _fail(f"cannot create --out_dir {out_dir}: {e.strerror}")
+  out_dir = launch.output_dir("hash", "out_dir", _OUT_DIR.value)
 
   # Imported after flag checks: keeps --help and flag errors fast.
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cbir_jax.features import extract as extract_lib  # pylint: disable=g-import-not-at-top
+  from cbir_jax import atomic  # pylint: disable=g-import-not-at-top
   from cbir_jax.features import hashing, igr  # pylint: disable=g-import-not-at-top
 
-  db = np.load(_DATABASE.value, mmap_mode="r")
+  db = launch.load_npy("hash", "database", _DATABASE.value, mmap=True)
   if db.ndim != 2:
     _fail(f"--database features must be 2-D (n, d), got shape {db.shape}")
   n, d = db.shape
   labels_path = _DATABASE_LABELS.value or extract_lib.sidecar_paths(_DATABASE.value)["labels"]
   if not os.path.isfile(labels_path):
     _fail(f"no database labels: {labels_path} does not exist (set --database_labels)")
-  labels = np.load(labels_path)
+  labels = launch.load_npy("hash", "database_labels", labels_path)
   if labels.shape != (n,):
     _fail(f"database labels {labels_path} have shape {labels.shape}, expected ({n},)")
   bits = d if _BITS.value == -1 else _BITS.value
@@ -97,7 +87,7 @@ def main(argv) -> None:
     _fail(f"--bits must be in [1, {d}] (the feature dimension) or -1, got {_BITS.value}")
   queries = {}
   for path in _QUERIES.value:
-    q = np.load(path, mmap_mode="r")
+    q = launch.load_npy("hash", "queries", path, mmap=True)
     if q.ndim != 2 or q.shape[1] != d:
       _fail(f"--queries file {path} must have shape (m, {d}), got {q.shape}")
     queries[_stem(path)] = q
@@ -121,13 +111,15 @@ def main(argv) -> None:
   outputs = []
   for stem, c in codes.items():
     path = os.path.join(out_dir, f"{stem}_codes.npy")
-    _save_atomic(path, lambda f, c=c: np.save(f, c))
+    with atomic.atomic_write(path, "wb") as f:
+      np.save(f, c)
     outputs.append(path)
   state = {"selection_order": order, "selection_b": np.asarray(bits, np.int64),
            "igr_rates": rates, "igr_bins": np.asarray(_IGR_BINS.value, np.int64)}
   state.update({f"hasher_{k}": v for k, v in hasher.state().items()})
   state_path = os.path.join(out_dir, "hash_state.npz")
-  _save_atomic(state_path, lambda f: np.savez(f, **state))
+  with atomic.atomic_write(state_path, "wb") as f:
+    np.savez(f, **state)
   meta = {"database": os.path.abspath(_DATABASE.value), "database_labels":
           os.path.abspath(labels_path), "queries": [os.path.abspath(q) for q in _QUERIES.value],
           "bits": bits, "words": int(codes[stems[0]].shape[1]), "selection": _SELECTION.value,
@@ -139,7 +131,7 @@ def main(argv) -> None:
     with open(json_path) as f:
       meta["features_metadata"] = json.load(f)
   meta_path = os.path.join(out_dir, "hash.json")
-  _save_atomic(meta_path, lambda f: f.write(json.dumps(meta, indent=2).encode() + b"\n"))
+  atomic.write_text(meta_path, json.dumps(meta, indent=2) + "\n")
   print(f"hashed {n} database vectors ({d}-d, {_SELECTION.value} top {bits}, threshold="
         f"{_THRESHOLD.value}) and {sum(len(q) for q in queries.values())} queries into "
         f"{bits}-bit codes")

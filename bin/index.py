@@ -12,10 +12,11 @@ index has labels, L (labels of the hits) to --out as .npz, and prints the first 
 """
 
 import os
-import sys
 
 from absl import app, flags
 import numpy as np
+
+from cbir_jax._bin import launch
 
 COMMANDS = ("build", "search", "info")
 
@@ -35,23 +36,15 @@ _SHOW = flags.DEFINE_integer("show", 5, "search: query rows to print.")
 
 
 def _fail(message: str) -> None:
-  print(f"index: {message}", file=sys.stderr)
-  sys.exit(2)
+  launch.fail("index", message)
 
 
 def _load_npy(flag: flags.FlagHolder, required: bool = True) -> np.ndarray | None:
-  path = flag.value
-  if path is None:
+  if flag.value is None:
     if required:
       _fail(f"--{flag.name} is required")
     return None
-  if not os.path.isfile(path):
-    _fail(f"--{flag.name}={path} does not exist")
-  try:
-    return np.load(path, allow_pickle=False)
-  except (ValueError, OSError, EOFError) as e:  # EOFError: a zero-byte file
-    _fail(f"--{flag.name}={path} is not a readable .npy file: {e}")
-  return None
+  return launch.load_npy("index", flag.name, flag.value)
 
 
 def _build() -> None:

@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags, logging
 
+from cbir_jax._bin import launch
+
 _INDEX = flags.DEFINE_string("index", None, "Index file written by cbir-demo (float.index for "
                              "exact Euclidean, binary.index for Hamming over hashes).")
 _QUERY = flags.DEFINE_string("query", None, "An image file, or a folder whose image files "
@@ -45,9 +47,9 @@ def _serve_features(out: str) -> None:
   from cbir_jax.index import load_index
   try:
     index = load_index(_INDEX.value)
-    queries = np.load(_QUERY_FEATURES.value, mmap_mode="r", allow_pickle=False)
   except (ValueError, FileNotFoundError, OSError) as e:
     _fail(str(e))
+  queries = launch.load_npy("search", "query_features", _QUERY_FEATURES.value, mmap=True)
   rss = {"start": _rss_mib()}
   bar = tqdm(total=len(queries), unit="query", disable=not sys.stderr.isatty())
   def on_batch(done: int) -> None:
@@ -73,8 +75,7 @@ def _serve_features(out: str) -> None:
 
 
 def _fail(message: str) -> None:
-  print(f"search: {message}", file=sys.stderr)
-  sys.exit(2)
+  launch.fail("search", message)
 
 
 def main(argv) -> None:
@@ -119,7 +120,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  app.run(main, flags_parser=launch.flags_parser("search"))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ exactly) and metrics.jsonl, and prints the final metrics and where the outputs a
 """
 
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from cbir_jax._bin import launch
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "ml_collections config file, e.g. configs/digits.py or "
@@ -26,31 +27,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _fail(message: str) -> None:
-  print(f"train: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def _one_line(error: BaseException) -> str:
-  """An exception's message on one line: its first and last lines (config_flags embeds whole
-  tracebacks in its messages; the first names the flag, the last the cause)."""
-  message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-  lines = [line.strip() for line in message.splitlines() if line.strip()]
-  if len(lines) > 2:
-    lines = [lines[0], lines[-1]]
-  return " ".join(lines).replace("Error whilst parsing config file: Traceback "
-                                 "(most recent call last):", "cannot build the config:")
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing; a bad flag, a broken config file or a typo'd --config.<field>
-  (ml_collections raises inside the parser) ends in one 'train: ...' line, exit status 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(f"{_one_line(e)} (see --help)")
-  except Exception as e:  # pylint: disable=broad-except
-    _fail(f"bad --config: {_one_line(e)}")
-  return []
+  launch.fail("train", message)
 
 
 def main(argv) -> None:
@@ -62,20 +39,14 @@ def main(argv) -> None:
     config = _CONFIG.value
     config.get("model")  # config_flags reports a config file it could not load only here.
   except OSError as e:
-    _fail(f"bad --config: {_one_line(e)}")
+    _fail(f"bad --config: {launch.one_line(e)}")
   try:
     trainer.validate_config(config)
   except (ValueError, TypeError) as e:
     _fail(f"bad --config: {e}")
   if config.dataset.name != "digits" and not config.dataset.get("manual_dir", ""):
     _fail(f"dataset {config.dataset.name!r} needs --config.dataset.manual_dir=<folder>")
-  workdir = os.path.abspath(_WORKDIR.value)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    _fail(f"cannot create --workdir {workdir}: {e.strerror}")
-  if not os.access(workdir, os.W_OK | os.X_OK):
-    _fail(f"--workdir {workdir} is not writable")
+  workdir = launch.output_dir("train", "workdir", _WORKDIR.value)
 
   try:
     result = trainer.train_and_evaluate(config, workdir)
@@ -94,7 +65,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=launch.flags_parser("train"))
 
 
 if __name__ == "__main__":
