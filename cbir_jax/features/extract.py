@@ -93,16 +93,25 @@ def load_features(path: str | os.PathLike, *, mmap: bool = True) -> FeatureFile:
 
   Raises:
     FileNotFoundError: `path` or its JSON sidecar is missing.
+    ValueError: a file that is empty, truncated or not a .npy / JSON file (names the file).
   """
   paths = sidecar_paths(path)
   for p in (os.fspath(path), paths["json"]):
     if not os.path.exists(p):
       raise FileNotFoundError(f"feature file {p} does not exist")
-  with open(paths["json"]) as f:
-    metadata = json.load(f)
-  features = np.load(os.fspath(path), mmap_mode="r" if mmap else None)
-  labels = np.load(paths["labels"]) if os.path.exists(paths["labels"]) else None
-  ids = np.load(paths["ids"]) if os.path.exists(paths["ids"]) else None
+  try:
+    with open(paths["json"]) as f:
+      metadata = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"feature metadata {paths['json']} is not valid JSON: {e}") from e
+  def read(p: str, mode: str | None) -> np.ndarray:
+    try:
+      return np.load(p, mmap_mode=mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+      raise ValueError(f"{p} is not a readable .npy file (empty or truncated?): {e}") from e
+  features = read(os.fspath(path), "r" if mmap else None)
+  labels = read(paths["labels"], None) if os.path.exists(paths["labels"]) else None
+  ids = read(paths["ids"], None) if os.path.exists(paths["ids"]) else None
   return FeatureFile(features, labels, ids, metadata)
 
 

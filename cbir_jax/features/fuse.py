@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from cbir_jax.features import igr
+
 NORMALIZATIONS = ("none", "l2")
 
 
@@ -33,7 +35,8 @@ def fuse(parts: Sequence[Any], *, normalize: str = "none",
     (n, sum d_i) float32; columns [sum_{j<i} d_j, sum_{j<=i} d_j) hold part i.
 
   Raises:
-    ValueError: no parts, a part not 2-D, differing row counts (names the part), a bad
+    ValueError: no parts, a part not 2-D, differing row counts (names the part), NaN or inf
+      (names the part, row and column), a bad
       `normalize`, or weights of the wrong length / negative / non-finite.
   """
   if isinstance(parts, np.ndarray) or not isinstance(parts, Sequence) or len(parts) == 0:
@@ -49,6 +52,7 @@ def fuse(parts: Sequence[Any], *, normalize: str = "none",
     if a.shape[0] != arrays[0].shape[0]:
       raise ValueError(f"all parts must have the same number of rows: part 0 has "
                        f"{arrays[0].shape[0]}, part {i} has {a.shape[0]}")
+    igr.check_finite(a, f"part {i}")
   if weights is None:
     w = np.ones(len(arrays), np.float64)
   else:
