@@ -143,7 +143,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.features = ml_collections.ConfigDict({"F6": "lenet_k1400:f6", "Fc8": "alexnet:fc8"})
   # AL = fuse(F6, Fc8). The choice was measured on corel_heldout:cpu (docs/RESULTS.md): plain
   # concatenation (the paper's) had the best mean mAP(Top10..Top50), 0.548 against 0.543 for
-  # per-part L2 and 0.543 / 0.531 for L2 with F6 weighted 2 / 0.5; the spread is within noise.
+  # per-part L2 and 0.543 / 0.530 for L2 with F6 weighted 2 / 0.5; the spread is within noise.
   c.fusion = ml_collections.ConfigDict({"name": "AL", "parts": ("F6", "Fc8"),
                                         "normalize": "none", "weights": (1.0, 1.0)})
   # Every variant is also evaluated and reported (name -> normalize, weights).
