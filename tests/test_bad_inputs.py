@@ -253,15 +253,8 @@ _ZERO_NPY = ("np.load raises EOFError ('No data left in file') on a zero-byte .n
              "{where} does not catch: exit 1 with a traceback instead of one line naming the flag "
              "and file")
 _XFAIL: dict[str, str] = {
-    "demo_typo_config_field": (
-        "bin/demo.py: a typo'd --config.<field> makes ml_collections raise AttributeError inside "
-        "absl flag parsing; exit 1 with a traceback (bin/train.py's _parse_flags handles this)"),
     "evaluate_zero_byte_npy": "bin/evaluate.py: " + _ZERO_NPY.format(
         where="_load_with_labels (np.load unguarded)"),
-    "hash_zero_byte_npy": "bin/hash.py: " + _ZERO_NPY.format(
-        where="main (np.load(--database) unguarded)"),
-    "search_zero_byte_query_features": "bin/search.py: " + _ZERO_NPY.format(
-        where="_serve_features (catches ValueError, FileNotFoundError, OSError)"),
 }
 
 
@@ -581,9 +574,6 @@ def test_hasher_used_before_fit():
     hashing.MeanThresholdHasher("median")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cbir_jax.features.fuse.fuse does not check finiteness: with normalize='l2' a row holding "
-    "NaN gets a NaN norm, fails `norms > eps` and silently becomes all zeros (no error)"))
 def test_fuse_rejects_non_finite_features():
   part = np.ones((3, 2))
   part[1, 0] = np.nan
@@ -602,9 +592,6 @@ def test_query_images_of_different_sizes(tmp_path):
   assert images.shape == (2, 5, 5, 3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cbir_jax.features.extract.load_features lets np.load's EOFError ('No data left in file', "
-    "no path) escape for a zero-byte or truncated .npy; expected ValueError naming the file"))
 def test_load_features_of_a_zero_byte_file(tmp_path):
   path = tmp_path / "db.npy"
   extract_lib.save_features(path, np.ones((3, 2)), {"run": 1})
