@@ -12,6 +12,8 @@ import os
 import tempfile
 from typing import IO, Any, Iterator
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
@@ -44,6 +46,15 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     f.write(text)
 
 
+def _builtin(value: Any) -> Any:
+  """JSON fallback for NumPy values: arrays become lists, scalars Python numbers."""
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, np.generic):
+    return value.item()
+  raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def write_json(path: str | os.PathLike, payload: Any) -> None:
-  """Replaces `path` atomically with `payload` as indented, key-sorted JSON."""
-  write_text(path, json.dumps(payload, indent=2, sort_keys=True))
+  """Replaces `path` atomically with `payload` as indented, key-sorted JSON (NumPy allowed)."""
+  write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_builtin))
