@@ -17,10 +17,11 @@ recall_vs_returned.png to --out.
 """
 
 import os
-import sys
 
 from absl import app, flags
 import numpy as np
+
+from cbir_jax._bin import launch
 
 _DATABASE = flags.DEFINE_string("database", None, "Database features .npy with a "
                                 "<stem>.labels.npy sidecar (and optionally <stem>.ids.npy).")
@@ -37,8 +38,7 @@ flags.mark_flags_as_required(["database", "out"])
 
 
 def _fail(message: str) -> None:
-  print(f"evaluate: {message}", file=sys.stderr)
-  sys.exit(2)
+  launch.fail("evaluate", message)
 
 
 def _load_with_labels(path: str, flag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -50,10 +50,12 @@ def _load_with_labels(path: str, flag: str) -> tuple[np.ndarray, np.ndarray, np.
   stem = path[:-len(".npy")]
   if not os.path.exists(stem + ".labels.npy"):
     _fail(f"--{flag} needs labels in {stem}.labels.npy")
-  array, labels = np.load(path), np.load(stem + ".labels.npy")
+  array = launch.load_npy("evaluate", flag, path)
+  labels = launch.load_npy("evaluate", flag, stem + ".labels.npy")
   if array.ndim != 2 or labels.shape != (array.shape[0],):
     _fail(f"--{flag}: expected (n, d) rows with n labels, got {array.shape} and {labels.shape}")
-  ids = np.load(stem + ".ids.npy") if os.path.exists(stem + ".ids.npy") else None
+  ids = (launch.load_npy("evaluate", flag, stem + ".ids.npy")
+         if os.path.exists(stem + ".ids.npy") else None)
   return array, labels, ids
 
 
@@ -77,11 +79,7 @@ def main(argv) -> None:
     queries, q_labels, protocol_name, limit = database, db_labels, "database", n - 1
   if max(ks) > limit:
     _fail(f"--ks must be <= {limit} (the ranking length), got {max(ks)}")
-  out = os.path.abspath(_OUT.value)
-  try:
-    os.makedirs(out, exist_ok=True)
-  except OSError as e:
-    _fail(f"cannot create --out {out}: {e.strerror}")
+  out = launch.output_dir("evaluate", "out", _OUT.value)
 
   # Imported after flag checks: keeps --help and flag errors fast.
   from cbir_jax.eval import plots, protocol  # pylint: disable=g-import-not-at-top
@@ -133,7 +131,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  app.run(main, flags_parser=launch.flags_parser("evaluate"))
 
 
 if __name__ == "__main__":
