@@ -1,6 +1,8 @@
 """cbir_jax.atomic: a failed write keeps the previous file intact and leaves no temporary file."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -10,6 +12,9 @@ from cbir_jax import atomic
 def test_write_then_replace(tmp_path):
   path = tmp_path / "sub" / "a.json"
   atomic.write_json(path, {"b": 1, "a": [1, 2]})
+  umask = os.umask(0)
+  os.umask(umask)
+  assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
   assert json.loads(path.read_text()) == {"a": [1, 2], "b": 1}
   atomic.write_text(path, "new")
   assert path.read_text() == "new"
