@@ -260,6 +260,7 @@ def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoin
     feats = np.asarray(result)[:valid]
     if out is not None:
       if writer is None:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         tmp = _tmp_name(os.fspath(out)) + ".npy"
         writer = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                            shape=(n, feats.shape[1]))
