@@ -248,14 +248,9 @@ LAUNCHER_CASES = {
         "benchmark", lambda p: ["serch"], lambda p: ["'serch'", "search"]),
 }
 
-# Launcher cases whose error is not (yet) clear: name -> what is wrong (xfail, strict).
-_ZERO_NPY = ("np.load raises EOFError ('No data left in file') on a zero-byte .npy, which "
-             "{where} does not catch: exit 1 with a traceback instead of one line naming the flag "
-             "and file")
-_XFAIL: dict[str, str] = {
-    "evaluate_zero_byte_npy": "bin/evaluate.py: " + _ZERO_NPY.format(
-        where="_load_with_labels (np.load unguarded)"),
-}
+# Launcher cases whose error is not (yet) clear: name -> what is wrong (xfail, strict). Empty now:
+# every case found while writing this file was fixed by its owner.
+_XFAIL: dict[str, str] = {}
 
 
 def _launch(case: Case, p: dict) -> subprocess.CompletedProcess:
@@ -756,7 +751,7 @@ def test_crash_halfway_through_writing(tmp_path):
       f.write('{"k": ')
       raise RuntimeError("disk full")
   _assert_survived(tmp_path, before)
-  with pytest.raises(TypeError, match="not JSON serializable"):
+  with pytest.raises(TypeError, match="not JSON seriali[sz]able"):
     atomic.write_json(path, {"k": object()})
   _assert_survived(tmp_path, before)
 
