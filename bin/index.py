@@ -90,6 +90,7 @@ def _load_index():
 
 
 def _search() -> None:
+  from cbir_jax import atomic  # pylint: disable=import-outside-toplevel
   from cbir_jax.index import BinaryIndex  # pylint: disable=import-outside-toplevel
   from cbir_jax.kernels import pack_bits  # pylint: disable=import-outside-toplevel
   index = _load_index()
@@ -105,7 +106,8 @@ def _search() -> None:
     by_id = dict(zip(index.ids.tolist(), labels))
     result["L"] = np.vectorize(by_id.get, otypes=[np.int64])(i)
   if _OUT.value:
-    np.savez(_OUT.value, **result)
+    with atomic.atomic_write(_OUT.value, "wb") as f:
+      np.savez(f, **result)
     print(f"wrote {', '.join(result)} ({q.shape[0]} x {_K.value}) to {_OUT.value}")
   for row in range(min(_SHOW.value, q.shape[0])):
     hits = ", ".join(f"{int(ii)}:{dd:.4g}" for ii, dd in zip(i[row], d[row]))

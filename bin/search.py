@@ -43,7 +43,7 @@ def _serve_features(out: str) -> None:
   """--query_features mode: batched search loop with RSS at start, after warm-up and at end."""
   import numpy as np
   from tqdm import tqdm
-  from cbir_jax import pipeline
+  from cbir_jax import atomic, pipeline
   from cbir_jax.index import load_index
   try:
     index = load_index(_INDEX.value)
@@ -65,9 +65,8 @@ def _serve_features(out: str) -> None:
   rss["end"] = _rss_mib()
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "ranking.npz")
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, D=distances, I=ids)
-  os.replace(tmp, path)
+  with atomic.atomic_write(path, "wb") as f:
+    np.savez(f, D=distances, I=ids)
   print(f"served {len(queries)} queries in batches of {_BATCH.value} against {len(index)} "
         f"vectors; RSS MiB: start {rss['start']:.1f}, after first batch {rss['warm']:.1f}, "
         f"end {rss['end']:.1f} (growth after warm-up {rss['end'] - rss['warm']:+.1f})")
