@@ -62,6 +62,16 @@ def _check_codes(codes: Any, dtype: Any, name: str) -> None:
     raise ValueError(f"{name} must have shape (..., w) with w >= 1, got shape {codes.shape}")
 
 
+def _check_words(codes: Any, nbits: int) -> tuple[int, int]:
+  """(w, nbits) of uint32 codes (..., w) holding `nbits` bits; ValueError when they disagree."""
+  _check_codes(codes, np.uint32, "codes")
+  w = codes.shape[-1]
+  nbits = _check_nbits(nbits, w * WORD_BITS, f"{w} uint32 words")
+  if num_words(nbits) != w:
+    raise ValueError(f"nbits={nbits} needs {num_words(nbits)} uint32 words, codes have {w}")
+  return w, nbits
+
+
 def unpack_bits(codes: Any, nbits: int) -> Any:
   """Unpacks uint32 words into bits; inverse of `pack_bits`.
 
@@ -73,11 +83,7 @@ def unpack_bits(codes: Any, nbits: int) -> Any:
     (..., nbits) bool, same array kind as the input.
   """
   xp, codes = _namespace(codes)
-  _check_codes(codes, np.uint32, "codes")
-  w = codes.shape[-1]
-  nbits = _check_nbits(nbits, w * WORD_BITS, f"{w} uint32 words")
-  if num_words(nbits) != w:
-    raise ValueError(f"nbits={nbits} needs {num_words(nbits)} uint32 words, codes have {w}")
+  w, nbits = _check_words(codes, nbits)
   shifts = xp.arange(WORD_BITS, dtype=xp.uint32)
   bits = (xp.right_shift(codes[..., None], shifts) & xp.uint32(1)) != 0
   return bits.reshape(codes.shape[:-1] + (w * WORD_BITS,))[..., :nbits]
@@ -103,11 +109,7 @@ def to_faiss_bytes(codes: Any, nbits: int) -> Any:
     (..., ceil(nbits / 8)) uint8, same array kind as the input; bits at or beyond nbits are 0.
   """
   xp, codes = _namespace(codes)
-  _check_codes(codes, np.uint32, "codes")
-  w = codes.shape[-1]
-  nbits = _check_nbits(nbits, w * WORD_BITS, f"{w} uint32 words")
-  if num_words(nbits) != w:
-    raise ValueError(f"nbits={nbits} needs {num_words(nbits)} uint32 words, codes have {w}")
+  w, nbits = _check_words(codes, nbits)
   nbytes = -(-nbits // 8)
   shifts = xp.arange(0, WORD_BITS, 8, dtype=xp.uint32)
   out = (xp.right_shift(codes[..., None], shifts) & xp.uint32(0xFF)).astype(xp.uint8)
