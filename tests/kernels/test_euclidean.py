@@ -134,3 +134,14 @@ def test_fuzz_integer_data_exact(n, dim, data):
   d, i = euclidean_topk(queries, database, k, chunk_size=chunk, window=window)
   np.testing.assert_array_equal(np.asarray(d), ref_d)
   np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+def test_default_chunk_uses_block_bytes():
+  # Euclidean's default chunk fills euclidean.BLOCK_BYTES of (q, chunk) float32, a multiple of
+  # the window; other kernels keep topk.DEFAULT_BLOCK_BYTES.
+  from cbir_jax.kernels import euclidean as euclidean_lib
+  from cbir_jax.kernels import topk as topk_lib
+  chunk = topk_lib.resolve_chunk(None, 10**6, 1000, 32, block_bytes=euclidean_lib.BLOCK_BYTES)
+  assert chunk == euclidean_lib.BLOCK_BYTES // 4000 // 32 * 32 == 16768
+  assert topk_lib.resolve_chunk(None, 10**6, 1000, 32) == 4192
+  assert topk_lib.resolve_chunk(None, 100, 1000, 32, block_bytes=2**30) == 96
