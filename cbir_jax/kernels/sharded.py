@@ -20,11 +20,14 @@ def _check_mesh(mesh: Mesh, axis_name: str) -> int:
 
 
 def _layout(n: int, k: int, parts: int, chunk_size: int | None, q: int, window: int,
-            rows_per_element: int = 1) -> tuple[int, int, int]:
-  """(rows per shard, local k, chunk): shards of ceil(n / parts) rows, the tail padded."""
+            rows_per_element: int = 1,
+            block_bytes: int = topk_lib.DEFAULT_BLOCK_BYTES) -> tuple[int, int, int]:
+  """(rows per shard, local k, chunk): shards of ceil(n / parts) rows, the tail padded; chunks
+  sized as the single-device kernels size them (`block_bytes`, `rows_per_element`)."""
   shard_n = -(-n // parts)
   local_k = min(k, shard_n)
-  chunk = topk_lib.resolve_chunk(chunk_size, shard_n, q, window, rows_per_element)
+  chunk = topk_lib.resolve_chunk(chunk_size, shard_n, q, window, rows_per_element,
+                                 block_bytes=block_bytes)
   return shard_n, local_k, chunk
 
 
@@ -80,7 +83,8 @@ def sharded_euclidean_topk(queries: Any, database: Any, k: int, *, mesh: Mesh, a
   parts = _check_mesh(mesh, axis_name)
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
-  shard_n, local_k, chunk = _layout(n, k, parts, chunk_size, queries.shape[0], window)
+  shard_n, local_k, chunk = _layout(n, k, parts, chunk_size, queries.shape[0], window,
+                                    block_bytes=euclidean.BLOCK_BYTES)
   db = _shard_database(jnp.asarray(database, jnp.float32), shard_n, parts, mesh, axis_name)
   keys, idx = _sharded_search(jnp.asarray(queries, jnp.float32), db,
                               kind="euclidean", n=n, k=k, local_k=local_k,
