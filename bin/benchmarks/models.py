@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cbir_jax._bin import launch
 from cbir_jax.models import registry
 
 # (case id, model name, (height, width), extra kwargs); ids are "<name>[+small]@<h>x<w>".
@@ -129,12 +130,11 @@ def main(argv) -> None:
   """Validates flags, runs the selected cases, prints (and optionally appends) the table."""
   unknown = [c for c in _CASES.value if c not in _CASE_IDS]
   if unknown:
-    print(f"--cases: unknown case(s) {unknown}; valid: {list(_CASE_IDS)}", file=sys.stderr)
-    sys.exit(2)
+    launch.fail("benchmark models",
+                f"--cases: unknown case(s) {unknown}; valid: {list(_CASE_IDS)}")
   for flag in (_BATCH_SIZE, _ITERS, _NUM_CLASSES):
     if flag.value < 1:
-      print(f"--{flag.name} must be >= 1, got {flag.value}", file=sys.stderr)
-      sys.exit(2)
+      launch.fail("benchmark models", f"--{flag.name} must be >= 1, got {flag.value}")
   rows = []
   for name, hw, kwargs in CASES:
     if case_id(name, hw, kwargs) not in _CASES.value:

@@ -30,6 +30,8 @@ import time
 from absl import flags
 import numpy as np
 
+from cbir_jax._bin import launch
+
 # name -> (metric, database rows, dim or bits).
 CASES = {
     "l2_100k_d128": ("l2", 100_000, 128),
@@ -170,28 +172,23 @@ def main(argv) -> None:
     print("RESULT " + json.dumps(_worker(json.loads(_WORKER.value))))
     return
   if len(argv) > 1:
-    print(f"search: unexpected arguments {argv[1:]}", file=sys.stderr)
-    sys.exit(2)
+    launch.fail("benchmark search", f"unexpected arguments {argv[1:]}")
   for name in _CASES.value:
     if name not in CASES:
-      print(f"search: unknown case {name!r}; choose from {list(CASES)}", file=sys.stderr)
-      sys.exit(2)
+      launch.fail("benchmark search", f"unknown case {name!r}; choose from {list(CASES)}")
   for name in _ENGINES.value:
     if name not in ENGINES:
-      print(f"search: unknown engine {name!r}; choose from {list(ENGINES)}", file=sys.stderr)
-      sys.exit(2)
+      launch.fail("benchmark search", f"unknown engine {name!r}; choose from {list(ENGINES)}")
   for flag in (_QUERIES, _K, _REPEATS):
     if flag.value < 1:
-      print(f"search: --{flag.name} must be >= 1, got {flag.value}", file=sys.stderr)
-      sys.exit(2)
+      launch.fail("benchmark search", f"--{flag.name} must be >= 1, got {flag.value}")
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     for name in _CASES.value:
       metric, n, dim = CASES[name]
       n = n // 10 if _QUICK.value else n
       if _K.value > n:
-        print(f"search: --k={_K.value} exceeds N={n} for case {name}", file=sys.stderr)
-        sys.exit(2)
+        launch.fail("benchmark search", f"--k={_K.value} exceeds N={n} for case {name}")
       results = {}
       for engine in _ENGINES.value:
         if engine == "jax_gemm" and metric == "l2":
