@@ -10,11 +10,14 @@ import sys
 
 from absl import app
 
+from cbir_jax._bin import launch
+
 SUITES = ("search", "models", "train")
 
 
 def run() -> None:
   """Console-script entry point: picks the suite from argv[1] and hands it the rest."""
+  launch.ensure_malloc_tuning()
   if len(sys.argv) < 2 or sys.argv[1] not in SUITES:
     got = sys.argv[1] if len(sys.argv) > 1 else "nothing"
     print(f"usage: benchmark.py {{{'|'.join(SUITES)}}} [--flags]; got {got!r}", file=sys.stderr)

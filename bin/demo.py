@@ -81,6 +81,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
+  launch.ensure_malloc_tuning()
   app.run(main, flags_parser=launch.flags_parser("demo"))
 
 

@@ -112,6 +112,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
+  launch.ensure_malloc_tuning()
   app.run(main)
 
 

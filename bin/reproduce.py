@@ -86,6 +86,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
+  launch.ensure_malloc_tuning()
   logging.set_verbosity(logging.INFO)
   app.run(main, flags_parser=launch.flags_parser("reproduce"))
 
