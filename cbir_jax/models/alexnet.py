@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from cbir_jax.models import outputs
-from cbir_jax.models.pooling import adaptive_avg_pool
+from cbir_jax.models.pooling import adaptive_avg_pool, max_pool
 
 
 def local_response_norm(x: jax.Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
@@ -81,7 +81,7 @@ class AlexNet(nn.Module):
     if len(self.widths) != 5:
       raise ValueError(f"widths must have 5 entries, got {self.widths}")
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    pool = lambda y: nn.max_pool(y, (3, 3), strides=(2, 2), padding="VALID")
+    pool = lambda y: max_pool(y, (3, 3), strides=(2, 2), padding="VALID")
     x = jnp.asarray(x, self.dtype)
     if self.small_input:
       x = nn.Conv(self.widths[0], (5, 5), padding=((2, 2), (2, 2)), name="conv1", **kw)(x)

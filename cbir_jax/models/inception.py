@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from cbir_jax.models import outputs
-from cbir_jax.models.pooling import adaptive_avg_pool
+from cbir_jax.models.pooling import adaptive_avg_pool, max_pool
 
 ModuleDef = Any
 
@@ -47,7 +47,7 @@ def _avg_pool_same(x: jax.Array) -> jax.Array:
 
 
 def _max_pool_valid(x: jax.Array) -> jax.Array:
-  return nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+  return max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
 
 
 class InceptionA(nn.Module):

@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 
 from cbir_jax.models import outputs
+from cbir_jax.models.pooling import max_pool
 
 _ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
-_POOLS = {"max": nn.max_pool, "avg": nn.avg_pool}
+_POOLS = {"max": max_pool, "avg": nn.avg_pool}
 
 
 def lenet_spatial(size: int) -> int:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from cbir_jax.models import outputs
+from cbir_jax.models.pooling import max_pool
 
 ModuleDef = Any
 
@@ -90,7 +91,7 @@ class ResNet(nn.Module):
       x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name="conv_init")(x)
     x = self.act(norm(name="bn_init")(x))
     if not self.small_input:
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for i, block_size in enumerate(self.stage_sizes):
       for j in range(block_size):
         strides = (2, 2) if i > 0 and j == 0 else (1, 1)
