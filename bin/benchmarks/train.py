@@ -4,20 +4,30 @@
   python bin/benchmark.py train --cases=lenet_l@256x384 --batch_size=32 --steps=10
   python bin/benchmark.py train --out=docs/BENCHMARKS.md
 
-One process, the same architecture, batch, optimizer (SGD, momentum 0.9, softmax cross-entropy)
-and cores in both frameworks (`--threads`: the process is pinned to that many cores, PyTorch
-runs that many intra-op threads). Inputs are one fixed random batch already in memory (the input
-pipeline is not timed). JAX: `cbir_jax.train.steps.jit_train_step` on a 1-device mesh, compiled
-once (compile time reported apart), state donated. PyTorch: an eager nn.Module with the same
-layers. Each side runs one warm-up step, then `--repeats` rounds of `--steps` timed steps, the
-two frameworks alternating round by round (so a change in machine load hits both alike);
-images/s = steps * batch / median round seconds. On a shared machine use --threads=1: PyTorch's
-OpenMP threads collapse when other processes take the cores (LeNet-L 32x32: 1,600 img/s with
-one thread, 50-140 with two on a loaded 2-core machine).
+The same architecture, batch, optimizer (SGD, momentum 0.9, softmax cross-entropy) and cores in
+both frameworks. Each framework runs in its own worker process (multiprocessing "spawn"), so
+neither's allocator, thread pools or caches are left in the state the other one put them in
+(in one shared process, the JAX AlexNet step slowed from ~530 to ~680 ms right after PyTorch
+rounds). Both workers get the same environment, including GLIBC_TUNABLES with
+glibc.malloc.hugetlb=1 (bin/benchmark.py re-executes itself with it unless
+CBIR_JAX_MALLOC_TUNING=0; the header states the value), are pinned to the same `--threads`
+cores before their framework starts (XLA:CPU sizes its pool to them; PyTorch runs that many
+intra-op threads), and are built and warmed up one after the other before any timing. Inputs are
+one fixed random batch already in memory (the input pipeline is not timed). JAX:
+`cbir_jax.train.steps.jit_train_step` on a 1-device mesh, compiled once (compile time reported
+apart), state donated. PyTorch: an eager nn.Module with the same layers. Then `--repeats` rounds
+of `--steps` timed steps alternate between the frameworks: the parent tells one worker at a time
+to run its round while the other waits on its pipe (so a change in machine load hits both
+alike); images/s = steps * batch / median round seconds, each round timed inside its worker.
+On a shared machine use --threads=1: PyTorch's OpenMP threads collapse when other processes take
+the cores (LeNet-L 32x32: 1,600 img/s with one thread, 50-140 with two on a loaded 2-core
+machine).
 Needs torch (`pip install -e '.[bench]'`).
 """
 
 import datetime
+import importlib.util
+import multiprocessing
 import os
 import statistics
 import time
@@ -27,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cbir_jax._bin import launch
 from cbir_jax.models import registry
 from cbir_jax.train import mesh as mesh_lib
 from cbir_jax.train import optim, state as state_lib, steps
@@ -39,8 +50,8 @@ _STEPS = flags.DEFINE_integer("steps", 5, "Timed training steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
 _THREADS = flags.DEFINE_integer(
     "threads", len(os.sched_getaffinity(0)),
-    "CPU cores for both frameworks: the process is pinned to that many cores (before JAX starts "
-    "its CPU client) and PyTorch uses that many intra-op threads.")
+    "CPU cores for both frameworks: each worker process is pinned to the same that many cores "
+    "(before its framework starts) and PyTorch uses that many intra-op threads.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 10, "Classifier width (Corel-1K: 10).")
 _OUT = flags.DEFINE_string("out", "", "If set, append the Markdown table to this file.")
 
@@ -49,7 +60,12 @@ def _parse_case(case: str) -> tuple[str, int, int]:
   name, _, size = case.partition("@")
   if name not in ("lenet_l", "alexnet") or "x" not in size:
     raise ValueError(f"bad case {case!r}; expected one of {CASES}")
-  h, w = (int(v) for v in size.split("x"))
+  try:
+    h, w = (int(v) for v in size.split("x"))
+  except ValueError:
+    raise ValueError(f"bad case {case!r}: the size must be <h>x<w> in pixels") from None
+  if min(h, w) < 1:
+    raise ValueError(f"bad case {case!r}: the size must be positive")
   return name, h, w
 
 
@@ -132,49 +148,121 @@ def torch_step(name: str, h: int, w: int, batch: int, num_classes: int, threads:
   return step
 
 
+PROG = "benchmark train"
+
+
+def _worker(framework: str, case: tuple[str, int, int], batch: int, num_classes: int,
+            cores: list[int], conn) -> None:
+  """Worker process of one framework: pins itself to `cores`, builds and warms up the step, sends
+  ("ready", info), then answers each ("run", n) with ("time", seconds of n steps) until "stop"."""
+  try:
+    # Before the framework starts its thread pools, so they are sized to the pinned cores.
+    os.sched_setaffinity(0, cores)
+    name, h, w = case
+    if framework == "jax":
+      step, compile_s = jax_step(name, h, w, batch, num_classes)
+      device = jax.devices()[0]
+      info = {"compile_s": compile_s, "device": f"{device.platform} ({device.device_kind})"}
+    else:
+      import torch  # pylint: disable=g-import-not-at-top
+      step = torch_step(name, h, w, batch, num_classes, len(cores))
+      info = {"version": torch.__version__, "threads": torch.get_num_threads()}
+    info["tunables"] = os.environ.get("GLIBC_TUNABLES", "")
+    conn.send(("ready", info))
+    while True:
+      message = conn.recv()
+      if message == "stop":
+        return
+      conn.send(("time", _time(step, message[1])))
+  except Exception as e:  # pylint: disable=broad-except
+    conn.send(("error", f"{type(e).__name__}: {launch.one_line(e)}"))
+  finally:
+    conn.close()
+
+
+class _Worker:
+  """Parent-side handle of a `_worker` process."""
+
+  def __init__(self, ctx, framework: str, *args):
+    self.framework = framework
+    self.conn, child = ctx.Pipe()
+    self.process = ctx.Process(target=_worker, args=(framework, *args, child), daemon=True)
+    self.process.start()
+    child.close()
+
+  def receive(self, kind: str):
+    try:
+      got, value = self.conn.recv()
+    except EOFError:
+      self.process.join()
+      launch.fail(PROG, f"the {self.framework} worker died (exit code {self.process.exitcode})")
+    if got == "error":
+      launch.fail(PROG, f"{self.framework} worker: {value}")
+    assert got == kind, (got, kind)
+    return value
+
+  def run(self, n: int) -> float:
+    self.conn.send(("run", n))
+    return self.receive("time")
+
+  def stop(self) -> None:
+    try:
+      self.conn.send("stop")
+    except OSError:
+      pass
+    self.process.join(timeout=60)
+    if self.process.is_alive():
+      self.process.kill()
+
+
 def main(argv) -> None:
   if len(argv) > 1:
-    raise SystemExit(f"train benchmark: unexpected arguments {argv[1:]}")
+    launch.fail(PROG, f"unexpected arguments {argv[1:]}")
   try:
     cases = [_parse_case(c) for c in _CASES.value]
   except ValueError as e:
-    raise SystemExit(f"train benchmark: {e}") from e
-  if _BATCH_SIZE.value < 1 or _STEPS.value < 1 or _REPEATS.value < 1 or _THREADS.value < 1:
-    raise SystemExit("train benchmark: --batch_size, --steps, --repeats, --threads must be >= 1")
-  try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError as e:
-    raise SystemExit("train benchmark: PyTorch is needed (pip install -e '.[bench]')") from e
+    launch.fail(PROG, f"--cases: {e}")
+  for flag in (_BATCH_SIZE, _STEPS, _REPEATS, _THREADS, _NUM_CLASSES):
+    if flag.value < 1:
+      launch.fail(PROG, f"--{flag.name} must be >= 1, got {flag.value}")
+  if importlib.util.find_spec("torch") is None:  # Imported by its worker only.
+    launch.fail(PROG, "PyTorch is needed (pip install -e '.[bench]')")
   cores = sorted(os.sched_getaffinity(0))
   if _THREADS.value > len(cores):
-    raise SystemExit(f"train benchmark: --threads={_THREADS.value} but only {len(cores)} cores "
-                     "are available")
-  # Before the first JAX call, so XLA:CPU sizes its thread pool to the pinned cores.
-  os.sched_setaffinity(0, cores[:_THREADS.value])
-  batch = _BATCH_SIZE.value
-  rows = []
-  n = _STEPS.value
-  for name, h, w in cases:
-    j_step, compile_s = jax_step(name, h, w, batch, _NUM_CLASSES.value)
-    t_step = torch_step(name, h, w, batch, _NUM_CLASSES.value, _THREADS.value)
-    # Alternate the two so a change in machine load hits both alike.
-    j_times, t_times = [], []
-    for _ in range(_REPEATS.value):
-      j_times.append(_time(j_step, n))
-      t_times.append(_time(t_step, n))
-    j_ips = n * batch / statistics.median(j_times)
-    t_ips = n * batch / statistics.median(t_times)
-    rows.append((f"{name}@{h}x{w}", batch, j_ips, t_ips, j_ips / t_ips, compile_s))
+    launch.fail(PROG, f"--threads={_THREADS.value} but only {len(cores)} cores are available")
+  pinned = cores[:_THREADS.value]
+  batch, n = _BATCH_SIZE.value, _STEPS.value
+  ctx = multiprocessing.get_context("spawn")
+  rows, info = [], {}
+  for case in cases:
+    workers = {}
+    try:
+      # One after the other: the JAX compile time is not shared with PyTorch's warm-up.
+      for framework in ("jax", "torch"):
+        workers[framework] = _Worker(ctx, framework, case, batch, _NUM_CLASSES.value, pinned)
+        info[framework] = workers[framework].receive("ready")
+      times = {"jax": [], "torch": []}
+      for _ in range(_REPEATS.value):  # Alternate so a change in machine load hits both alike.
+        for framework in ("jax", "torch"):
+          times[framework].append(workers[framework].run(n))
+    finally:
+      for worker in workers.values():
+        worker.stop()
+    j_ips = n * batch / statistics.median(times["jax"])
+    t_ips = n * batch / statistics.median(times["torch"])
+    name, h, w = case
+    rows.append((f"{name}@{h}x{w}", batch, j_ips, t_ips, j_ips / t_ips,
+                 info["jax"]["compile_s"]))
     print(f"{rows[-1][0]}: jax {j_ips:.1f} img/s, torch {t_ips:.1f} img/s, ratio "
-          f"{rows[-1][4]:.2f}", flush=True)
-    del j_step, t_step
-  device = jax.devices()[0]
-  import torch  # pylint: disable=g-import-not-at-top,reimported
-  header = (f"Training images/s, {datetime.date.today()}, {device.platform} "
-            f"({device.device_kind}), pinned to {_THREADS.value} of {len(cores)} cores, jax "
-            f"{jax.__version__}, torch "
-            f"{torch.__version__} with {torch.get_num_threads()} threads, SGD-momentum, batch "
-            f"{batch}, median of "
+          f"{rows[-1][4]:.2f} (ms/step jax "
+          f"{', '.join(f'{1e3 * t / n:.0f}' for t in times['jax'])}; torch "
+          f"{', '.join(f'{1e3 * t / n:.0f}' for t in times['torch'])})", flush=True)
+  tunables = info["jax"]["tunables"] or "(unset)"
+  header = (f"Training images/s, {datetime.date.today()}, {info['jax']['device']}, pinned to "
+            f"{_THREADS.value} of {len(cores)} cores, jax {jax.__version__}, torch "
+            f"{info['torch']['version']} with {info['torch']['threads']} threads, each "
+            f"framework in its own worker process (alternating rounds), "
+            f"GLIBC_TUNABLES={tunables}, SGD-momentum, batch {batch}, median of "
             f"{_REPEATS.value} x {_STEPS.value} steps.\n"
             f"Command: python bin/benchmark.py train --cases={','.join(_CASES.value)} "
             f"--batch_size={batch} --steps={_STEPS.value} --repeats={_REPEATS.value} "
