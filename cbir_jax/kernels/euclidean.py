@@ -104,8 +104,8 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
     database: (n, d) float, n >= 1.
     k: results per query, 1 <= k <= n, else ValueError naming k and n.
     chunk_size: database rows scored per step (rounded down to a multiple of `window`);
-      default: as many as fit a 64 MiB (q, chunk) float32 block (BLOCK_BYTES). Memory beyond the inputs is
-      O(q * chunk_size).
+      default: as many as fit a 64 MiB (q, chunk) float32 block (BLOCK_BYTES), rounded down to a
+      multiple of window * topk.GROUP**2. Memory beyond the inputs is O(q * chunk_size).
     window: window length of the exact two-stage selection (1 disables it).
 
   Returns:

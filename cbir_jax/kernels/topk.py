@@ -18,6 +18,9 @@ CANONICAL_NAN_KEY = np.int32(0x7FC00000)
 # distances are never stored. Euclidean uses its own, larger euclidean.BLOCK_BYTES.
 DEFAULT_BLOCK_BYTES = 16 * 2**20
 DEFAULT_WINDOW = 32
+# Windows are grouped GROUP at a time into a hierarchy of minima (see `smallest_windows`), and
+# automatic chunk lengths are multiples of window * GROUP**2 so that at least two levels exist.
+GROUP = 8
 # Up to this k, `smallest_k` extracts minima one by one (k cheap passes; `lax.top_k` and sorting
 # are an order of magnitude slower on CPU); above it, it sorts.
 ITERATIVE_MAX_K = 64
@@ -39,11 +42,13 @@ def check_k(k: int, n: int) -> int:
 def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int,
                   rows_per_element: int = 1, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
   """Static chunk length: `chunk_size`, or what makes a (q, chunk / rows_per_element) 4-byte
-  array of `block_bytes`; at most n, and rounded down to a multiple of `window` when
-  >= window."""
+  array of `block_bytes` (rounded down to a multiple of window * GROUP**2, so that
+  `smallest_windows` gets two levels of group minima, when that is at least one such unit); at
+  most n, and rounded down to a multiple of `window` when >= window."""
   if chunk_size is None:
     chunk = block_bytes // (4 * max(num_queries, 1)) * rows_per_element
-    chunk = max(window * 8, chunk // window * window)
+    unit = window * GROUP**2 if window > 1 else 1
+    chunk = max(window * 8, chunk // unit * unit if chunk >= unit else chunk // window * window)
   else:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
       raise TypeError(f"chunk_size must be an int or None, got {chunk_size!r}")
@@ -111,6 +116,30 @@ def smallest_k(keys: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
   return out_keys, out_pos
 
 
+def smallest_windows(minima: jax.Array, k: int, group: int = GROUP) -> jax.Array:
+  """Positions (q, k), ascending, of the k windows ranked first by (minimum, position).
+
+  Exact and cheaper than `smallest_k` on all of `minima` (q, m): consecutive windows are grouped
+  `group` at a time into levels of minima while a level keeps at least 2 * k groups; the k first
+  groups of the top level are ranked, and each level below ranks only the k * group members of
+  the k groups chosen above it. Exact because a group ranked after k others has each of their
+  minima, hence one member of each, before every one of its own members under the
+  (minimum, position) order, consecutive groups keeping position order.
+  """
+  levels = [minima]
+  while (levels[-1].shape[-1] % group == 0 and levels[-1].shape[-1] // group >= 2 * k):
+    top = levels[-1]
+    levels.append(top.reshape(top.shape[:-1] + (top.shape[-1] // group, group)).min(axis=-1))
+  _, chosen = smallest_k(levels[-1], k)
+  chosen = jnp.sort(chosen, axis=-1)
+  members = jnp.arange(group, dtype=jnp.int32)
+  for level in reversed(levels[:-1]):
+    cand = (chosen[..., None] * group + members).reshape(chosen.shape[:-1] + (k * group,))
+    _, at = smallest_k(jnp.take_along_axis(level, cand, axis=-1), k)
+    chosen = jnp.sort(jnp.take_along_axis(cand, at, axis=-1), axis=-1)
+  return chosen
+
+
 class ChunkScorer(Protocol):
   """How a metric scores one database chunk; see `stream_topk`."""
 
@@ -130,7 +159,8 @@ def stream_topk(scorer: ChunkScorer, *, num_queries: int, n: int, k: int, chunk:
   """Running exact top-k over a database streamed in chunks, with two-stage selection.
 
   Per chunk: window minima of the keys (one fused pass; the (q, chunk) keys are never stored for
-  the windowed path), the k windows ranked first by (minimum, window position), their k * window
+  the windowed path), the k windows ranked first by (minimum, window position) (found through a
+  hierarchy of group minima, `smallest_windows`), their k * window
   candidates rescored by `scorer.keys_at` in ascending position order, then merged with the
   running top-k. Exact: a window ranked after those k has each of their minima before every one
   of its own elements under the (key, index) order. Without windows (window <= 1 or a chunk under
@@ -168,8 +198,7 @@ def stream_topk(scorer: ChunkScorer, *, num_queries: int, n: int, k: int, chunk:
     keys = jnp.where(valid_at(positions, start, j)[None, :], scorer.keys(aux), PAD_KEY)
     if windowed:
       minima = keys.reshape(num_queries, chunk // window, window).min(axis=-1)
-      _, win = smallest_k(minima, k)
-      win = jnp.sort(win, axis=-1)
+      win = smallest_windows(minima, k)
       cand = (win[:, :, None] * window + jnp.arange(window, dtype=jnp.int32)).reshape(
           num_queries, k * window)
       cand_keys = jnp.where(valid_at(cand, start, j), scorer.keys_at(aux, cand), PAD_KEY)

@@ -138,10 +138,11 @@ def test_fuzz_integer_data_exact(n, dim, data):
 
 def test_default_chunk_uses_block_bytes():
   # Euclidean's default chunk fills euclidean.BLOCK_BYTES of (q, chunk) float32, a multiple of
-  # the window; other kernels keep topk.DEFAULT_BLOCK_BYTES.
+  # window * GROUP**2 (two levels of group minima); other kernels keep topk.DEFAULT_BLOCK_BYTES.
   from cbir_jax.kernels import euclidean as euclidean_lib
   from cbir_jax.kernels import topk as topk_lib
   chunk = topk_lib.resolve_chunk(None, 10**6, 1000, 32, block_bytes=euclidean_lib.BLOCK_BYTES)
-  assert chunk == euclidean_lib.BLOCK_BYTES // 4000 // 32 * 32 == 16768
-  assert topk_lib.resolve_chunk(None, 10**6, 1000, 32) == 4192
+  assert chunk == euclidean_lib.BLOCK_BYTES // 4000 // 2048 * 2048 == 16384
+  assert topk_lib.resolve_chunk(None, 10**6, 1000, 32) == 4096
+  assert topk_lib.resolve_chunk(None, 10**6, 10**5, 32) == 256  # under one unit: window multiple
   assert topk_lib.resolve_chunk(None, 100, 1000, 32, block_bytes=2**30) == 96
