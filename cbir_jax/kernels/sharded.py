@@ -64,7 +64,7 @@ def _sharded_search(queries, database, *, kind, n, k, local_k, chunk, window, me
 
 def sharded_euclidean_topk(queries: Any, database: Any, k: int, *, mesh: Mesh, axis_name: str,
                            chunk_size: int | None = None,
-                           window: int = topk_lib.DEFAULT_WINDOW) -> tuple[jax.Array, jax.Array]:
+                           window: int = euclidean.WINDOW) -> tuple[jax.Array, jax.Array]:
   """`euclidean_topk` with the database split in row blocks over mesh axis `axis_name`.
 
   Each device streams its block (ceil(n / devices) rows; the last padded and masked), keeps a

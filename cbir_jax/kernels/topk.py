@@ -140,6 +140,11 @@ def smallest_windows(minima: jax.Array, k: int, group: int = GROUP) -> jax.Array
   return chosen
 
 
+def is_windowed(chunk: int, window: int, k: int) -> bool:
+  """Whether `stream_topk` uses two-stage window selection for these static sizes."""
+  return window > 1 and chunk % window == 0 and 2 * k * window <= chunk
+
+
 class ChunkScorer(Protocol):
   """How a metric scores one database chunk; see `stream_topk`."""
 
@@ -151,6 +156,10 @@ class ChunkScorer(Protocol):
 
   def keys_at(self, aux: Any, pos: jax.Array) -> jax.Array:
     """(q, m) int32 keys at chunk positions pos (q, m) in [0, chunk); bitwise equal to `keys`."""
+
+  # Optional: window_minima(aux, valid (chunk,) bool, window) -> (q, chunk // window) int32, the
+  # minimum key of each window of `window` consecutive rows with invalid rows as PAD_KEY, for
+  # scorers whose products are laid out so that another reduction is faster.
 
 
 def stream_topk(scorer: ChunkScorer, *, num_queries: int, n: int, k: int, chunk: int,
@@ -181,7 +190,7 @@ def stream_topk(scorer: ChunkScorer, *, num_queries: int, n: int, k: int, chunk:
     Slots that found no valid row hold PAD_KEY. Memory: O(q * chunk) beyond the inputs.
   """
   num_chunks = -(-n // chunk)
-  windowed = window > 1 and chunk % window == 0 and 2 * k * window <= chunk
+  windowed = is_windowed(chunk, window, k)
   positions = jnp.arange(chunk, dtype=jnp.int32)
 
   def valid_at(pos, start, j):
@@ -195,16 +204,20 @@ def stream_topk(scorer: ChunkScorer, *, num_queries: int, n: int, k: int, chunk:
     run_keys, run_idx = carry
     start = jnp.minimum(j * chunk, n - chunk).astype(jnp.int32)
     aux = scorer.prepare(start, chunk)
-    keys = jnp.where(valid_at(positions, start, j)[None, :], scorer.keys(aux), PAD_KEY)
+    valid = valid_at(positions, start, j)
     if windowed:
-      minima = keys.reshape(num_queries, chunk // window, window).min(axis=-1)
+      if hasattr(scorer, "window_minima"):
+        minima = scorer.window_minima(aux, valid, window)
+      else:
+        keys = jnp.where(valid[None, :], scorer.keys(aux), PAD_KEY)
+        minima = keys.reshape(num_queries, chunk // window, window).min(axis=-1)
       win = smallest_windows(minima, k)
       cand = (win[:, :, None] * window + jnp.arange(window, dtype=jnp.int32)).reshape(
           num_queries, k * window)
       cand_keys = jnp.where(valid_at(cand, start, j), scorer.keys_at(aux, cand), PAD_KEY)
     else:
       cand = jnp.broadcast_to(positions, (num_queries, chunk))
-      cand_keys = keys
+      cand_keys = jnp.where(valid[None, :], scorer.keys(aux), PAD_KEY)
     # Earlier chunks hold lower indices and come first, so position order is index order.
     all_keys = jnp.concatenate([run_keys, cand_keys], axis=-1)
     all_idx = jnp.concatenate([run_idx, cand + start], axis=-1)

@@ -59,17 +59,19 @@ def test_smallest_k_ties_to_lower_position(k):
 
 @pytest.mark.parametrize("k", [1, 10, 40])
 def test_kernels_exact_through_the_levels(k):
-  # Chunks of 4096 rows in windows of 8 (512 -> 64 -> 8 group minima) and of 8192 codes in
-  # windows of 32 (256 -> 32): integer data full of ties, n odd so the last chunk overlaps.
+  # Chunks of 4096 rows in windows of 8 or 16 (512 -> 64 -> 8 or 256 -> 32 group minima) and
+  # of 8192 codes in windows of 32 (256 -> 32): integer data full of ties, n odd so the last
+  # chunk overlaps.
   rng = np.random.default_rng(k)
   n = 20_001
   database = rng.integers(-1, 2, size=(n, 6)).astype(np.float32)
   database[n // 2:] = database[: n - n // 2]  # duplicated rows
   queries = rng.integers(-1, 2, size=(4, 6)).astype(np.float32)
   ref_d, ref_i = reference.rank(reference.l2(queries, database), k)
-  d, i = euclidean_topk(queries, database, k, chunk_size=4096, window=8)
-  np.testing.assert_array_equal(np.asarray(i), ref_i)
-  np.testing.assert_array_equal(np.asarray(d), ref_d)
+  for window in (8, 16):  # window-strided product layout (<= 8) and contiguous (16)
+    d, i = euclidean_topk(queries, database, k, chunk_size=4096, window=window)
+    np.testing.assert_array_equal(np.asarray(i), ref_i)
+    np.testing.assert_array_equal(np.asarray(d), ref_d)
 
   codes = rng.integers(0, 2**32, size=(n, 1), dtype=np.uint32) & np.uint32(0x1F)
   query_codes = codes[:3]
