@@ -48,7 +48,14 @@ def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int,
   if chunk_size is None:
     chunk = block_bytes // (4 * max(num_queries, 1)) * rows_per_element
     unit = window * GROUP**2 if window > 1 else 1
-    chunk = max(window * 8, chunk // unit * unit if chunk >= unit else chunk // window * window)
+    if chunk < unit:
+      unit = max(window, 1)
+    chunk = max(window * 8, chunk // unit * unit)
+    if chunk < n:
+      # Balance the chunks: the last one overlaps its predecessor, and the overlap is scored for
+      # nothing (N = 100k, 16,384-row chunks: 7 of them, 15 % extra work; 14,336 rows: 0.4 %).
+      per_step = -(-n // -(-n // chunk))  # ceil(n / number of chunks)
+      chunk = min(chunk, -(-per_step // unit) * unit)
   else:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
       raise TypeError(f"chunk_size must be an int or None, got {chunk_size!r}")

@@ -145,4 +145,14 @@ def test_default_chunk_uses_block_bytes():
   assert chunk == euclidean_lib.BLOCK_BYTES // 4000 // 2048 * 2048 == 16384
   assert topk_lib.resolve_chunk(None, 10**6, 1000, 32) == 4096
   assert topk_lib.resolve_chunk(None, 10**6, 10**5, 32) == 256  # under one unit: window multiple
+  # Balanced: 100k rows in 7 chunks of 14,336 (not 16,384, whose last chunk would mostly
+  # overlap its predecessor); never above the budget, always a whole number of units.
+  assert topk_lib.resolve_chunk(None, 10**5, 1000, 8, block_bytes=euclidean_lib.BLOCK_BYTES) == (
+      14336)
+  budget = euclidean_lib.BLOCK_BYTES // 4000 // 512 * 512
+  for n in (16385, 50_000, 123_457, 999_999, 3_000_001):
+    chunk = topk_lib.resolve_chunk(None, n, 1000, 8, block_bytes=euclidean_lib.BLOCK_BYTES)
+    steps = -(-n // chunk)
+    assert chunk <= budget and chunk % 512 == 0 and steps == -(-n // budget)
+    assert steps * chunk - n < steps * 512
   assert topk_lib.resolve_chunk(None, 100, 1000, 32, block_bytes=2**30) == 96
