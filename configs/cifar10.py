@@ -13,10 +13,9 @@ elsewhere pass --config.dataset.manual_dir=<folder>.
 Arguments (comma separated): "model=<name>" (default resnet50), "cpu".
 """
 
-import os
-from pathlib import Path
-
 import ml_collections
+
+from cbir_jax import config_util
 
 MODELS = ("resnet50", "inception_v3", "mobilenet_v2", "dfs_resnet50", "dfs_inception_v3",
           "dfs_mobilenet_v2")
@@ -24,14 +23,6 @@ MODELS = ("resnet50", "inception_v3", "mobilenet_v2", "dfs_resnet50", "dfs_incep
 TINY = {"resnet50": "resnet_tiny", "inception_v3": "inception_v3_tiny",
         "mobilenet_v2": "mobilenet_v2_tiny", "dfs_resnet50": "dfs_resnet_tiny",
         "dfs_inception_v3": "dfs_inception_v3_tiny", "dfs_mobilenet_v2": "dfs_mobilenet_v2_tiny"}
-
-
-def _shared_dataset(name: str) -> str:
-  """<CBIR_SHARED_DATASETS or shared/datasets beside the checkout>/name, or "" if absent."""
-  root = os.environ.get("CBIR_SHARED_DATASETS") or str(
-      Path(__file__).resolve().parents[2] / "shared" / "datasets")
-  path = os.path.join(root, name)
-  return path if os.path.isdir(path) else ""
 
 
 def _parse(arg: str) -> tuple[str, bool]:
@@ -58,7 +49,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "cifar10_local"
-  c.dataset.manual_dir = _shared_dataset("cifar10")
+  c.dataset.manual_dir = config_util.shared_dataset("cifar10")
   c.dataset.data_dir = ""
   c.dataset.image_size = 32
   c.dataset.train_split = "train"

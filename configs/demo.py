@@ -12,25 +12,16 @@ never drift apart); `retrieval` is the demo's own. The database is the training 
 the queries are the held-out split (`test`): stratified, seeded, never seen in training.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _training_config(arg: str) -> ml_collections.ConfigDict:
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.py")
-  spec = importlib.util.spec_from_file_location("_cbir_digits_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+from cbir_jax import config_util
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the demo config; `arg` is "" (full demo) or "quick" (tiny, for tests)."""
   if arg not in ("", "quick"):
     raise ValueError(f"configs/demo.py takes '' or 'quick', got {arg!r}")
-  c = _training_config("tiny" if arg == "quick" else "")
+  c = config_util.load_sibling(__file__, "digits.py").get_config("tiny" if arg == "quick" else "")
   c.retrieval = ml_collections.ConfigDict()
   c.retrieval.endpoint = "f6"          # LeNet-L's 84-d F6 layer (seed 000).
   c.retrieval.ks = (10, 20, 30, 40, 50)

@@ -15,18 +15,9 @@ datasets folder); elsewhere pass --config.dataset.manual_dir=<folder with the 10
 Arguments (comma separated): "cpu".
 """
 
-import os
-from pathlib import Path
-
 import ml_collections
 
-
-def _shared_dataset(name: str) -> str:
-  """<CBIR_SHARED_DATASETS or shared/datasets beside the checkout>/name, or "" if absent."""
-  root = os.environ.get("CBIR_SHARED_DATASETS") or str(
-      Path(__file__).resolve().parents[2] / "shared" / "datasets")
-  path = os.path.join(root, name)
-  return path if os.path.isdir(path) else ""
+from cbir_jax import config_util
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -40,7 +31,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "corel1k"
-  c.dataset.manual_dir = _shared_dataset("corel1k")
+  c.dataset.manual_dir = config_util.shared_dataset("corel1k")
   c.dataset.data_dir = ""
   # (height, width): the paper keeps the 384x256 landscape size (portraits are resized to it).
   c.dataset.image_size = (64, 64) if cpu else (256, 384)

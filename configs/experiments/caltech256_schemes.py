@@ -16,29 +16,18 @@ Caltech-256 numbers (Tables 4-6) are in PAPER.
 Arguments (comma separated): "cpu" or "quick"; "families=<a>+<b>"; "data=<folder>".
 """
 
-import importlib.util
-import os
-
 import ml_collections
+
+from cbir_jax import config_util
 
 # Seed 002, Tables 4-6 (Caltech-256): DFS-Net accuracy (%), scheme-3 mAP (%), time (s).
 PAPER = {"resnet50": (81.29, 76.74, 63.33), "inception_v3": (85.54, 83.91, 64.71),
          "mobilenet_v2": (80.07, 74.20, 64.96)}
 
 
-def _sibling(relpath: str):
-  """Loads the config module at `relpath` (relative to this file's folder) by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), relpath)
-  spec = importlib.util.spec_from_file_location(
-      "_cbir_cfg_" + os.path.basename(relpath)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the Caltech-256 schemes experiment for `arg` (see the module docstring)."""
-  c = _sibling("cifar10_schemes.py").schemes_config(
+  c = config_util.load_sibling(__file__, "cifar10_schemes.py").schemes_config(
       "caltech256_schemes", arg, "../caltech256.py", "caltech256", "train", "test")
   c.paper = ml_collections.ConfigDict({f: PAPER[f] for f in c.families})
   return c

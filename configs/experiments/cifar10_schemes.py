@@ -25,35 +25,15 @@ Arguments (comma separated): "cpu" or "quick"; "families=<a>+<b>" (resnet50, inc
 mobilenet_v2; default all three); "data=<folder>".
 """
 
-import importlib.util
-import os
-from pathlib import Path
-
 import ml_collections
+
+from cbir_jax import config_util
 
 FAMILIES = ("resnet50", "inception_v3", "mobilenet_v2")
 # Seed 002, Tables 1-3 (CIFAR-10): DFS-Net classification accuracy (%), scheme-3 retrieval mAP
 # (%) and retrieval time (s) of the whole query set.
 PAPER = {"resnet50": (87.10, 84.60, 12.52), "inception_v3": (88.80, 87.93, 12.77),
          "mobilenet_v2": (83.40, 77.74, 12.66)}
-
-
-def _sibling(relpath: str):
-  """Loads the config module at `relpath` (relative to this file's folder) by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), relpath)
-  spec = importlib.util.spec_from_file_location(
-      "_cbir_cfg_" + os.path.basename(relpath)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _shared_dataset(name: str) -> str:
-  """<CBIR_SHARED_DATASETS or shared/datasets beside the checkout>/name, or "" if absent."""
-  root = os.environ.get("CBIR_SHARED_DATASETS") or str(
-      Path(__file__).resolve().parents[3] / "shared" / "datasets")
-  path = os.path.join(root, name)
-  return path if os.path.isdir(path) else ""
 
 
 def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str]:
@@ -78,7 +58,7 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
                    database_split: str, query_split: str) -> ml_collections.ConfigDict:
   """The schemes experiment over `training_file`'s recipes (configs/cifar10.py or caltech256)."""
   scale, families, data = parse_arg(arg, name)
-  training = _sibling(training_file)
+  training = config_util.load_sibling(__file__, training_file)
   c = ml_collections.ConfigDict()
   c.name = name
   c.kind = "schemes"
@@ -88,7 +68,7 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
   c.dataset = ml_collections.ConfigDict()
   base = training.get_config("")
   c.dataset.name = base.dataset.name
-  c.dataset.manual_dir = data or _shared_dataset(dataset_folder)
+  c.dataset.manual_dir = data or config_util.shared_dataset(dataset_folder)
   c.dataset.database_split = database_split
   c.dataset.query_split = query_split
   c.families = families

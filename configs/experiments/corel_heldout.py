@@ -16,25 +16,14 @@ wins here is the one corel_paper.py uses. No K sweep (K = 1400).
 Arguments (comma separated): "" (paper scale), "cpu", "quick"; optionally "data=<folder>".
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _sibling(relpath: str):
-  """Loads the config module at `relpath` (relative to this file's folder) by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), relpath)
-  spec = importlib.util.spec_from_file_location(
-      "_cbir_cfg_" + os.path.basename(relpath)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from cbir_jax import config_util
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the corel_heldout experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>")."""
-  paper = _sibling("corel_paper.py")
+  paper = config_util.load_sibling(__file__, "corel_paper.py")
   scale, _ = paper.parse_arg(arg, "corel_heldout")
   c = paper.get_config(arg)
   c.name = "corel_heldout"

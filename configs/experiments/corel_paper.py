@@ -18,11 +18,9 @@ scratch, and its fc8 has 10 dimensions (one per Corel class), not the paper's 1,
 Arguments (comma separated): "" (paper scale), "cpu", "quick"; optionally "data=<folder>".
 """
 
-import importlib.util
-import os
-from pathlib import Path
-
 import ml_collections
+
+from cbir_jax import config_util
 
 # Seed 000, Table 1: mAP(Top10..Top50).
 PAPER_TABLE1 = {
@@ -31,24 +29,6 @@ PAPER_TABLE1 = {
     "F6": (0.7962, 0.745, 0.7103, 0.6807, 0.6552),
 }
 K_SWEEP = (800, 1000, 1200, 1400, 1600, 1800)
-
-
-def _sibling(relpath: str):
-  """Loads the config module at `relpath` (relative to this file's folder) by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), relpath)
-  spec = importlib.util.spec_from_file_location(
-      "_cbir_cfg_" + os.path.basename(relpath)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _shared_dataset(name: str) -> str:
-  """<CBIR_SHARED_DATASETS or shared/datasets beside the checkout>/name, or "" if absent."""
-  root = os.environ.get("CBIR_SHARED_DATASETS") or str(
-      Path(__file__).resolve().parents[3] / "shared" / "datasets")
-  path = os.path.join(root, name)
-  return path if os.path.isdir(path) else ""
 
 
 def parse_arg(arg: str, name: str) -> tuple[str, str]:
@@ -97,8 +77,8 @@ def _train_config(base: ml_collections.ConfigDict, *, scale: str, image_size, ep
 def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
                  k_sweep: bool) -> ml_collections.ConfigDict:
   """Training configs keyed by tag: lenet_k<K> (the sweep or K = 1400 only) and alexnet."""
-  lenet_base = _sibling("../lenet_l_corel1k.py").get_config("")
-  alex_base = _sibling("../alexnet_corel1k.py").get_config("")
+  lenet_base = config_util.load_sibling(__file__, "../lenet_l_corel1k.py").get_config("")
+  alex_base = config_util.load_sibling(__file__, "../alexnet_corel1k.py").get_config("")
   if scale == "quick":
     lenet_size, alex_size, alex_model, epochs = (24, 36), 32, "alexnet_tiny", 1
     ks = (1400,)
@@ -135,7 +115,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.protocol = "database"
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "corel1k"
-  c.dataset.manual_dir = data or _shared_dataset("corel1k")
+  c.dataset.manual_dir = data or config_util.shared_dataset("corel1k")
   c.dataset.database_split = "train"   # corel1k `train` = all 1,000 images.
   c.dataset.query_split = "train"
   c.models = corel_models(scale, c.dataset.manual_dir, "train", "", k_sweep=True)

@@ -1,17 +1,17 @@
 """Fixtures for tests/data: tiny generated image folders and the shared real data sets."""
 
-import os
 import pathlib
 
 import numpy as np
 from PIL import Image
 import pytest
 
+from cbir_jax import config_util
+
 
 def shared_datasets_dir() -> pathlib.Path:
   """../shared/datasets beside the checkout, or $CBIR_SHARED_DATASETS."""
-  default = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-  return pathlib.Path(os.environ.get("CBIR_SHARED_DATASETS", default))
+  return config_util.shared_datasets_root()
 
 
 def pattern(seed: int, h: int = 16, w: int = 16) -> np.ndarray:

@@ -1,0 +1,37 @@
+"""What the config files in configs/ share: where the real data sets are, and loading a sibling
+config file by path (ml_collections loads configs by path, so they cannot import each other)."""
+
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+
+SHARED_DATASETS_ENV = "CBIR_SHARED_DATASETS"
+
+
+def shared_datasets_root() -> Path:
+  """$CBIR_SHARED_DATASETS, else shared/datasets beside the checkout (the folder holding this
+  repository, for the editable install the README uses)."""
+  default = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+  return Path(os.environ.get(SHARED_DATASETS_ENV) or default)
+
+
+def shared_dataset(name: str) -> str:
+  """The data set folder `name` under `shared_datasets_root()`, or "" when it is absent (configs
+  then need an explicit manual_dir)."""
+  path = shared_datasets_root() / name
+  return str(path) if path.is_dir() else ""
+
+
+def load_sibling(anchor_file: str, relpath: str) -> ModuleType:
+  """Loads the config module at `relpath`, relative to the folder of `anchor_file` (pass the
+  calling config's `__file__`), by path."""
+  path = os.path.join(os.path.dirname(os.path.abspath(anchor_file)), relpath)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path} (from {relpath!r} beside {anchor_file}) "
+                            "does not exist")
+  name = "_cbir_cfg_" + os.path.splitext(os.path.basename(relpath))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
