@@ -225,11 +225,11 @@ def main(argv) -> None:
   for flag in (_BATCH_SIZE, _STEPS, _REPEATS, _THREADS, _NUM_CLASSES):
     if flag.value < 1:
       launch.fail(PROG, f"--{flag.name} must be >= 1, got {flag.value}")
-  if importlib.util.find_spec("torch") is None:  # Imported by its worker only.
-    launch.fail(PROG, "PyTorch is needed (pip install -e '.[bench]')")
   cores = sorted(os.sched_getaffinity(0))
   if _THREADS.value > len(cores):
     launch.fail(PROG, f"--threads={_THREADS.value} but only {len(cores)} cores are available")
+  if importlib.util.find_spec("torch") is None:  # Imported by its worker only.
+    launch.fail(PROG, "PyTorch is needed (pip install -e '.[bench]')")
   pinned = cores[:_THREADS.value]
   batch, n = _BATCH_SIZE.value, _STEPS.value
   ctx = multiprocessing.get_context("spawn")
