@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cbir_jax.models import outputs
+from cbir_jax.models import conv, outputs
 from cbir_jax.models.pooling import max_pool
 
 _ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
@@ -79,7 +79,9 @@ class LeNetL(nn.Module):
     values = {}
 
     x = jnp.asarray(x, self.dtype)
-    x = act(nn.Conv(6, (5, 5), padding="VALID", name="c1", **kw)(x))
+    # C1 (3 -> 6 channels) as shifted multiply-adds, much faster than XLA:CPU's convolution.
+    x = act(nn.Conv(6, (5, 5), padding="VALID", name="c1", conv_general_dilated=conv.shift_conv,
+                    **kw)(x))
     x = pool(x, (2, 2), strides=(2, 2))
     x = act(nn.Conv(16, (5, 5), padding="VALID", name="c3", **kw)(x))
     x = pool(x, (2, 2), strides=(2, 2))

@@ -1,0 +1,124 @@
+"""Convolution by shifted multiply-adds, for layers with very few input and output channels.
+
+XLA:CPU runs a convolution with 3 input and 6 output channels (LeNet-L's C1 at 384x256) at under
+10 GFLOP/s. The same sum written as kh * kw * c_in shifted multiply-adds is one vectorised loop,
+but only while nothing else joins its fusion: fused with the activation after it, XLA:CPU emits
+scalar code (measured 8x slower), and `optimization_barrier` does not stop that on CPU. So the
+sum runs one block of output rows at a time under `lax.map`, whose loop body is a computation
+of its own (blocks of rows, not images, so that a batch sharded over devices stays sharded).
+Measured on this project's 2-core machine, batch 16 at 256x384, 5x5, 3 -> 6 channels: forward
+with tanh and 2x2 average pooling 164 -> 69 ms; gradient of the weights through all of it
+226 -> 121 ms. `shift_conv` is a drop-in `conv_general_dilated` for
+`flax.linen.Conv(conv_general_dilated=shift_conv)`; its gradients are XLA's own convolution
+gradients (custom VJP), so only the forward pass changes, equal to float rounding.
+"""
+
+import functools
+import itertools
+import math
+from typing import Any, Sequence
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+# Above this many multiply-adds per output element (kh * kw * c_in) `shift_conv` defers to
+# lax.conv_general_dilated: the shifted sum only wins for tiny channel counts.
+MAX_TERMS = 128
+# The forward loop's steps: blocks of output rows (see _shift_conv).
+ROW_BLOCKS = 16
+
+
+def _nhwc_numbers(ndim: int, dimension_numbers: Any) -> bool:
+  if dimension_numbers is None or ndim != 4:
+    return False
+  shape = (1,) * ndim
+  return (lax.conv_dimension_numbers(shape, shape, dimension_numbers) ==
+          lax.conv_dimension_numbers(shape, shape, ("NHWC", "HWIO", "NHWC")))
+
+
+def _shifted_sum(x: jax.Array, w: jax.Array, strides: tuple[int, int],
+                 out: tuple[int, int]) -> jax.Array:
+  """Padded images x (b, h, w, c), HWIO w -> (b, *out, o): the sum of shifted products."""
+  window = w.shape[:2]
+  acc = None
+  for offset in itertools.product(*(range(n) for n in window)):
+    index = (slice(None),) + tuple(
+        slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offset, out, strides))
+    shifted = x[index]
+    for c in range(w.shape[2]):
+      term = shifted[..., c:c + 1] * w[offset + (c,)]
+      acc = term if acc is None else acc + term
+  return acc
+
+
+def _lax_conv(x, w, strides, pads):
+  return lax.conv_general_dilated(x, w, strides, pads,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _shift_conv(x, w, strides, pads):
+  x = jnp.pad(x, ((0, 0),) + pads + ((0, 0),))
+  (kh, kw), (sh, sw) = w.shape[:2], strides
+  oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  # Blocks of output rows, each a loop step reading its rows plus the window's halo. The loop
+  # runs over rows, never over the batch, so a batch sharded over devices stays sharded.
+  blocks = min(ROW_BLOCKS, oh)
+  rows = -(-oh // blocks)
+  need = (blocks * rows - 1) * sh + kh
+  if need > x.shape[1]:
+    x = jnp.pad(x, ((0, 0), (0, need - x.shape[1]), (0, 0), (0, 0)))
+  span = (rows - 1) * sh + kh
+
+  def block(i):
+    part = lax.dynamic_slice_in_dim(x, i * rows * sh, span, axis=1)
+    return _shifted_sum(part, w, strides, (rows, ow))
+
+  out = lax.map(block, jnp.arange(blocks))  # (blocks, b, rows, ow, o)
+  out = jnp.moveaxis(out, 0, 1).reshape(x.shape[0], blocks * rows, ow, w.shape[-1])
+  return out[:, :oh]
+
+
+def _shift_conv_fwd(x, w, strides, pads):
+  return _shift_conv(x, w, strides, pads), (x, w)
+
+
+def _shift_conv_bwd(strides, pads, residuals, dy):
+  x, w = residuals
+  _, vjp = jax.vjp(lambda a, b: _lax_conv(a, b, strides, pads), x, w)
+  return vjp(dy)
+
+
+_shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
+
+
+def shift_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Any,
+               lhs_dilation: Sequence[int] | None = None,
+               rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
+               feature_group_count: int = 1, batch_group_count: int = 1, precision: Any = None,
+               preferred_element_type: Any = None) -> jax.Array:
+  """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
+  float32 convolutions without dilation or groups and with at most MAX_TERMS terms per output
+  run as shifted
+  multiply-adds (see the module docstring); everything else runs as lax.conv_general_dilated.
+  Values equal lax's to float32 rounding; gradients are lax's own."""
+  simple = (jax.default_backend() == "cpu" and  # GPUs and TPUs have fast convolutions
+            _nhwc_numbers(lhs.ndim, dimension_numbers) and feature_group_count == 1 and
+            batch_group_count == 1 and preferred_element_type is None and
+            all(d == 1 for d in (lhs_dilation or ())) and
+            all(d == 1 for d in (rhs_dilation or ())) and
+            lhs.dtype == rhs.dtype == jnp.float32 and math.prod(rhs.shape[:-1]) <= MAX_TERMS)
+  if not simple:
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                    rhs_dilation=rhs_dilation,
+                                    dimension_numbers=dimension_numbers,
+                                    feature_group_count=feature_group_count,
+                                    batch_group_count=batch_group_count, precision=precision,
+                                    preferred_element_type=preferred_element_type)
+  strides = tuple(int(s) for s in window_strides)
+  if isinstance(padding, str):
+    pads = tuple(lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding))
+  else:
+    pads = tuple(tuple(int(v) for v in p) for p in padding)
+  return _shift_conv(lhs, rhs, strides, pads)

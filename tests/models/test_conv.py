@@ -1,0 +1,126 @@
+"""models.conv.shift_conv: a drop-in conv_general_dilated, equal to lax's values and gradients."""
+
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cbir_jax.models import conv
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax(x, w, strides, padding):
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
+
+
+def _shift(x, w, strides, padding):
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  return conv.shift_conv(x, w, strides, padding, dimension_numbers=dn)
+
+
+@pytest.mark.parametrize("shape,window,c_out,strides,padding", [
+    ((2, 13, 17, 3), (5, 5), 6, (1, 1), "VALID"),
+    ((3, 9, 8, 1), (3, 2), 4, (2, 1), "SAME"),
+    ((1, 11, 10, 2), (3, 3), 5, (2, 3), ((1, 2), (0, 1))),
+    ((2, 6, 7, 4), (1, 1), 3, (1, 1), "VALID"),
+])
+def test_values_and_gradients_match_lax(shape, window, c_out, strides, padding):
+  rng = np.random.default_rng(sum(shape))
+  x = jnp.asarray(rng.standard_normal(shape, np.float32))
+  w = jnp.asarray(rng.standard_normal(window + (shape[-1], c_out), np.float32))
+  want = _lax(x, w, strides, padding)
+  got = jax.jit(_shift, static_argnums=(2, 3))(x, w, strides, padding)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+  dy = jnp.asarray(rng.standard_normal(want.shape, np.float32))
+  g_want = jax.vjp(lambda a, b: _lax(a, b, strides, padding), x, w)[1](dy)
+  g_got = jax.vjp(lambda a, b: _shift(a, b, strides, padding), x, w)[1](dy)
+  for a, b in zip(g_got, g_want):  # the backward pass is lax's own: bitwise equal
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_integer_valued_inputs_are_exact():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.integers(-3, 4, (2, 10, 12, 3)).astype(np.float32))
+  w = jnp.asarray(rng.integers(-2, 3, (5, 5, 3, 6)).astype(np.float32))
+  np.testing.assert_array_equal(np.asarray(_shift(x, w, (1, 1), "VALID")),
+                                np.asarray(_lax(x, w, (1, 1), "VALID")))
+
+
+def test_falls_back_to_lax_outside_its_range():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal((1, 9, 9, 8), np.float32))
+  big = jnp.asarray(rng.standard_normal((5, 5, 8, 2), np.float32))  # 200 terms > MAX_TERMS
+  dn = lax.conv_dimension_numbers(x.shape, big.shape, DN)
+  np.testing.assert_array_equal(
+      np.asarray(conv.shift_conv(x, big, (1, 1), "VALID", dimension_numbers=dn)),
+      np.asarray(_lax(x, big, (1, 1), "VALID")))
+  small = big[:3, :3, :2]
+  dilated = conv.shift_conv(x[..., :2], small, (1, 1), "VALID", rhs_dilation=(2, 2),
+                            dimension_numbers=dn)
+  np.testing.assert_array_equal(
+      np.asarray(dilated),
+      np.asarray(lax.conv_general_dilated(x[..., :2], small, (1, 1), "VALID",
+                                          rhs_dilation=(2, 2), dimension_numbers=DN)))
+
+
+def test_flax_conv_jit_and_vmap():
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.standard_normal((3, 2, 12, 12, 3), np.float32))
+  plain = nn.Conv(6, (5, 5), padding="VALID")
+  shifted = nn.Conv(6, (5, 5), padding="VALID", conv_general_dilated=conv.shift_conv)
+  params = plain.init(jax.random.PRNGKey(0), x[0])
+  want = jax.vmap(lambda a: plain.apply(params, a))(x)
+  got = jax.jit(jax.vmap(lambda a: shifted.apply(params, a)))(x)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def _primitives(x, w):
+  fn = lambda a, b: _shift(a, b, (1, 1), "VALID")  # noqa: E731
+  return {str(e.primitive) for e in jax.make_jaxpr(fn)(x, w).jaxpr.eqns}
+
+
+def test_shifted_path_only_on_cpu(monkeypatch):
+  x = jnp.ones((1, 8, 8, 3), jnp.float32)
+  w = jnp.ones((3, 3, 3, 2), jnp.float32)
+  assert "conv_general_dilated" not in _primitives(x, w)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert "conv_general_dilated" in _primitives(x, w)
+
+
+_SHARDED_SCRIPT = """
+import numpy as np, jax, jax.numpy as jnp
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from cbir_jax.models import conv
+DN = ("NHWC", "HWIO", "NHWC")
+assert len(jax.devices()) == 8
+mesh = Mesh(np.array(jax.devices()), ("data",))
+x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal((16, 12, 10, 3)),
+                               jnp.float32), NamedSharding(mesh, P("data")))
+w = jnp.full((5, 5, 3, 6), 0.1, jnp.float32)
+def loss(w, x, fn):
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  return jnp.sum(jnp.tanh(fn(x, w, (1, 1), "VALID", dimension_numbers=dn)) ** 2)
+grad = jax.jit(jax.grad(lambda w, x: loss(w, x, conv.shift_conv)))
+assert "all-gather" not in grad.lower(w, x).compile().as_text()
+want = jax.grad(lambda w, x: loss(w, x, lax.conv_general_dilated))(w, np.asarray(x))
+np.testing.assert_allclose(np.asarray(grad(w, x)), np.asarray(want), rtol=1e-5)
+print("OK")
+"""
+
+
+def test_batch_sharded_over_8_devices_stays_sharded():
+  # Blocks of rows, not images, per loop step: no all-gather of a batch-sharded input.
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
