@@ -11,10 +11,10 @@ from cbir_jax.kernels import topk as topk_lib
 # Default (q, chunk) float32 product block: 64 MiB. Fewer, longer chunks halve the per-chunk
 # selection passes; measured 10-20 % less CPU time than 16 MiB at N = 200k and 1M (d = 128).
 BLOCK_BYTES = 64 * 2**20
-# Default window of the two-stage selection: 8 rows, whose minima the strided layout of _Scorer
+# Default window of the two-stage selection: 8 rows, whose minima _StridedScorer's layout
 # reduces fastest (N = 1M, Q = 1000: 1.77 s against 1.89 s for 32 rows in contiguous layout).
 WINDOW = 8
-# Windows up to this length use _Scorer's window-strided layout (longer ones measured slower).
+# Windows up to this length use _StridedScorer (longer ones measured slower in that layout).
 STRIDED_MAX_WINDOW = 8
 
 
@@ -60,55 +60,63 @@ class _Scorer:
 
   Scaling q by -2 is exact, and adds only (no multiply for XLA to contract into an FMA) keep the
   candidate rescoring bitwise equal to the window pass.
-
-  With `window` > 1 the chunk's rows are multiplied in window-strided order: product column
-  w * G + g holds row g * window + w (G = chunk / window windows), so the minimum of each window
-  of consecutive rows is a reduction across `window` columns G apart, which XLA vectorises along
-  the windows, instead of a reduction inside each run of `window` columns (measured 260 -> 185
-  ms for that pass at N = 1M, Q = 1000; about 5 % of the search).
   """
 
-  def __init__(self, queries: jax.Array, database: jax.Array, window: int = 1):
+  def __init__(self, queries: jax.Array, database: jax.Array):
     self.database = database
-    self.window = window
     self.qq = jnp.sum(queries * queries, axis=1)
     self.q_m2 = queries * -2.0
 
-  def _column(self, pos, chunk):
-    if self.window == 1:
-      return pos
-    groups = chunk // self.window
-    return (pos % self.window) * groups + pos // self.window
-
-  def _strided(self, v, chunk):
-    """Rows (chunk, ...) in window-strided order."""
-    if self.window == 1:
-      return v
-    v = v.reshape((chunk // self.window, self.window) + v.shape[1:])
-    return jnp.swapaxes(v, 0, 1).reshape((chunk,) + v.shape[2:])
-
   def prepare(self, start, chunk):
     x = jax.lax.dynamic_slice_in_dim(self.database, start, chunk, axis=0)
-    xx = jnp.sum(x * x, axis=1)
-    return xx, jnp.dot(self.q_m2, self._strided(x, chunk).T, precision="highest")
+    return jnp.sum(x * x, axis=1), jnp.dot(self.q_m2, x.T, precision="highest")
 
   def keys(self, aux):
     xx, dots = aux
-    return topk_lib.float_keys((self.qq[:, None] + self._strided(xx, xx.shape[0])[None, :]) +
-                               dots)
-
-  def window_minima(self, aux, valid, window):
-    xx, dots = aux
-    chunk = xx.shape[0]
-    keys = jnp.where(self._strided(valid, chunk)[None, :], self.keys(aux), topk_lib.PAD_KEY)
-    if self.window == 1:
-      return keys.reshape(keys.shape[0], chunk // window, window).min(axis=2)
-    return keys.reshape(keys.shape[0], window, chunk // window).min(axis=1)
+    return topk_lib.float_keys((self.qq[:, None] + xx[None, :]) + dots)
 
   def keys_at(self, aux, pos):
     xx, dots = aux
     pos = jnp.minimum(pos, dots.shape[1] - 1)
-    col = self._column(pos, dots.shape[1])
+    return topk_lib.float_keys((self.qq[:, None] + xx[pos]) +
+                               jnp.take_along_axis(dots, pos, axis=1))
+
+
+class _StridedScorer(_Scorer):
+  """_Scorer with the chunk's rows multiplied in window-strided order.
+
+  Product column w * G + g holds row g * window + w (G = chunk / window windows), so the minimum
+  of each window of consecutive rows is a reduction across `window` columns G apart, which XLA
+  vectorises along the windows, instead of a reduction inside each run of `window` columns
+  (measured 260 -> 185 ms for that pass at N = 1M, Q = 1000; about 5 % of the search).
+  """
+
+  def __init__(self, queries: jax.Array, database: jax.Array, window: int):
+    super().__init__(queries, database)
+    self.window = window
+
+  def _strided(self, v):
+    """Rows (chunk, ...) in window-strided order."""
+    v = v.reshape((v.shape[0] // self.window, self.window) + v.shape[1:])
+    return jnp.swapaxes(v, 0, 1).reshape((-1,) + v.shape[2:])
+
+  def prepare(self, start, chunk):
+    x = jax.lax.dynamic_slice_in_dim(self.database, start, chunk, axis=0)
+    return jnp.sum(x * x, axis=1), jnp.dot(self.q_m2, self._strided(x).T, precision="highest")
+
+  def keys(self, aux):
+    """Keys in the strided column order of the products."""
+    xx, dots = aux
+    return topk_lib.float_keys((self.qq[:, None] + self._strided(xx)[None, :]) + dots)
+
+  def window_minima(self, aux, valid, window):
+    keys = jnp.where(self._strided(valid)[None, :], self.keys(aux), topk_lib.PAD_KEY)
+    return keys.reshape(keys.shape[0], window, -1).min(axis=1)
+
+  def keys_at(self, aux, pos):
+    xx, dots = aux
+    pos = jnp.minimum(pos, dots.shape[1] - 1)
+    col = (pos % self.window) * (dots.shape[1] // self.window) + pos // self.window
     return topk_lib.float_keys((self.qq[:, None] + xx[pos]) +
                                jnp.take_along_axis(dots, col, axis=1))
 
@@ -117,10 +125,12 @@ def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: 
                         n_valid: Any = None, offset: Any = 0) -> tuple[jax.Array, jax.Array]:
   """Traceable core without input checks: int32 keys (see topk.float_keys) and indices."""
   queries, database = _as_f32(queries), _as_f32(database)
-  strided = topk_lib.is_windowed(chunk, window, k) and window <= STRIDED_MAX_WINDOW
-  return topk_lib.stream_topk(
-      _Scorer(queries, database, window if strided else 1), num_queries=queries.shape[0],
-      n=database.shape[0], k=k, chunk=chunk, window=window, n_valid=n_valid, offset=offset)
+  if topk_lib.is_windowed(chunk, window, k) and window <= STRIDED_MAX_WINDOW:
+    scorer = _StridedScorer(queries, database, window)
+  else:
+    scorer = _Scorer(queries, database)
+  return topk_lib.stream_topk(scorer, num_queries=queries.shape[0], n=database.shape[0], k=k,
+                              chunk=chunk, window=window, n_valid=n_valid, offset=offset)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "window"))
