@@ -22,6 +22,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from cbir_jax.models import pooling
+
 # Above this many multiply-adds per output element (kh * kw * c_in) `shift_conv` defers to
 # lax.conv_general_dilated: the shifted sum only wins for tiny channel counts.
 MAX_TERMS = 128
@@ -100,8 +102,8 @@ def shift_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], pa
                preferred_element_type: Any = None) -> jax.Array:
   """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
   float32 convolutions without dilation or groups and with at most MAX_TERMS terms per output
-  run as shifted
-  multiply-adds (see the module docstring); everything else runs as lax.conv_general_dilated.
+  run as shifted multiply-adds (see the module docstring); everything else runs as
+  lax.conv_general_dilated.
   Values equal lax's to float32 rounding; gradients are lax's own."""
   simple = (jax.default_backend() == "cpu" and  # GPUs and TPUs have fast convolutions
             _nhwc_numbers(lhs.ndim, dimension_numbers) and feature_group_count == 1 and
@@ -117,8 +119,5 @@ def shift_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], pa
                                     batch_group_count=batch_group_count, precision=precision,
                                     preferred_element_type=preferred_element_type)
   strides = tuple(int(s) for s in window_strides)
-  if isinstance(padding, str):
-    pads = tuple(lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding))
-  else:
-    pads = tuple(tuple(int(v) for v in p) for p in padding)
+  pads = pooling.explicit_padding(lhs.shape, rhs.shape[:2], strides, padding)
   return _shift_conv(lhs, rhs, strides, pads)

@@ -42,8 +42,9 @@ def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
   return x
 
 
-def _explicit_padding(x_shape: tuple[int, ...], window: tuple[int, int], strides: tuple[int, int],
+def explicit_padding(x_shape: tuple[int, ...], window: tuple[int, int], strides: tuple[int, int],
                       padding: Padding) -> tuple[tuple[int, int], ...]:
+  """((top, bottom), (left, right)) for NHWC `x_shape`: "VALID"/"SAME" resolved, pairs as ints."""
   if isinstance(padding, str):
     return tuple(lax.padtype_to_pads(x_shape[1:3], window, strides, padding))
   return tuple((int(lo), int(hi)) for lo, hi in padding)
@@ -98,7 +99,7 @@ def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int],
   window, strides, padding = _check(x, window, strides, padding)
   if x.ndim == 3:  # One example (e.g. under vmap), as nn.max_pool allows.
     return max_pool(x[None], window, strides, padding)[0]
-  pads = _explicit_padding(x.shape, window, strides, padding)
+  pads = explicit_padding(x.shape, window, strides, padding)
   return _max_pool(x, window, strides, pads)
 
 
