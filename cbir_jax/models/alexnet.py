@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cbir_jax.models import outputs
+from cbir_jax.models import conv, outputs
 from cbir_jax.models.pooling import adaptive_avg_pool, max_pool
 
 
@@ -81,19 +81,22 @@ class AlexNet(nn.Module):
     if len(self.widths) != 5:
       raise ValueError(f"widths must have 5 entries, got {self.widths}")
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    # row_conv: 1-D convolutions over stacked row windows on CPU (models.conv), lax elsewhere and
+    # for conv1's 3 input channels; same parameters.
+    ckw = dict(kw, conv_general_dilated=conv.row_conv)
     pool = lambda y: max_pool(y, (3, 3), strides=(2, 2), padding="VALID")
     x = jnp.asarray(x, self.dtype)
     if self.small_input:
-      x = nn.Conv(self.widths[0], (5, 5), padding=((2, 2), (2, 2)), name="conv1", **kw)(x)
+      x = nn.Conv(self.widths[0], (5, 5), padding=((2, 2), (2, 2)), name="conv1", **ckw)(x)
     else:
       x = nn.Conv(self.widths[0], (11, 11), strides=(4, 4), padding=((2, 2), (2, 2)),
-                  name="conv1", **kw)(x)
+                  name="conv1", **ckw)(x)
     x = nn.relu(x)
     x = pool(local_response_norm(x) if self.lrn else x)
-    x = nn.relu(nn.Conv(self.widths[1], (5, 5), padding=((2, 2), (2, 2)), name="conv2", **kw)(x))
+    x = nn.relu(nn.Conv(self.widths[1], (5, 5), padding=((2, 2), (2, 2)), name="conv2", **ckw)(x))
     x = pool(local_response_norm(x) if self.lrn else x)
     for i, width in enumerate(self.widths[2:], start=3):
-      x = nn.relu(nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{i}", **kw)(x))
+      x = nn.relu(nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{i}", **ckw)(x))
     x = pool(x)
     x = adaptive_avg_pool(x, (6, 6))
     # Flatten in (h, w, c) order; torchvision flattens (c, h, w): same count, permuted rows.

@@ -124,3 +124,141 @@ def test_batch_sharded_over_8_devices_stays_sharded():
   proc = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env, capture_output=True,
                         text=True, timeout=300)
   assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+
+
+# --- row_conv: 2-D convolutions as 1-D convolutions over stacked row windows. ---
+
+
+def _rows(x, w, strides, padding, rhs_dilation=None):
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  return conv.row_conv(x, w, strides, padding, rhs_dilation=rhs_dilation, dimension_numbers=dn)
+
+
+def _lax_dilated(x, w, strides, padding, rhs_dilation=None):
+  return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=rhs_dilation,
+                                  dimension_numbers=DN)
+
+
+@pytest.mark.parametrize("shape,window,c_out,strides,padding,dilation", [
+    ((2, 13, 17, 16), (5, 5), 6, (1, 1), "VALID", None),
+    ((3, 9, 8, 16), (3, 2), 20, (2, 1), "SAME", None),
+    ((1, 11, 10, 17), (3, 3), 5, (2, 3), ((1, 2), (0, 1)), None),
+    ((2, 12, 11, 16), (3, 3), 7, (1, 2), "SAME", (2, 1)),
+    ((2, 12, 11, 16), (1, 3), 7, (1, 1), "SAME", None),
+    ((2, 12, 11, 18), (4, 1), 7, (3, 1), ((2, 0), (1, 1)), None),
+    ((2, 7, 9, 16), (3, 3), 4, (2, 2), ((0, 3), (2, 0)), (1, 2)),
+])
+def test_row_conv_values_and_gradients_match_lax(shape, window, c_out, strides, padding,
+                                                 dilation):
+  rng = np.random.default_rng(sum(shape) + c_out)
+  x = jnp.asarray(rng.standard_normal(shape, np.float32))
+  w = jnp.asarray(rng.standard_normal(window + (shape[-1], c_out), np.float32))
+  want, vjp_want = jax.vjp(lambda a, b: _lax_dilated(a, b, strides, padding, dilation), x, w)
+  got, vjp_got = jax.vjp(lambda a, b: _rows(a, b, strides, padding, dilation), x, w)
+  assert _conv_ranks(lambda a, b: _rows(a, b, strides, padding, dilation), x, w) == [1]
+  assert got.shape == want.shape
+  scale = float(jnp.max(jnp.abs(want)))
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5 * scale)
+  dy = jnp.asarray(rng.standard_normal(want.shape, np.float32))
+  jitted = jax.jit(lambda a, b, g: jax.vjp(lambda c, d: _rows(c, d, strides, padding, dilation),
+                                           a, b)[1](g))
+  for grads in (vjp_got(dy), jitted(x, w, dy)):
+    for a, b in zip(grads, vjp_want(dy)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                                 atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def _conv_ranks(fn, x, w):
+  """Spatial ranks of the convolutions in fn's jaxpr (2 for lax's 2-D conv, 1 for row_conv)."""
+  ranks = []
+  for eqn in jax.make_jaxpr(fn)(x, w).jaxpr.eqns:
+    if str(eqn.primitive) == "conv_general_dilated":
+      ranks.append(eqn.invars[0].aval.ndim - 2)
+  return ranks
+
+
+def test_row_conv_integer_valued_inputs_are_exact():
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.integers(-3, 4, (2, 10, 12, 16)).astype(np.float32))
+  w = jnp.asarray(rng.integers(-2, 3, (5, 3, 16, 24)).astype(np.float32))
+  assert _conv_ranks(lambda a, b: _rows(a, b, (1, 1), "SAME"), x, w) == [1]
+  np.testing.assert_array_equal(np.asarray(_rows(x, w, (1, 1), "SAME")),
+                                np.asarray(_lax(x, w, (1, 1), "SAME")))
+
+
+def test_row_conv_falls_back_to_lax_outside_its_range(monkeypatch):
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.standard_normal((1, 9, 9, 16), np.float32))
+  w = jnp.asarray(rng.standard_normal((3, 3, 16, 8), np.float32))
+  rows = lambda a, b: _rows(a, b, (1, 1), "SAME")  # noqa: E731
+  assert _conv_ranks(rows, x, w) == [1]
+  few = x[..., :conv.ROW_MIN_CHANNELS - 1], w[:, :, :conv.ROW_MIN_CHANNELS - 1]
+  assert _conv_ranks(rows, *few) == [2]  # e.g. AlexNet's 3-channel conv1
+  assert _conv_ranks(rows, x, w[:1, :1]) == [2]  # 1x1: lax (a dot)
+  assert _conv_ranks(lambda a, b: _rows(a, b, (1, 1), ((-1, 0), (0, 0))), x, w) == [2]
+  assert _conv_ranks(lambda a, b: _rows(a.astype(jnp.float16), b.astype(jnp.float16), (1, 1),
+                                        "SAME"), x, w) == [2]
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  pads = ((1, 1), (1, 1))
+  dilated = lambda a, b: conv.row_conv(a, b, (1, 1), pads, lhs_dilation=(2, 1),  # noqa: E731
+                                       dimension_numbers=dn)
+  assert _conv_ranks(dilated, x, w) == [2]
+  np.testing.assert_array_equal(
+      np.asarray(dilated(x, w)),
+      np.asarray(lax.conv_general_dilated(x, w, (1, 1), pads, lhs_dilation=(2, 1),
+                                          dimension_numbers=DN)))
+  grouped = lambda a, b: conv.row_conv(a, b[:, :, :8], (1, 1), "SAME",  # noqa: E731
+                                       dimension_numbers=dn, feature_group_count=2)
+  assert _conv_ranks(grouped, x, w) == [2]
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # GPUs/TPUs keep lax's conv
+  assert _conv_ranks(lambda a, b: _rows(a, b, (1, 1), "SAME"), x, w) == [2]
+
+
+def test_row_conv_flax_conv_jit_and_vmap():
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.standard_normal((3, 2, 12, 12, 16), np.float32))
+  plain = nn.Conv(20, (3, 5), strides=(2, 1), padding="SAME")
+  rows = nn.Conv(20, (3, 5), strides=(2, 1), padding="SAME", conv_general_dilated=conv.row_conv)
+  params = plain.init(jax.random.PRNGKey(0), x[0])
+  assert jax.tree_util.tree_map(jnp.shape, rows.init(jax.random.PRNGKey(0), x[0])) == \
+      jax.tree_util.tree_map(jnp.shape, params)
+  want = jax.vmap(lambda a: plain.apply(params, a))(x)
+  got = jax.jit(jax.vmap(lambda a: rows.apply(params, a)))(x)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+_ROWS_SHARDED_SCRIPT = """
+import numpy as np, jax, jax.numpy as jnp
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from cbir_jax.models import conv
+DN = ("NHWC", "HWIO", "NHWC")
+assert len(jax.devices()) == 8
+mesh = Mesh(np.array(jax.devices()), ("data",))
+rng = np.random.default_rng(0)
+x = jax.device_put(jnp.asarray(rng.standard_normal((16, 11, 9, 16)), jnp.float32),
+                   NamedSharding(mesh, P("data")))
+w = jnp.asarray(rng.standard_normal((3, 3, 16, 24)) * 0.1, jnp.float32)
+def loss(w, x, fn):
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  return jnp.sum(jnp.tanh(fn(x, w, (1, 1), "SAME", dimension_numbers=dn)) ** 2)
+grad = jax.jit(jax.grad(lambda w, x: loss(w, x, conv.row_conv), argnums=(0, 1)))
+text = grad.lower(w, x).compile().as_text()
+assert "all-gather" not in text and "all-to-all" not in text, text
+got = grad(w, x)
+assert got[1].sharding.spec == P("data"), got[1].sharding
+want = jax.grad(lambda w, x: loss(w, x, lax.conv_general_dilated), argnums=(0, 1))(
+    w, np.asarray(x))
+for a, b in zip(got, want):
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5 * np.abs(b).max())
+print("OK")
+"""
+
+
+def test_row_conv_batch_sharded_over_8_devices_stays_sharded():
+  # The 1-D batch is (batch, output rows), batch-major: no all-gather of a batch-sharded input.
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _ROWS_SHARDED_SCRIPT], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
