@@ -18,17 +18,18 @@ def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 def test_quick_run_with_two_processes_per_engine(tmp_path):
   out = tmp_path / "table.md"
-  proc = _run("--quick", "--cases=l2_100k_d128,ham64_100k", "--engines=faiss,jax",
+  proc = _run("--quick", "--cases=l2_100k_d128,ham64_100k", "--engines=faiss,jax,jax_pure",
               "--processes=2", "--repeats=1", "--queries=50", f"--out={out}")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.count("(process 2/2)") == 4
+  # jax_pure (the pure-JAX L2 kernel) runs for the L2 case only.
+  assert proc.stdout.count("(process 2/2)") == 5
   rows = [line for line in out.read_text().splitlines() if line.startswith("| l2_") or
           line.startswith("| ham")]
-  assert len(rows) == 4
+  assert len(rows) == 5
   for row in rows:
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert len(cells) == 11, row
-    if cells[2] == "jax":
+    if cells[2] in ("jax", "jax_pure"):
       assert cells[10] == "equal", row  # distances equal to FAISS
       assert cells[4].endswith("x") and cells[5].endswith("x"), row  # both ratios
       assert float(cells[4][:-1]) > 0 and float(cells[5][:-1]) > 0

@@ -3,7 +3,7 @@
   python bin/benchmark.py search                 # the issue-7 cases (N up to 10M; minutes)
   python bin/benchmark.py search --quick         # N / 10, seconds
   python bin/benchmark.py search --cases=l2_1M_d128,ham64_1M --repeats=5 --out=docs/BENCHMARKS.md
-  python bin/benchmark.py search --engines=faiss,faiss1,jax,jax_gemm
+  python bin/benchmark.py search --engines=faiss,faiss1,jax,jax_gemm,jax_pure
   python bin/benchmark.py search --cases=l2_1M_d128 --engines=faiss,faiss1,jax --processes=4
 
 Every (case, engine) runs in its own subprocess on the same seeded data: build the engine's database
@@ -47,12 +47,14 @@ CASES = {
     "ham256_1M": ("hamming", 1_000_000, 256),
     "ham256_10M": ("hamming", 10_000_000, 256),
 }
-ENGINES = ("faiss", "faiss1", "jax", "jax_gemm")
+ENGINES = ("faiss", "faiss1", "jax", "jax_gemm", "jax_pure")
 
 _CASES = flags.DEFINE_list("cases", list(CASES), f"Cases to run, from {list(CASES)}.")
 _ENGINES = flags.DEFINE_list("engines", ["faiss", "jax"],
                              f"Engines, from {list(ENGINES)} (faiss1: FAISS on one OpenMP thread; "
-                             "jax_gemm: Hamming by +-1 GEMM).")
+                             "jax: the default method, for L2 the native FFI kernel where built; "
+                             "jax_gemm: Hamming by +-1 GEMM; jax_pure: L2 by the pure-JAX kernel, "
+                             "method='jax').")
 _QUICK = flags.DEFINE_bool("quick", False, "Divide every N by 10 (and skip nothing else).")
 _QUERIES = flags.DEFINE_integer("queries", 1000, "Queries per search.")
 _K = flags.DEFINE_integer("k", 10, "Neighbours per query.")
@@ -122,7 +124,9 @@ def _worker(job: dict) -> dict:
     db_dev, q_dev = jax.block_until_ready((jnp.array(db), jnp.array(queries)))
     del db
     if metric == "l2":
-      fn = lambda: euclidean_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"])  # noqa: E731
+      method = "jax" if engine == "jax_pure" else "auto"
+      fn = lambda: euclidean_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"],  # noqa: E731
+                                  method=method)
     else:
       method = "gemm" if engine == "jax_gemm" else "popcount"
       fn = lambda: hamming_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"],  # noqa: E731
@@ -200,7 +204,7 @@ def main(argv) -> None:
       runs = {}
       for turn in range(_PROCESSES.value):
         for engine in _ENGINES.value:
-          if engine == "jax_gemm" and metric == "l2":
+          if (engine, metric) in (("jax_gemm", "l2"), ("jax_pure", "hamming")):
             continue
           job = {"metric": metric, "n": n, "dim": dim, "queries": _QUERIES.value,
                  "k": _K.value, "seed": _SEED.value, "engine": engine,

@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from cbir_jax.kernels import ffi
 from cbir_jax.kernels import topk as topk_lib
 
 # Default (q, chunk) float32 product block: 64 MiB. Fewer, longer chunks halve the per-chunk
@@ -16,6 +17,15 @@ BLOCK_BYTES = 64 * 2**20
 WINDOW = 8
 # Windows up to this length use _StridedScorer (longer ones measured slower in that layout).
 STRIDED_MAX_WINDOW = 8
+# "auto": the fused native kernel (ffi.py) on CPU where it is built, else pure JAX; "jax": the
+# pure-JAX streaming kernel everywhere.
+METHODS = ("auto", "jax")
+
+
+def check_method(method: str) -> str:
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  return method
 
 
 def check_float_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
@@ -122,29 +132,54 @@ class _StridedScorer(_Scorer):
 
 
 def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: int, window: int,
-                        n_valid: Any = None, offset: Any = 0) -> tuple[jax.Array, jax.Array]:
-  """Traceable core without input checks: int32 keys (see topk.float_keys) and indices."""
+                        n_valid: Any = None, offset: Any = 0,
+                        method: str = "auto") -> tuple[jax.Array, jax.Array]:
+  """Traceable core without input checks: int32 keys (see topk.float_keys) and indices.
+
+  With method "auto", on CPU, when the native extension is built (`ffi.available()`) and
+  k <= ffi.L2_MAX_K, this is
+  the fused native kernel (`ffi.l2_topk_keys`; `chunk` and `window` do not apply); elsewhere the
+  pure-JAX streaming kernel. `lax.platform_dependent` picks one when lowering, so a function
+  jitted here and lowered for GPU or TPU never contains the CPU custom call.
+  """
   queries, database = _as_f32(queries), _as_f32(database)
-  if topk_lib.is_windowed(chunk, window, k) and window <= STRIDED_MAX_WINDOW:
-    scorer = _StridedScorer(queries, database, window)
-  else:
-    scorer = _Scorer(queries, database)
-  return topk_lib.stream_topk(scorer, num_queries=queries.shape[0], n=database.shape[0], k=k,
-                              chunk=chunk, window=window, n_valid=n_valid, offset=offset)
+  n = database.shape[0]
+  n_valid = n if n_valid is None else n_valid
+
+  def pure(queries, database, n_valid, offset):
+    if topk_lib.is_windowed(chunk, window, k) and window <= STRIDED_MAX_WINDOW:
+      scorer = _StridedScorer(queries, database, window)
+    else:
+      scorer = _Scorer(queries, database)
+    return topk_lib.stream_topk(scorer, num_queries=queries.shape[0], n=n, k=k, chunk=chunk,
+                                window=window, n_valid=n_valid, offset=offset)
+
+  args = (queries, database, jnp.asarray(n_valid, jnp.int32), jnp.asarray(offset, jnp.int32))
+  if method == "jax" or not ffi.available() or k > ffi.L2_MAX_K:
+    return pure(*args)
+  native = lambda *a: ffi.l2_topk_keys(*a[:2], k, *a[2:])
+  return jax.lax.platform_dependent(*args, cpu=native, default=pure)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chunk", "window"))
-def _euclidean_topk(queries, database, k, chunk, window):
-  keys, idx = euclidean_topk_keys(queries, database, k, chunk, window)
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "window", "method"))
+def _euclidean_topk(queries, database, k, chunk, window, method):
+  keys, idx = euclidean_topk_keys(queries, database, k, chunk, window, method=method)
   return topk_lib.keys_to_float(keys), idx
 
 
 def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | None = None,
-                   window: int = WINDOW) -> tuple[jax.Array, jax.Array]:
+                   window: int = WINDOW, method: str = "auto") -> tuple[jax.Array, jax.Array]:
   """Exact k nearest database rows of each query by squared L2 distance.
 
-  Pure and jit-able: call it inside your own `jit`/`vmap` (`k`, `chunk_size`, `window` are
-  static; shape checks run at trace time).
+  Pure and jit-able: call it inside your own `jit`/`vmap` (`k`, `chunk_size`, `window`,
+  `method` are static; shape checks run at trace time).
+
+  Two implementations with one contract: on CPU, the fused native kernel (an XLA FFI custom
+  call, `cbir_jax.kernels.ffi`; products are consumed in registers, memory O(threads * q * k)
+  plus a 192 KiB tile per thread, `chunk_size` and `window` do not apply); elsewhere, or with
+  `method="jax"`, or when the extension is not built, or k > ffi.L2_MAX_K, the pure-JAX
+  streaming kernel below. Distances may differ in the last bits between the two (q.x is summed
+  in another order); each is exact for its own float32 distances, with the same tie rule.
 
   Args:
     queries: (q, d) float (computed in float32).
@@ -154,6 +189,7 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
       default: as many as fit a 64 MiB (q, chunk) float32 block (BLOCK_BYTES), rounded down to a
       multiple of window * topk.GROUP**2. Memory beyond the inputs is O(q * chunk_size).
     window: window length of the exact two-stage selection (1 disables it).
+    method: "auto" (native on CPU where built, else pure JAX) or "jax" (pure JAX everywhere).
 
   Returns:
     (distances (q, k) float32 ascending squared L2, indices (q, k) int32), FAISS order.
@@ -162,9 +198,10 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
     +inf (last), returned as NaN; a NaN or inf input component yields NaN (0 * inf in q.x).
   """
   check_float_pair(queries, database, "queries", "database")
+  method = check_method(method)
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
   chunk = topk_lib.resolve_chunk(chunk_size, n, queries.shape[0], window,
                                  block_bytes=BLOCK_BYTES)
-  return _euclidean_topk(queries, database, k, chunk, int(window))
+  return _euclidean_topk(queries, database, k, chunk, int(window), method)
 

@@ -41,9 +41,10 @@ def _shard_database(database: Any, shard_n: int, parts: int, mesh: Mesh,
 
 
 def _core(kind: str):
-  if kind == "euclidean":
-    return euclidean.euclidean_topk_keys
-  return functools.partial(hamming.hamming_topk_keys, method=kind)
+  """kind "<metric>:<method>" -> that kernel's traceable core."""
+  metric, _, method = kind.partition(":")
+  core = euclidean.euclidean_topk_keys if metric == "euclidean" else hamming.hamming_topk_keys
+  return functools.partial(core, method=method)
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "n", "k", "local_k", "chunk", "window",
@@ -64,7 +65,8 @@ def _sharded_search(queries, database, *, kind, n, k, local_k, chunk, window, me
 
 def sharded_euclidean_topk(queries: Any, database: Any, k: int, *, mesh: Mesh, axis_name: str,
                            chunk_size: int | None = None,
-                           window: int = euclidean.WINDOW) -> tuple[jax.Array, jax.Array]:
+                           window: int = euclidean.WINDOW,
+                           method: str = "auto") -> tuple[jax.Array, jax.Array]:
   """`euclidean_topk` with the database split in row blocks over mesh axis `axis_name`.
 
   Each device streams its block (ceil(n / devices) rows; the last padded and masked), keeps a
@@ -74,12 +76,13 @@ def sharded_euclidean_topk(queries: Any, database: Any, k: int, *, mesh: Mesh, a
   Args:
     queries: (q, d) float, replicated. database: (n, d) float, placed row-sharded on the mesh.
     k: 1 <= k <= n. mesh / axis_name: the device mesh and the axis the database is split over.
-    chunk_size, window: as in `euclidean_topk`, per device.
+    chunk_size, window, method: as in `euclidean_topk`, per device.
 
   Returns:
     (distances (q, k) float32 ascending, indices (q, k) int32 global rows), replicated.
   """
   euclidean.check_float_pair(queries, database, "queries", "database")
+  method = euclidean.check_method(method)
   parts = _check_mesh(mesh, axis_name)
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
@@ -87,7 +90,7 @@ def sharded_euclidean_topk(queries: Any, database: Any, k: int, *, mesh: Mesh, a
                                     block_bytes=euclidean.BLOCK_BYTES)
   db = _shard_database(jnp.asarray(database, jnp.float32), shard_n, parts, mesh, axis_name)
   keys, idx = _sharded_search(jnp.asarray(queries, jnp.float32), db,
-                              kind="euclidean", n=n, k=k, local_k=local_k,
+                              kind=f"euclidean:{method}", n=n, k=k, local_k=local_k,
                               chunk=chunk, window=int(window), mesh=mesh, axis_name=axis_name)
   return topk_lib.keys_to_float(keys), idx
 
@@ -114,5 +117,5 @@ def sharded_hamming_topk(query_codes: Any, database_codes: Any, k: int, *, mesh:
   shard_n, local_k, chunk = _layout(n, k, parts, chunk_size, query_codes.shape[0], window,
                                     window if method == "popcount" else 1)
   db = _shard_database(database_codes, shard_n, parts, mesh, axis_name)
-  return _sharded_search(jnp.asarray(query_codes), db, kind=method, n=n, k=k, local_k=local_k,
-                         chunk=chunk, window=int(window), mesh=mesh, axis_name=axis_name)
+  return _sharded_search(jnp.asarray(query_codes), db, kind=f"hamming:{method}", n=n, k=k,
+                         local_k=local_k, chunk=chunk, window=int(window), mesh=mesh, axis_name=axis_name)

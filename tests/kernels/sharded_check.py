@@ -21,11 +21,13 @@ def main() -> None:
   for n, k, chunk, mesh, axis in ((1001, 10, 64, flat, "db"), (13, 13, None, grid, "model")):
     x = rng.integers(0, 3, size=(n, 4)).astype(np.float32)
     q = rng.integers(0, 3, size=(5, 4)).astype(np.float32)
-    want = euclidean_topk(q, x, k, chunk_size=chunk)
-    got = sharded_euclidean_topk(q, x, k, mesh=mesh, axis_name=axis, chunk_size=chunk)
-    for w, g in zip(want, got):
-      if not np.array_equal(np.asarray(w), np.asarray(g)):
-        failures.append(("euclidean", n, k, axis))
+    for method in ("auto", "jax"):  # the native FFI kernel on each device's shard, pure JAX
+      want = euclidean_topk(q, x, k, chunk_size=chunk, method=method)
+      got = sharded_euclidean_topk(q, x, k, mesh=mesh, axis_name=axis, chunk_size=chunk,
+                                   method=method)
+      for w, g in zip(want, got):
+        if not np.array_equal(np.asarray(w), np.asarray(g)):
+          failures.append(("euclidean", method, n, k, axis))
     codes = pack_bits(rng.random((n, 40)) < 0.1)
     qc = pack_bits(rng.random((5, 40)) < 0.1)
     for method in ("popcount", "gemm"):

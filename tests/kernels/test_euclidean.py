@@ -1,4 +1,8 @@
-"""euclidean_topk / euclidean_distances vs a float64 NumPy reference and FAISS IndexFlatL2."""
+"""euclidean_topk / euclidean_distances vs a float64 NumPy reference and FAISS IndexFlatL2.
+
+Every search test runs both implementations: method="auto" (the native FFI kernel on this CPU
+when it is built; tests/kernels/test_ffi.py checks that it is) and method="jax".
+"""
 
 import faiss
 import jax
@@ -9,6 +13,8 @@ from hypothesis import given, settings, strategies as st
 
 from cbir_jax.kernels import euclidean_distances, euclidean_topk
 from tests.kernels import reference
+
+METHODS = pytest.mark.parametrize("method", ["auto", "jax"])
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +27,12 @@ def float_data():
   return queries, database
 
 
+@METHODS
 @pytest.mark.parametrize("k,chunk_size,window", [(1, 128, 32), (10, 128, 4), (10, None, 32),
                                                  (1001, 300, 32)])
-def test_random_float_vs_float64_reference(float_data, k, chunk_size, window):
+def test_random_float_vs_float64_reference(method, float_data, k, chunk_size, window):
   queries, database = float_data
-  d, i = euclidean_topk(queries, database, k, chunk_size=chunk_size, window=window)
+  d, i = euclidean_topk(queries, database, k, chunk_size=chunk_size, window=window, method=method)
   assert d.shape == (5, k) and d.dtype == jnp.float32 and i.dtype == jnp.int32
   d, i = np.asarray(d), np.asarray(i)
   full = reference.l2(queries, database)
@@ -42,38 +49,42 @@ def test_random_float_vs_float64_reference(float_data, k, chunk_size, window):
   assert i[2, 0] == 3 and d[2, 0] < 1e-4  # |q|^2 + |x|^2 - 2 q.x rounds, like FAISS
 
 
-def test_matches_faiss_index_flat_l2(float_data):
+@METHODS
+def test_matches_faiss_index_flat_l2(method, float_data):
   queries, database = float_data
   index = faiss.IndexFlatL2(database.shape[1])
   index.add(database)
   fd, fi = index.search(queries, 10)
-  d, i = euclidean_topk(queries, database, 10, chunk_size=128, window=4)
+  d, i = euclidean_topk(queries, database, 10, chunk_size=128, window=4, method=method)
   np.testing.assert_allclose(np.asarray(d), fd, rtol=1e-5, atol=1e-4)
   full = reference.l2(queries, database)
   np.testing.assert_allclose(np.take_along_axis(full, fi, 1), np.asarray(d), rtol=1e-5, atol=1e-4)
 
 
+@METHODS
 @pytest.mark.parametrize("chunk_size,window", [(64, 4), (517, 32), (100, 1)])
-def test_heavy_ties_integer_data_exact(chunk_size, window):
+def test_heavy_ties_integer_data_exact(method, chunk_size, window):
   rng = np.random.default_rng()
   database = rng.integers(0, 3, size=(517, 4)).astype(np.float32)  # 81 distinct rows
   queries = rng.integers(0, 3, size=(6, 4)).astype(np.float32)
   ref_d, ref_i = reference.rank(reference.l2(queries, database), 40)
-  d, i = euclidean_topk(queries, database, 40, chunk_size=chunk_size, window=window)
+  d, i = euclidean_topk(queries, database, 40, chunk_size=chunk_size, window=window,
+                        method=method)
   np.testing.assert_array_equal(np.asarray(d), ref_d)
   np.testing.assert_array_equal(np.asarray(i), ref_i)
   fd, _ = faiss.knn(queries, database, 40)
   np.testing.assert_array_equal(fd, ref_d)  # FAISS may order ties differently; distances agree
 
 
-def test_nan_and_inf_rank_last():
+@METHODS
+def test_nan_and_inf_rank_last(method):
   database = np.arange(24, dtype=np.float32).reshape(12, 2)
   database[1, 0] = np.nan
   database[4, 1] = np.inf
   database[0, 0] = -np.nan  # sign bit set: still ranked with the NaNs, by index
   queries = np.zeros((2, 2), np.float32)
   queries[1, 0] = np.nan
-  d, i = euclidean_topk(queries, database, 12, chunk_size=5, window=1)
+  d, i = euclidean_topk(queries, database, 12, chunk_size=5, window=1, method=method)
   d, i = np.asarray(d), np.asarray(i)
   np.testing.assert_array_equal(i[0, :9], [2, 3, 5, 6, 7, 8, 9, 10, 11])
   assert np.isfinite(d[0, :9]).all()
@@ -101,18 +112,21 @@ def test_errors():
     euclidean_topk(x[0], x, 1)
   with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
     euclidean_topk(x, x, 1, chunk_size=0)
+  with pytest.raises(ValueError, match=r"method must be one of \('auto', 'jax'\), got 'faiss'"):
+    euclidean_topk(x, x, 1, method="faiss")
 
 
-def test_jit_vmap_composition_and_distances(float_data):
+@METHODS
+def test_jit_vmap_composition_and_distances(method, float_data):
   queries, database = float_data
   batched = jnp.stack([queries, queries[::-1]])
 
   @jax.jit
   def user_fn(qs, db):
-    return jax.vmap(lambda q: euclidean_topk(q, db, 3, chunk_size=256))(qs)
+    return jax.vmap(lambda q: euclidean_topk(q, db, 3, chunk_size=256, method=method))(qs)
 
   d, i = user_fn(batched, database)
-  d0, i0 = euclidean_topk(queries, database, 3, chunk_size=256)
+  d0, i0 = euclidean_topk(queries, database, 3, chunk_size=256, method=method)
   np.testing.assert_array_equal(np.asarray(i[0]), np.asarray(i0))
   np.testing.assert_array_equal(np.asarray(i[1]), np.asarray(i0)[::-1])
   np.testing.assert_allclose(np.asarray(d[0]), np.asarray(d0))
@@ -120,9 +134,10 @@ def test_jit_vmap_composition_and_distances(float_data):
   np.testing.assert_allclose(full, reference.l2(queries, database), rtol=1e-5, atol=1e-4)
 
 
+@METHODS
 @settings(max_examples=8, deadline=None)
 @given(st.integers(1, 90), st.integers(1, 4), st.data())
-def test_fuzz_integer_data_exact(n, dim, data):
+def test_fuzz_integer_data_exact(method, n, dim, data):
   seed = data.draw(st.integers(0, 2**31 - 1))
   rng = np.random.default_rng(seed)
   k = data.draw(st.integers(1, n))
@@ -131,7 +146,7 @@ def test_fuzz_integer_data_exact(n, dim, data):
   database = rng.integers(-2, 3, size=(n, dim)).astype(np.float32)
   queries = rng.integers(-2, 3, size=(3, dim)).astype(np.float32)
   ref_d, ref_i = reference.rank(reference.l2(queries, database), k)
-  d, i = euclidean_topk(queries, database, k, chunk_size=chunk, window=window)
+  d, i = euclidean_topk(queries, database, k, chunk_size=chunk, window=window, method=method)
   np.testing.assert_array_equal(np.asarray(d), ref_d)
   np.testing.assert_array_equal(np.asarray(i), ref_i)
 
