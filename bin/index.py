@@ -7,10 +7,15 @@
 
 `build` makes a FloatIndex from float features (n, d), or a BinaryIndex from uint32 codes
 (n, ceil(nbits / 32)) or bool bits (n, nbits), packed with kernels.bits.pack_bits. Labels, when
-given, go into the index metadata under "labels". `search` writes D, I (user ids) and, when the
+given, go into the index metadata under "labels". Provenance goes into the metadata too:
+"features", the JSON sidecar `extract` wrote next to the features (model, endpoint, checkpoint,
+preprocessing), and for codes written by `hash`, "hashing": its hash.json (settings, selected
+dimensions) with the fitted thresholds from hash_state.npz; labels and ids are read from the
+features' `.labels.npy` / `.ids.npy` sidecars when --labels / --ids are not given. `search` writes D, I (user ids) and, when the
 index has labels, L (labels of the hits) to --out as .npz, and prints the first rows.
 """
 
+import json
 import os
 
 from absl import app, flags
@@ -47,6 +52,47 @@ def _load_npy(flag: flags.FlagHolder, required: bool = True) -> np.ndarray | Non
   return launch.load_npy("index", flag.name, flag.value)
 
 
+def _read_json(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    _fail(f"cannot read provenance file {path}: {e}")
+
+
+def _provenance(features_path: str) -> dict:
+  """Metadata on what produced the vectors at `features_path` (see the module docstring)."""
+  from cbir_jax.features import extract as extract_lib  # pylint: disable=import-outside-toplevel
+  out = {}
+  sidecar = extract_lib.sidecar_paths(features_path)["json"]
+  if os.path.isfile(sidecar):
+    out["features"] = _read_json(sidecar)
+  folder, name = os.path.split(os.path.abspath(features_path))
+  hash_json = os.path.join(folder, "hash.json")
+  if name.endswith("_codes.npy") and os.path.isfile(hash_json):
+    meta = _read_json(hash_json)
+    if name[:-len("_codes.npy")] in meta.get("codes", {}):
+      state_path = os.path.join(folder, "hash_state.npz")
+      if os.path.isfile(state_path):
+        with np.load(state_path) as state:
+          meta["hasher_state"] = {key[len("hasher_"):]: state[key].tolist()
+                                  for key in state.files if key.startswith("hasher_")}
+      out["hashing"] = meta
+  return out
+
+
+def _sidecar_npy(features_path: str, name: str) -> np.ndarray | None:
+  from cbir_jax.features import extract as extract_lib  # pylint: disable=import-outside-toplevel
+  path = extract_lib.sidecar_paths(features_path)[name]
+  if not os.path.isfile(path):
+    return None
+  try:
+    return np.load(path, allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    _fail(f"the {name} sidecar {path} of --features is not a readable .npy file: "
+          f"{e or 'empty file'}")
+
+
 def _build() -> None:
   from cbir_jax.index import BinaryIndex, FloatIndex  # pylint: disable=import-outside-toplevel
   from cbir_jax.kernels import pack_bits  # pylint: disable=import-outside-toplevel
@@ -54,8 +100,12 @@ def _build() -> None:
     _fail("--out is required for build")
   x = _load_npy(_FEATURES)
   ids = _load_npy(_IDS, required=False)
+  if ids is None:
+    ids = _sidecar_npy(_FEATURES.value, "ids")
   labels = _load_npy(_LABELS, required=False)
-  metadata = {"source": os.path.abspath(_FEATURES.value)}
+  if labels is None:
+    labels = _sidecar_npy(_FEATURES.value, "labels")
+  metadata = {"source": os.path.abspath(_FEATURES.value), **_provenance(_FEATURES.value)}
   for item in _METADATA.value:
     if "=" not in item:
       _fail(f"--metadata={item!r} must look like key=value")

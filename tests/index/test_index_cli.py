@@ -44,3 +44,37 @@ def test_build_search_info(tmp_path):
   proc = _run("build", f"--features={tmp_path / 'zero.npy'}", f"--out={tmp_path / 'z.idx'}")
   assert proc.returncode == 2 and f"--features={tmp_path / 'zero.npy'}" in proc.stderr
   assert not (tmp_path / "z.idx").exists()
+
+
+def test_build_records_provenance_from_extract_and_hash_outputs(tmp_path):
+  from cbir_jax.features import extract
+  rng = np.random.default_rng()
+  feats = rng.normal(size=(30, 6)).astype(np.float32)
+  extract.save_features(tmp_path / "db.npy", feats, {"model": "lenet_l", "endpoint": "f6"},
+                        labels=np.arange(30) % 4)
+  out = tmp_path / "float.cbiridx"
+  proc = _run("build", f"--features={tmp_path / 'db.npy'}", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr
+  from cbir_jax.index import load_index
+  meta = load_index(str(out)).metadata
+  assert meta["features"]["model"] == "lenet_l" and meta["features"]["endpoint"] == "f6"
+  assert meta["labels"] == (np.arange(30) % 4).tolist()  # from the .labels.npy sidecar
+
+  proc = subprocess.run([sys.executable, str(ROOT / "bin" / "hash.py"),
+                         f"--database={tmp_path / 'db.npy'}", "--bits=5",
+                         f"--out_dir={tmp_path / 'hash'}"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr
+  codes = tmp_path / "hash" / "db_codes.npy"
+  out = tmp_path / "codes.cbiridx"
+  proc = _run("build", f"--features={codes}", "--nbits=5", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr
+  hashing = load_index(str(out)).metadata["hashing"]
+  assert hashing["bits"] == 5 and len(hashing["selected_dims"]) == 5
+  theta = np.asarray(hashing["hasher_state"]["theta"])
+  np.testing.assert_allclose(theta, feats[:, hashing["selected_dims"]].mean(0), rtol=1e-5)
+  assert hashing["features_metadata"]["model"] == "lenet_l"
+  (tmp_path / "hash" / "hash.json").write_text("{not json")
+  proc = _run("build", f"--features={codes}", "--nbits=5", f"--out={tmp_path / 'x.idx'}")
+  assert proc.returncode == 2 and "hash.json" in proc.stderr
+  assert not (tmp_path / "x.idx").exists()
