@@ -1,4 +1,6 @@
-"""Convolution by shifted multiply-adds, for layers with very few input and output channels.
+"""Drop-in `conv_general_dilated`s for XLA:CPU: `shift_conv` and `row_conv`.
+
+`shift_conv`: convolution by shifted multiply-adds, for layers with very few channels.
 
 XLA:CPU runs a convolution with 3 input and 6 output channels (LeNet-L's C1 at 384x256) at under
 10 GFLOP/s. The same sum written as kh * kw * c_in shifted multiply-adds is one vectorised loop,
@@ -14,12 +16,13 @@ gradients (custom VJP), so only the forward pass changes, equal to float roundin
 
 `row_conv`, for everything with more channels: in jax 0.10.2 XLA:CPU hands 2-D float32
 convolutions with more than 16 input or output channels to YNNPACK, and keeps 1-D ones (and
-smaller 2-D ones) for its Eigen convolution, which on this project's 2-core machine is 1.1-2.3x
-faster for the same layers, most of all in the input gradient. `row_conv` stacks the kh
-(strided) row windows of the input on the channel axis, so the 2-D convolution becomes a 1-D
-convolution along the width over kh * c_in channels, with the kernel reshaped to match. Batch
-and output rows merge into the 1-D batch (batch-major, so a batch sharded over devices stays
-sharded). Gradients are autodiff's: the 1-D convolution's own, then a sum of shifted row blocks.
+smaller 2-D ones) for its Eigen convolution, which on this project's 2-core machine is faster
+for the same sums (AlexNet conv2-conv5 forward + backward 1.0-1.5x, conv2's input gradient 2.3x;
+docs/BENCHMARKS.md, training section). `row_conv` stacks the kh (strided) row windows of the
+input on the channel axis, so the 2-D convolution becomes a 1-D convolution along the width over
+kh * c_in channels, with the kernel reshaped to match. Batch and output rows merge into the 1-D
+batch (batch-major, so a batch sharded over devices stays sharded). Gradients are autodiff's:
+the 1-D convolution's own, then a sum of shifted row blocks.
 """
 
 import functools
@@ -159,9 +162,10 @@ def row_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padd
              preferred_element_type: Any = None) -> jax.Array:
   """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
   float32 convolutions without input dilation or groups, with a window of more than one
-  element, at least ROW_MIN_CHANNELS input channels and non-negative padding run as a 1-D
-  convolution over stacked row windows (see the module docstring); everything else runs as
-  lax.conv_general_dilated. Values and gradients equal lax's to float32 rounding."""
+  element, at least ROW_MIN_CHANNELS input channels, non-negative padding and a padded input at
+  least as large as the (dilated) window run as a 1-D convolution over stacked row windows (see
+  the module docstring); everything else runs as lax.conv_general_dilated. Values and gradients
+  equal lax's to float32 rounding."""
   dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
   simple = (jax.default_backend() == "cpu" and  # GPUs and TPUs have fast convolutions
             _nhwc_numbers(lhs.ndim, dimension_numbers) and feature_group_count == 1 and
@@ -173,7 +177,8 @@ def row_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padd
     strides = tuple(int(s) for s in window_strides)
     window = tuple((k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation))
     pads = pooling.explicit_padding(lhs.shape, window, strides, padding)
-    if min(itertools.chain(*pads)) >= 0:
+    fits = all(n + lo + hi >= k for n, (lo, hi), k in zip(lhs.shape[1:3], pads, window))
+    if fits and min(itertools.chain(*pads)) >= 0:
       return _row_conv(lhs, rhs, strides, pads, dilation)
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                   rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,

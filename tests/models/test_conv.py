@@ -196,6 +196,8 @@ def test_row_conv_falls_back_to_lax_outside_its_range(monkeypatch):
   assert _conv_ranks(rows, *few) == [2]  # e.g. AlexNet's 3-channel conv1
   assert _conv_ranks(rows, x, w[:1, :1]) == [2]  # 1x1: lax (a dot)
   assert _conv_ranks(lambda a, b: _rows(a, b, (1, 1), ((-1, 0), (0, 0))), x, w) == [2]
+  assert _conv_ranks(lambda a, b: _rows(a, b, (1, 1), "VALID"), x[:, :2], w) == [2]  # too short
+  assert _conv_ranks(lambda a, b: _rows(a, b, (1, 1), ((0, 1), (0, 0))), x[:, :2], w) == [1]
   assert _conv_ranks(lambda a, b: _rows(a.astype(jnp.float16), b.astype(jnp.float16), (1, 1),
                                         "SAME"), x, w) == [2]
   dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
