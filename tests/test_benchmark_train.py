@@ -20,3 +20,40 @@ def test_bad_flag_is_one_line(flag, message):
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("benchmark train: ") and message in lines[0]
+
+
+def test_bad_warmup_is_one_line():
+  proc = subprocess.run([sys.executable, str(REPO / "bin" / "benchmark.py"), "train",
+                         "--warmup=-1"], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and "--warmup must be >= 0, got -1" in proc.stderr
+
+
+def test_rounds_time_only_the_steps_after_warmup():
+  from cbir_jax._bin.benchmarks import train
+  calls = []
+
+  def step():
+    calls.append(None)
+    if len(calls) <= 2:  # the two warm-up steps are slow, the timed ones fast
+      import time
+      time.sleep(0.2)
+
+  seconds = train._time(step, 3, 2)
+  assert len(calls) == 5 and seconds < 0.15
+
+
+def test_quick_run_with_torch(tmp_path):
+  pytest.importorskip("torch", reason="the train benchmark's peer needs torch "
+                      "(pip install -e '.[bench]'); CI does not install it")
+  out = tmp_path / "table.md"
+  proc = subprocess.run([sys.executable, str(REPO / "bin" / "benchmark.py"), "train",
+                         "--cases=lenet_l@32x32", "--steps=1", "--repeats=2", "--warmup=1",
+                         "--threads=1", f"--out={out}"], cwd=REPO,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  text = out.read_text()
+  assert "--warmup=1" in text and "after 1 untimed step(s)" in text
+  row = [line for line in text.splitlines() if line.startswith("| lenet_l@32x32")]
+  assert len(row) == 1 and float(row[0].split("|")[5].strip()[:-1]) > 0

@@ -18,7 +18,11 @@ one fixed random batch already in memory (the input pipeline is not timed). JAX:
 apart), state donated. PyTorch: an eager nn.Module with the same layers. Then `--repeats` rounds
 of `--steps` timed steps alternate between the frameworks: the parent tells one worker at a time
 to run its round while the other waits on its pipe (so a change in machine load hits both
-alike); images/s = steps * batch / median round seconds, each round timed inside its worker.
+alike); images/s = steps * batch / median round seconds, each round timed inside its worker
+after `--warmup` untimed steps (default 1). Training runs its steps back to back, but here each
+worker sits idle while the other runs, and the first step after such a pause is not at steady
+state: on this project's VM a JAX AlexNet step after an idle second took 650-850 ms instead of
+~460 (docs/BENCHMARKS.md), which 3-step rounds would fold into the figure.
 On a shared machine use --threads=1: PyTorch's OpenMP threads collapse when other processes take
 the cores (LeNet-L 32x32: 1,600 img/s with one thread, 50-140 with two on a loaded 2-core
 machine).
@@ -48,6 +52,10 @@ _CASES = flags.DEFINE_list("cases", list(CASES[:2]), f"Cases <model>@<h>x<w>, fr
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Training batch size (both frameworks).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed training steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
+_WARMUP = flags.DEFINE_integer(
+    "warmup", 1, "Untimed steps at the start of every round, in both frameworks: a worker has "
+    "waited idle while the other ran, and the first step after a pause is not a training step "
+    "at steady state (0: time it too).")
 _THREADS = flags.DEFINE_integer(
     "threads", len(os.sched_getaffinity(0)),
     "CPU cores for both frameworks: each worker process is pinned to the same that many cores "
@@ -90,8 +98,10 @@ def _torch_model(name: str, h: int, w: int, num_classes: int):
       nn.Linear(4096, num_classes))
 
 
-def _time(step, n: int) -> float:
-  """Seconds of `n` calls of `step()` (which must block until done)."""
+def _time(step, n: int, warmup: int = 0) -> float:
+  """Seconds of `n` calls of `step()` (which must block until done), after `warmup` untimed."""
+  for _ in range(warmup):
+    step()
   start = time.perf_counter()
   for _ in range(n):
     step()
@@ -173,7 +183,7 @@ def _worker(framework: str, case: tuple[str, int, int], batch: int, num_classes:
       message = conn.recv()
       if message == "stop":
         return
-      conn.send(("time", _time(step, message[1])))
+      conn.send(("time", _time(step, *message[1:])))
   except Exception as e:  # pylint: disable=broad-except
     conn.send(("error", f"{type(e).__name__}: {launch.one_line(e)}"))
   finally:
@@ -201,8 +211,8 @@ class _Worker:
     assert got == kind, (got, kind)
     return value
 
-  def run(self, n: int) -> float:
-    self.conn.send(("run", n))
+  def run(self, n: int, warmup: int) -> float:
+    self.conn.send(("run", n, warmup))
     return self.receive("time")
 
   def stop(self) -> None:
@@ -225,6 +235,8 @@ def main(argv) -> None:
   for flag in (_BATCH_SIZE, _STEPS, _REPEATS, _THREADS, _NUM_CLASSES):
     if flag.value < 1:
       launch.fail(PROG, f"--{flag.name} must be >= 1, got {flag.value}")
+  if _WARMUP.value < 0:
+    launch.fail(PROG, f"--warmup must be >= 0, got {_WARMUP.value}")
   cores = sorted(os.sched_getaffinity(0))
   if _THREADS.value > len(cores):
     launch.fail(PROG, f"--threads={_THREADS.value} but only {len(cores)} cores are available")
@@ -244,7 +256,7 @@ def main(argv) -> None:
       times = {"jax": [], "torch": []}
       for _ in range(_REPEATS.value):  # Alternate so a change in machine load hits both alike.
         for framework in ("jax", "torch"):
-          times[framework].append(workers[framework].run(n))
+          times[framework].append(workers[framework].run(n, _WARMUP.value))
     finally:
       for worker in workers.values():
         worker.stop()
@@ -263,10 +275,11 @@ def main(argv) -> None:
             f"{info['torch']['version']} with {info['torch']['threads']} threads, each "
             f"framework in its own worker process (alternating rounds), "
             f"GLIBC_TUNABLES={tunables}, SGD-momentum, batch {batch}, median of "
-            f"{_REPEATS.value} x {_STEPS.value} steps.\n"
+            f"{_REPEATS.value} x {_STEPS.value} steps, each round after {_WARMUP.value} untimed "
+            f"step(s).\n"
             f"Command: python bin/benchmark.py train --cases={','.join(_CASES.value)} "
             f"--batch_size={batch} --steps={_STEPS.value} --repeats={_REPEATS.value} "
-            f"--threads={_THREADS.value}\n")
+            f"--warmup={_WARMUP.value} --threads={_THREADS.value}\n")
   table = ["| case | batch | JAX img/s | PyTorch img/s | JAX / PyTorch | JAX compile s |",
            "|---|---|---|---|---|---|"]
   table += [f"| {c} | {b} | {ji:.1f} | {ti:.1f} | {r:.2f}x | {cs:.1f} |"
