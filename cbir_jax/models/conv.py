@@ -107,30 +107,48 @@ def _shift_conv_bwd(strides, pads, residuals, dy):
 _shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
 
 
-def shift_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Any,
-               lhs_dilation: Sequence[int] | None = None,
-               rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
-               feature_group_count: int = 1, batch_group_count: int = 1, precision: Any = None,
-               preferred_element_type: Any = None) -> jax.Array:
-  """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
-  float32 convolutions without dilation or groups and with at most MAX_TERMS terms per output
-  run as shifted multiply-adds (see the module docstring); everything else runs as
-  lax.conv_general_dilated.
-  Values equal lax's to float32 rounding; gradients are lax's own."""
-  simple = (jax.default_backend() == "cpu" and  # GPUs and TPUs have fast convolutions
-            _nhwc_numbers(lhs.ndim, dimension_numbers) and feature_group_count == 1 and
-            batch_group_count == 1 and preferred_element_type is None and
-            all(d == 1 for d in (lhs_dilation or ())) and
-            all(d == 1 for d in (rhs_dilation or ())) and
-            lhs.dtype == rhs.dtype == jnp.float32 and math.prod(rhs.shape[:-1]) <= MAX_TERMS)
-  if not simple:
+def _drop_in(fast):
+  """Wraps `fast(lhs, rhs, strides, padding, rhs_dilation) -> array | None` into a drop-in
+  `lax.conv_general_dilated` (same arguments) that tries `fast` on the CPU backend for 2-D
+  NHWC/HWIO float32 convolutions without input dilation, groups or a preferred element type,
+  and runs lax.conv_general_dilated for everything else and wherever `fast` returns None."""
+
+  def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                           padding: Any, lhs_dilation: Sequence[int] | None = None,
+                           rhs_dilation: Sequence[int] | None = None,
+                           dimension_numbers: Any = None, feature_group_count: int = 1,
+                           batch_group_count: int = 1, precision: Any = None,
+                           preferred_element_type: Any = None) -> jax.Array:
+    if (jax.default_backend() == "cpu" and  # GPUs and TPUs have fast convolutions
+        _nhwc_numbers(lhs.ndim, dimension_numbers) and feature_group_count == 1 and
+        batch_group_count == 1 and preferred_element_type is None and
+        all(d == 1 for d in (lhs_dilation or ())) and lhs.dtype == rhs.dtype == jnp.float32):
+      out = fast(lhs, rhs, tuple(int(s) for s in window_strides), padding,
+                 tuple(int(d) for d in (rhs_dilation or (1, 1))))
+      if out is not None:
+        return out
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                     rhs_dilation=rhs_dilation,
                                     dimension_numbers=dimension_numbers,
                                     feature_group_count=feature_group_count,
                                     batch_group_count=batch_group_count, precision=precision,
                                     preferred_element_type=preferred_element_type)
-  strides = tuple(int(s) for s in window_strides)
+
+  # The drop-in's name and docstring, but its own (lax's) signature: no functools.wraps.
+  for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+    setattr(conv_general_dilated, attr, getattr(fast, attr))
+  return conv_general_dilated
+
+
+@_drop_in
+def shift_conv(lhs, rhs, strides, padding, dilation):
+  """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
+  float32 convolutions without dilation or groups and with at most MAX_TERMS terms per output
+  run as shifted multiply-adds (see the module docstring); everything else runs as
+  lax.conv_general_dilated.
+  Values equal lax's to float32 rounding; gradients are lax's own."""
+  if dilation != (1, 1) or math.prod(rhs.shape[:-1]) > MAX_TERMS:
+    return None
   pads = pooling.explicit_padding(lhs.shape, rhs.shape[:2], strides, padding)
   return _shift_conv(lhs, rhs, strides, pads)
 
@@ -155,33 +173,19 @@ def _row_conv(x, w, strides, pads, dilation):
   return y.reshape(b, oh, y.shape[1], c_out)
 
 
-def row_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Any,
-             lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
-             dimension_numbers: Any = None, feature_group_count: int = 1,
-             batch_group_count: int = 1, precision: Any = None,
-             preferred_element_type: Any = None) -> jax.Array:
+@_drop_in
+def row_conv(lhs, rhs, strides, padding, dilation):
   """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
   float32 convolutions without input dilation or groups, with a window of more than one
   element, at least ROW_MIN_CHANNELS input channels, non-negative padding and a padded input at
   least as large as the (dilated) window run as a 1-D convolution over stacked row windows (see
   the module docstring); everything else runs as lax.conv_general_dilated. Values and gradients
   equal lax's to float32 rounding."""
-  dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
-  simple = (jax.default_backend() == "cpu" and  # GPUs and TPUs have fast convolutions
-            _nhwc_numbers(lhs.ndim, dimension_numbers) and feature_group_count == 1 and
-            batch_group_count == 1 and preferred_element_type is None and
-            all(d == 1 for d in (lhs_dilation or ())) and
-            lhs.dtype == rhs.dtype == jnp.float32 and math.prod(rhs.shape[:2]) > 1 and
-            rhs.shape[2] >= ROW_MIN_CHANNELS)
-  if simple:
-    strides = tuple(int(s) for s in window_strides)
-    window = tuple((k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation))
-    pads = pooling.explicit_padding(lhs.shape, window, strides, padding)
-    fits = all(n + lo + hi >= k for n, (lo, hi), k in zip(lhs.shape[1:3], pads, window))
-    if fits and min(itertools.chain(*pads)) >= 0:
-      return _row_conv(lhs, rhs, strides, pads, dilation)
-  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-                                  rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-                                  feature_group_count=feature_group_count,
-                                  batch_group_count=batch_group_count, precision=precision,
-                                  preferred_element_type=preferred_element_type)
+  if math.prod(rhs.shape[:2]) <= 1 or rhs.shape[2] < ROW_MIN_CHANNELS:
+    return None
+  window = tuple((k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation))
+  pads = pooling.explicit_padding(lhs.shape, window, strides, padding)
+  fits = all(n + lo + hi >= k for n, (lo, hi), k in zip(lhs.shape[1:3], pads, window))
+  if not fits or min(itertools.chain(*pads)) < 0:
+    return None
+  return _row_conv(lhs, rhs, strides, pads, dilation)
