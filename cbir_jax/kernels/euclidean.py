@@ -23,9 +23,7 @@ METHODS = ("auto", "jax")
 
 
 def check_method(method: str) -> str:
-  if method not in METHODS:
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-  return method
+  return topk_lib.check_method(method, METHODS)
 
 
 def check_float_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
@@ -137,10 +135,10 @@ def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: 
   """Traceable core without input checks: int32 keys (see topk.float_keys) and indices.
 
   With method "auto", on CPU, when the native extension is built (`ffi.available()`) and
-  k <= ffi.L2_MAX_K, this is
-  the fused native kernel (`ffi.l2_topk_keys`; `chunk` and `window` do not apply); elsewhere the
-  pure-JAX streaming kernel. `lax.platform_dependent` picks one when lowering, so a function
-  jitted here and lowered for GPU or TPU never contains the CPU custom call.
+  k <= ffi.L2_MAX_K, this is the fused native kernel (`ffi.l2_topk_keys`; `chunk` and `window`
+  do not apply); elsewhere the pure-JAX streaming kernel. `lax.platform_dependent` picks one
+  when lowering, so a function jitted here and lowered for GPU or TPU never contains the CPU
+  custom call.
   """
   queries, database = _as_f32(queries), _as_f32(database)
   n = database.shape[0]
@@ -157,7 +155,9 @@ def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: 
   args = (queries, database, jnp.asarray(n_valid, jnp.int32), jnp.asarray(offset, jnp.int32))
   if method == "jax" or not ffi.available() or k > ffi.L2_MAX_K:
     return pure(*args)
-  native = lambda *a: ffi.l2_topk_keys(*a[:2], k, *a[2:])
+  def native(queries, database, n_valid, offset):
+    return ffi.l2_topk_keys(queries, database, k, n_valid, offset)
+
   return jax.lax.platform_dependent(*args, cpu=native, default=pure)
 
 

@@ -26,9 +26,7 @@ def check_code_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
 
 
 def check_method(method: str) -> str:
-  if method not in METHODS:
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-  return method
+  return topk_lib.check_method(method, METHODS)
 
 
 def _signs(codes: jax.Array) -> jax.Array:

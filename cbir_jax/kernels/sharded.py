@@ -40,21 +40,17 @@ def _shard_database(database: Any, shard_n: int, parts: int, mesh: Mesh,
   return jax.device_put(database, NamedSharding(mesh, P(axis_name)))
 
 
-def _core(kind: str):
-  """kind "<metric>:<method>" -> that kernel's traceable core."""
-  metric, _, method = kind.partition(":")
-  core = euclidean.euclidean_topk_keys if metric == "euclidean" else hamming.hamming_topk_keys
-  return functools.partial(core, method=method)
-
-
-@functools.partial(jax.jit, static_argnames=("kind", "n", "k", "local_k", "chunk", "window",
-                                             "mesh", "axis_name"))
-def _sharded_search(queries, database, *, kind, n, k, local_k, chunk, window, mesh, axis_name):
+@functools.partial(jax.jit, static_argnames=("metric", "method", "n", "k", "local_k", "chunk",
+                                             "window", "mesh", "axis_name"))
+def _sharded_search(queries, database, *, metric, method, n, k, local_k, chunk, window, mesh,
+                    axis_name):
   shard_n = database.shape[0] // mesh.shape[axis_name]
+  core = euclidean.euclidean_topk_keys if metric == "euclidean" else hamming.hamming_topk_keys
 
   def local(q, db):
     offset = jax.lax.axis_index(axis_name) * shard_n
-    keys, idx = _core(kind)(q, db, local_k, chunk, window, n_valid=n - offset, offset=offset)
+    keys, idx = core(q, db, local_k, chunk, window, n_valid=n - offset, offset=offset,
+                     method=method)
     all_keys = jax.lax.all_gather(keys, axis_name)  # (parts, q, local_k), shard order
     all_idx = jax.lax.all_gather(idx, axis_name)
     return topk_lib.merge_sorted_parts(all_keys, all_idx, k)
@@ -90,7 +86,7 @@ def sharded_euclidean_topk(queries: Any, database: Any, k: int, *, mesh: Mesh, a
                                     block_bytes=euclidean.BLOCK_BYTES)
   db = _shard_database(jnp.asarray(database, jnp.float32), shard_n, parts, mesh, axis_name)
   keys, idx = _sharded_search(jnp.asarray(queries, jnp.float32), db,
-                              kind=f"euclidean:{method}", n=n, k=k, local_k=local_k,
+                              metric="euclidean", method=method, n=n, k=k, local_k=local_k,
                               chunk=chunk, window=int(window), mesh=mesh, axis_name=axis_name)
   return topk_lib.keys_to_float(keys), idx
 
@@ -117,5 +113,6 @@ def sharded_hamming_topk(query_codes: Any, database_codes: Any, k: int, *, mesh:
   shard_n, local_k, chunk = _layout(n, k, parts, chunk_size, query_codes.shape[0], window,
                                     window if method == "popcount" else 1)
   db = _shard_database(database_codes, shard_n, parts, mesh, axis_name)
-  return _sharded_search(jnp.asarray(query_codes), db, kind=f"hamming:{method}", n=n, k=k,
-                         local_k=local_k, chunk=chunk, window=int(window), mesh=mesh, axis_name=axis_name)
+  return _sharded_search(jnp.asarray(query_codes), db, metric="hamming", method=method, n=n,
+                         k=k, local_k=local_k, chunk=chunk, window=int(window), mesh=mesh,
+                         axis_name=axis_name)

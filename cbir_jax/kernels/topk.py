@@ -39,6 +39,13 @@ def check_k(k: int, n: int) -> int:
   return int(k)
 
 
+def check_method(method: str, methods: tuple[str, ...]) -> str:
+  """Returns `method`; ValueError naming the choices when it is not one of `methods`."""
+  if method not in methods:
+    raise ValueError(f"method must be one of {methods}, got {method!r}")
+  return method
+
+
 def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int,
                   rows_per_element: int = 1, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
   """Static chunk length: `chunk_size`, or what makes a (q, chunk / rows_per_element) 4-byte
