@@ -11,8 +11,9 @@ given, go into the index metadata under "labels". Provenance goes into the metad
 "features", the JSON sidecar `extract` wrote next to the features (model, endpoint, checkpoint,
 preprocessing), and for codes written by `hash`, "hashing": its hash.json (settings, selected
 dimensions) with the fitted thresholds from hash_state.npz; labels and ids are read from the
-features' `.labels.npy` / `.ids.npy` sidecars when --labels / --ids are not given. `search` writes D, I (user ids) and, when the
-index has labels, L (labels of the hits) to --out as .npz, and prints the first rows.
+features' `.labels.npy` / `.ids.npy` sidecars when --labels / --ids are not given. `search`
+writes D, I (user ids) and, when the index has labels, L (labels of the hits) to --out as .npz,
+and prints the first rows.
 """
 
 import json
@@ -86,11 +87,7 @@ def _sidecar_npy(features_path: str, name: str) -> np.ndarray | None:
   path = extract_lib.sidecar_paths(features_path)[name]
   if not os.path.isfile(path):
     return None
-  try:
-    return np.load(path, allow_pickle=False)
-  except (ValueError, OSError, EOFError) as e:
-    _fail(f"the {name} sidecar {path} of --features is not a readable .npy file: "
-          f"{e or 'empty file'}")
+  return launch.load_npy("index", "features", path, what=f"the {name} sidecar {path} of --features")
 
 
 def _build() -> None:

@@ -128,11 +128,14 @@ def output_dir(prog: str, flag: str, path: str) -> str:
   return path
 
 
-def load_npy(prog: str, flag: str, path: str, mmap: bool = False) -> np.ndarray:
-  """np.load of the .npy named by --`flag`; a missing, empty or corrupt file is one clear line."""
+def load_npy(prog: str, flag: str, path: str, mmap: bool = False, *,
+             what: str | None = None) -> np.ndarray:
+  """np.load of the .npy named by --`flag`; a missing, empty or corrupt file is one clear line,
+  naming the file as `what` (default "--flag=path")."""
+  what = what or f"--{flag}={path}"
   if not os.path.isfile(path):
-    fail(prog, f"--{flag}={path} does not exist")
+    fail(prog, f"{what} does not exist")
   try:
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
   except (ValueError, OSError, EOFError) as e:
-    fail(prog, f"--{flag}={path} is not a readable .npy file: {e or 'empty file'}")
+    fail(prog, f"{what} is not a readable .npy file: {e or 'empty file'}")

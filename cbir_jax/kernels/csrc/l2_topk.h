@@ -66,7 +66,8 @@ class TopKHeap {
     return ka > kb || (ka == kb && ia > ib);
   }
 
-  // Offers (key, index); returns whether the filter bound changed.
+  // Offers (key, index); returns whether the heap is full and its root (the filter bound) may
+  // have changed.
   bool Offer(int32_t key, int32_t index, int64_t* size) {
     int64_t n = *size;
     if (n < k_) {
@@ -261,7 +262,7 @@ class L2TopK {
  private:
   void Offer(WorkerState* w, int64_t qi, int32_t key, int32_t row) const {
     TopKHeap heap(&w->keys[qi * p_.k], &w->idx[qi * p_.k], p_.k);
-    if (heap.Offer(key, row, &w->size[qi]) && w->size[qi] == p_.k) {
+    if (heap.Offer(key, row, &w->size[qi])) {
       w->bound[qi] = FilterBound(heap.RootKey());
     }
   }
