@@ -57,3 +57,15 @@ def test_quick_run_with_torch(tmp_path):
   assert "--warmup=1" in text and "after 1 untimed step(s)" in text
   row = [line for line in text.splitlines() if line.startswith("| lenet_l@32x32")]
   assert len(row) == 1 and float(row[0].split("|")[5].strip()[:-1]) > 0
+
+
+def test_gpu_without_a_gpu_is_one_line():
+  pytest.importorskip("torch", reason="the train benchmark checks for torch before the GPU")
+  proc = subprocess.run([sys.executable, str(REPO / "bin" / "benchmark.py"), "train",
+                         "--device=gpu", "--cases=lenet_l@32x32", "--steps=1", "--repeats=1",
+                         "--threads=1"], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("benchmark train: jax worker: ")
+  assert "gpu" in lines[0]

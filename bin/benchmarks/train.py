@@ -26,6 +26,15 @@ state: on this project's VM a JAX AlexNet step after an idle second took 650-850
 On a shared machine use --threads=1: PyTorch's OpenMP threads collapse when other processes take
 the cores (LeNet-L 32x32: 1,600 img/s with one thread, 50-140 with two on a loaded 2-core
 machine).
+
+  python bin/benchmark.py train --device=gpu --batch_size=128        # on a CUDA machine
+
+With --device=gpu both frameworks train on the first GPU: JAX on `jax.devices("gpu")[0]` (memory
+allocated on demand, XLA_PYTHON_CLIENT_PREALLOCATE=false, so the two workers share the card),
+PyTorch on "cuda:0" with cudnn.benchmark on; a step ends when its loss is on the host, in both.
+--gpu_precision picks the float32 arithmetic of matrix products and convolutions for both alike:
+"tf32" (JAX's default precision; PyTorch with TF32 allowed for matmuls and cuDNN) or "fp32"
+(jax_default_matmul_precision=highest; PyTorch with TF32 off).
 Needs torch (`pip install -e '.[bench]'`).
 """
 
@@ -60,6 +69,12 @@ _THREADS = flags.DEFINE_integer(
     "threads", len(os.sched_getaffinity(0)),
     "CPU cores for both frameworks: each worker process is pinned to the same that many cores "
     "(before its framework starts) and PyTorch uses that many intra-op threads.")
+_DEVICE = flags.DEFINE_enum(
+    "device", "cpu", ["cpu", "gpu"], "Where both frameworks train: the pinned CPU cores, or the "
+    "first GPU (CUDA) in both.")
+_GPU_PRECISION = flags.DEFINE_enum(
+    "gpu_precision", "tf32", ["tf32", "fp32"], "With --device=gpu: float32 matrix products and "
+    "convolutions in TF32 (JAX's default; PyTorch told to allow it) or in full float32 (both).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 10, "Classifier width (Corel-1K: 10).")
 _OUT = flags.DEFINE_string("out", "", "If set, append the Markdown table to this file.")
 
@@ -108,11 +123,12 @@ def _time(step, n: int, warmup: int = 0) -> float:
   return time.perf_counter() - start
 
 
-def jax_step(name: str, h: int, w: int, batch: int, num_classes: int):
-  """(step, compile seconds): one call of `step()` runs the jitted cbir_jax train step."""
+def jax_step(name: str, h: int, w: int, batch: int, num_classes: int, platform: str = "cpu"):
+  """(step, compile seconds): one call of `step()` runs the jitted cbir_jax train step on the
+  first device of `platform`."""
   model = registry.get_model(name, num_classes=num_classes)
   tx = optim.make_optimizer({"name": "sgd", "learning_rate": 0.01, "momentum": 0.9}, 10 ** 6)
-  mesh = mesh_lib.make_mesh(jax.devices()[:1])
+  mesh = mesh_lib.make_mesh(jax.devices(platform)[:1])
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   with jax.threefry_partitionable(False):  # As the trainer does: faster to compile on CPU.
     state = jax.jit(lambda r: state_lib.create_train_state(model, tx, r, (1, h, w, 3)),
@@ -135,17 +151,19 @@ def jax_step(name: str, h: int, w: int, batch: int, num_classes: int):
   return step, compile_s
 
 
-def torch_step(name: str, h: int, w: int, batch: int, num_classes: int, threads: int):
-  """One call of the returned `step()` is a training step of the PyTorch twin (SGD-momentum)."""
+def torch_step(name: str, h: int, w: int, batch: int, num_classes: int, threads: int,
+               device: str = "cpu"):
+  """One call of the returned `step()` is a training step of the PyTorch twin (SGD-momentum) on
+  `device` ("cpu" or "cuda"); it returns once the loss is on the host."""
   import torch  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(threads)
   torch.manual_seed(0)
-  model = _torch_model(name, h, w, num_classes).train()
+  model = _torch_model(name, h, w, num_classes).train().to(device)
   opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
   loss_fn = torch.nn.CrossEntropyLoss()
-  x = torch.randn(batch, 3, h, w)
-  y = torch.randint(0, num_classes, (batch,))
+  x = torch.randn(batch, 3, h, w).to(device)
+  y = torch.randint(0, num_classes, (batch,)).to(device)
 
   def step():
     opt.zero_grad(set_to_none=True)
@@ -161,22 +179,45 @@ def torch_step(name: str, h: int, w: int, batch: int, num_classes: int, threads:
 PROG = "benchmark train"
 
 
+def _set_gpu_precision(framework: str, precision: str) -> str:
+  """Sets `framework`'s float32 matmul/convolution arithmetic on GPU; returns it in words."""
+  if framework == "jax":
+    if precision == "fp32":
+      jax.config.update("jax_default_matmul_precision", "highest")
+    return f"jax_default_matmul_precision={jax.config.jax_default_matmul_precision}"
+  import torch  # pylint: disable=g-import-not-at-top
+  tf32 = precision == "tf32"
+  torch.backends.cuda.matmul.allow_tf32 = tf32
+  torch.backends.cudnn.allow_tf32 = tf32
+  torch.backends.cudnn.benchmark = True
+  return f"allow_tf32={tf32} (matmul and cuDNN), cudnn.benchmark=True"
+
+
 def _worker(framework: str, case: tuple[str, int, int], batch: int, num_classes: int,
-            cores: list[int], conn) -> None:
-  """Worker process of one framework: pins itself to `cores`, builds and warms up the step, sends
-  ("ready", info), then answers each ("run", n) with ("time", seconds of n steps) until "stop"."""
+            cores: list[int], device: str, precision: str, conn) -> None:
+  """Worker process of one framework: pins itself to `cores`, builds and warms up the step on
+  `device` ("cpu" or "gpu"), sends ("ready", info), then answers each ("run", n, warmup) with
+  ("time", seconds of n steps) until "stop"."""
   try:
     # Before the framework starts its thread pools, so they are sized to the pinned cores.
     os.sched_setaffinity(0, cores)
+    if device == "gpu":  # The two workers share the card: allocate on demand.
+      os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     name, h, w = case
+    info = {}
+    if device == "gpu":
+      info["precision"] = _set_gpu_precision(framework, precision)
     if framework == "jax":
-      step, compile_s = jax_step(name, h, w, batch, num_classes)
-      device = jax.devices()[0]
-      info = {"compile_s": compile_s, "device": f"{device.platform} ({device.device_kind})"}
+      step, compile_s = jax_step(name, h, w, batch, num_classes, device)
+      dev = jax.devices(device)[0]
+      info.update(compile_s=compile_s, device=f"{dev.platform} ({dev.device_kind})")
     else:
       import torch  # pylint: disable=g-import-not-at-top
-      step = torch_step(name, h, w, batch, num_classes, len(cores))
-      info = {"version": torch.__version__, "threads": torch.get_num_threads()}
+      step = torch_step(name, h, w, batch, num_classes, len(cores),
+                        "cuda" if device == "gpu" else "cpu")
+      info.update(version=torch.__version__, threads=torch.get_num_threads())
+      if device == "gpu":
+        info["device"] = torch.cuda.get_device_name(0)
     info["tunables"] = os.environ.get("GLIBC_TUNABLES", "")
     conn.send(("ready", info))
     while True:
@@ -251,7 +292,8 @@ def main(argv) -> None:
     try:
       # One after the other: the JAX compile time is not shared with PyTorch's warm-up.
       for framework in ("jax", "torch"):
-        workers[framework] = _Worker(ctx, framework, case, batch, _NUM_CLASSES.value, pinned)
+        workers[framework] = _Worker(ctx, framework, case, batch, _NUM_CLASSES.value, pinned,
+                                     _DEVICE.value, _GPU_PRECISION.value)
         info[framework] = workers[framework].receive("ready")
       times = {"jax": [], "torch": []}
       for _ in range(_REPEATS.value):  # Alternate so a change in machine load hits both alike.
@@ -270,8 +312,15 @@ def main(argv) -> None:
           f"{', '.join(f'{1e3 * t / n:.0f}' for t in times['jax'])}; torch "
           f"{', '.join(f'{1e3 * t / n:.0f}' for t in times['torch'])})", flush=True)
   tunables = info["jax"]["tunables"] or "(unset)"
-  header = (f"Training images/s, {datetime.date.today()}, {info['jax']['device']}, pinned to "
-            f"{_THREADS.value} of {len(cores)} cores, jax {jax.__version__}, torch "
+  where = f"pinned to {_THREADS.value} of {len(cores)} cores"
+  if _DEVICE.value == "gpu":
+    where = (f"torch on {info['torch']['device']}, GPU precision {_GPU_PRECISION.value} "
+             f"(jax: {info['jax']['precision']}; torch: {info['torch']['precision']}), host "
+             f"processes {where}")
+  gpu_flags = (f" --device=gpu --gpu_precision={_GPU_PRECISION.value}"
+               if _DEVICE.value == "gpu" else "")
+  header = (f"Training images/s, {datetime.date.today()}, jax on {info['jax']['device']}, "
+            f"{where}, jax {jax.__version__}, torch "
             f"{info['torch']['version']} with {info['torch']['threads']} threads, each "
             f"framework in its own worker process (alternating rounds), "
             f"GLIBC_TUNABLES={tunables}, SGD-momentum, batch {batch}, median of "
@@ -279,7 +328,7 @@ def main(argv) -> None:
             f"step(s).\n"
             f"Command: python bin/benchmark.py train --cases={','.join(_CASES.value)} "
             f"--batch_size={batch} --steps={_STEPS.value} --repeats={_REPEATS.value} "
-            f"--warmup={_WARMUP.value} --threads={_THREADS.value}\n")
+            f"--warmup={_WARMUP.value} --threads={_THREADS.value}{gpu_flags}\n")
   table = ["| case | batch | JAX img/s | PyTorch img/s | JAX / PyTorch | JAX compile s |",
            "|---|---|---|---|---|---|"]
   table += [f"| {c} | {b} | {ji:.1f} | {ti:.1f} | {r:.2f}x | {cs:.1f} |"
