@@ -28,11 +28,12 @@ def test_quick_run_with_two_processes_per_engine(tmp_path):
   assert len(rows) == 5
   for row in rows:
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 11, row
+    assert len(cells) == 13, row
+    assert cells[3] == "cpu" and cells[10] == "", row  # JAX_PLATFORMS=cpu: no GPU column
     if cells[2] in ("jax", "jax_pure"):
-      assert cells[10] == "equal", row  # distances equal to FAISS
-      assert cells[4].endswith("x") and cells[5].endswith("x"), row  # both ratios
-      assert float(cells[4][:-1]) > 0 and float(cells[5][:-1]) > 0
+      assert cells[12] == "equal", row  # distances equal to FAISS
+      assert cells[5].endswith("x") and cells[6].endswith("x"), row  # both ratios
+      assert float(cells[5][:-1]) > 0 and float(cells[6][:-1]) > 0
 
 
 @pytest.mark.parametrize("flag,message", [
@@ -43,3 +44,29 @@ def test_bad_flag_is_one_line(flag, message):
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("benchmark search: ") and message in lines[0]
+
+
+def test_whole_matrix_engines_and_recall_of_an_approximate_one(tmp_path):
+  out = tmp_path / "table.md"
+  proc = _run("--quick", "--cases=l2_100k_d128,ham64_100k", "--engines=faiss,jax_naive,jax_approx",
+              "--repeats=1", "--queries=40", "--k=7", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.read_text().splitlines()
+          if line.startswith("| l2_") or line.startswith("| ham")]
+  # The whole-matrix engines are L2 only: faiss on both cases, the two others on L2.
+  assert sorted((r[0], r[2]) for r in rows) == [
+      ("ham64_100k", "faiss"), ("l2_100k_d128", "faiss"), ("l2_100k_d128", "jax_approx"),
+      ("l2_100k_d128", "jax_naive")]
+  checks = {r[2]: r[12] for r in rows if r[0] == "l2_100k_d128"}
+  assert checks["jax_naive"] == "equal"
+  # Exact on CPU (approx_min_k falls back to an exact top-k there) or a recall figure.
+  assert checks["jax_approx"] == "equal" or float(checks["jax_approx"].split()[1]) >= 0.9
+
+
+def test_check_reports_recall_when_distances_differ():
+  import numpy as np
+  from cbir_jax._bin.benchmarks import search
+  base = {"distances": np.array([[1.0, 2.0], [1.0, 3.0]]), "indices": np.array([[4, 5], [6, 7]])}
+  assert search._check("l2", base, dict(base)) == "equal"
+  res = {"distances": np.array([[1.0, 2.5], [1.0, 3.0]]), "indices": np.array([[4, 9], [7, 6]])}
+  assert search._check("l2", base, res) == "recall 0.7500"

@@ -19,6 +19,14 @@ less on a shared, oversubscribed machine) by ours. With --processes=P every (cas
 in P fresh processes, engines taking turns; "vs FAISS" compares the best processes and "vs FAISS,
 median process" the medians over processes of each process's best time (FAISS's OpenMP search
 lands in a fast or a slow mode per process, so one process can mislead either way).
+
+On a machine with a GPU the JAX engines run on it (JAX's default device) and so does `torch`;
+FAISS stays on the CPU (its GPU wheels need CUDA 12's cuBLAS). There "GPU peak extra MiB" is the
+device memory the searches took beyond the database and queries (JAX: the allocator's peak, with
+XLA_PYTHON_CLIENT_PREALLOCATE=false; PyTorch: max_memory_allocated), and "vs FAISS's results"
+gives the recall@k of the ids where the distances differ (jax_approx).
+
+  python bin/benchmark.py search --cases=l2_1M_d128 --engines=faiss,jax,jax_naive,jax_approx,torch
 """
 
 import datetime
@@ -47,14 +55,19 @@ CASES = {
     "ham256_1M": ("hamming", 1_000_000, 256),
     "ham256_10M": ("hamming", 10_000_000, 256),
 }
-ENGINES = ("faiss", "faiss1", "jax", "jax_gemm", "jax_pure")
+ENGINES = ("faiss", "faiss1", "jax", "jax_gemm", "jax_pure", "jax_naive", "jax_approx", "torch")
+# Engines that compute the whole (Q, N) distance matrix, and the metrics they run.
+_L2_ONLY = ("jax_pure", "jax_naive", "jax_approx", "torch")
 
 _CASES = flags.DEFINE_list("cases", list(CASES), f"Cases to run, from {list(CASES)}.")
 _ENGINES = flags.DEFINE_list("engines", ["faiss", "jax"],
                              f"Engines, from {list(ENGINES)} (faiss1: FAISS on one OpenMP thread; "
                              "jax: the default method, for L2 the native FFI kernel where built; "
                              "jax_gemm: Hamming by +-1 GEMM; jax_pure: L2 by the pure-JAX kernel, "
-                             "method='jax').")
+                             "method='jax'; L2 only, what a user would write instead: jax_naive: "
+                             "the whole (Q, N) matrix then lax.top_k, jax_approx: the same with "
+                             "lax.approx_min_k (recall_target 0.95), torch: the whole matrix "
+                             "by torch.mm then torch.topk, on CUDA when there is a GPU).")
 _QUICK = flags.DEFINE_bool("quick", False, "Divide every N by 10 (and skip nothing else).")
 _QUERIES = flags.DEFINE_integer("queries", 1000, "Queries per search.")
 _K = flags.DEFINE_integer("k", 10, "Neighbours per query.")
@@ -116,6 +129,10 @@ def _worker(job: dict) -> dict:
 
     def search():
       return index.search(queries, k)
+    device_peak = lambda: None  # noqa: E731
+  elif engine == "torch":
+    search, device_peak = _torch_search(db, queries, k)
+    del db
   else:
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
@@ -123,7 +140,10 @@ def _worker(job: dict) -> dict:
     from cbir_jax.kernels import euclidean_topk, hamming_topk
     db_dev, q_dev = jax.block_until_ready((jnp.array(db), jnp.array(queries)))
     del db
-    if metric == "l2":
+    if engine in ("jax_naive", "jax_approx"):
+      naive = jax.jit(_naive_l2, static_argnums=(2, 3))
+      fn = lambda: naive(q_dev, db_dev, k, engine == "jax_approx")  # noqa: E731
+    elif metric == "l2":
       method = "jax" if engine == "jax_pure" else "auto"
       fn = lambda: euclidean_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"],  # noqa: E731
                                   method=method)
@@ -131,16 +151,22 @@ def _worker(job: dict) -> dict:
       method = "gemm" if engine == "jax_gemm" else "popcount"
       fn = lambda: hamming_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"],  # noqa: E731
                                 method=method)
+    device = db_dev.devices().pop()
 
     def search():
       d, i = jax.block_until_ready(fn())
       return np.asarray(d), np.asarray(i)
+
+    def device_peak():
+      stats = device.memory_stats() if device.platform != "cpu" else None
+      return stats and (stats["peak_bytes_in_use"], stats["bytes_in_use"])
   gc.collect()
   time.sleep(1.0)  # host->device copies release their staging memory asynchronously
   base_kib = _status_kib("VmRSS")
+  device_base = device_peak()
   _reset_peak()
   start = time.perf_counter()
-  distances, _ = search()
+  distances, indices = search()
   first = time.perf_counter() - start
   first_peak_kib = _status_kib("VmHWM")
   steady_base_kib = _status_kib("VmRSS")
@@ -152,16 +178,72 @@ def _worker(job: dict) -> dict:
     times.append(time.perf_counter() - start)
     cpu.append(time.process_time() - start_cpu)
   peak_kib = max(_status_kib("VmHWM"), steady_base_kib)
-  np.save(job["result"], distances)
-  return {"first_s": first, "best_s": min(times), "median_s": float(np.median(times)),
-          "cpu_s": float(cpu[int(np.argmin(times))]),
-          "extra_mib": max(peak_kib - base_kib, 0) / 1024,
-          "first_extra_mib": max(first_peak_kib - base_kib, 0) / 1024}
+  np.savez(job["result"], distances=distances, indices=indices)
+  device_end = device_peak()
+  out = {"first_s": first, "best_s": min(times), "median_s": float(np.median(times)),
+         "cpu_s": float(cpu[int(np.argmin(times))]),
+         "extra_mib": max(peak_kib - base_kib, 0) / 1024,
+         "first_extra_mib": max(first_peak_kib - base_kib, 0) / 1024,
+         "device": _device_name(engine, metric)}
+  if device_base is not None:  # peak over the first and timed searches, beyond what was in use
+    out["device_extra_mib"] = max(device_end[0] - device_base[1], 0) / 2**20
+  return out
+
+
+def _naive_l2(q, x, k: int, approx: bool):
+  """What a JAX user writes: the whole (Q, N) squared-distance matrix, then its k smallest."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  d = (jnp.sum(q * q, axis=1)[:, None] + jnp.sum(x * x, axis=1)[None, :]
+       - 2.0 * jnp.dot(q, x.T, precision="highest"))
+  if approx:
+    return jax.lax.approx_min_k(d, k, recall_target=0.95)
+  neg, idx = jax.lax.top_k(-d, k)
+  return -neg, idx
+
+
+def _torch_search(db: np.ndarray, queries: np.ndarray, k: int):
+  """(search, device_peak) for PyTorch's exact L2 top-k on CUDA when present, else the CPU: the
+  whole (Q, N) matrix by torch.mm in float32 (TF32 off, PyTorch's default), then torch.topk."""
+  import torch  # pylint: disable=import-outside-toplevel
+  dev = "cuda" if torch.cuda.is_available() else "cpu"
+  torch.backends.cuda.matmul.allow_tf32 = False
+  x = torch.from_numpy(db).to(dev)
+  q = torch.from_numpy(queries).to(dev)
+
+  def search():
+    with torch.no_grad():
+      d = torch.addmm((q * q).sum(1)[:, None] + (x * x).sum(1)[None, :], q, x.T, alpha=-2.0)
+      vals, idx = torch.topk(d, k, dim=1, largest=False)
+      return vals.cpu().numpy(), idx.cpu().numpy()
+
+  def device_peak():
+    if dev == "cpu":
+      return None
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    torch.cuda.reset_peak_memory_stats()  # first call: peak from here; later: read only
+    return peak, torch.cuda.memory_allocated()
+
+  return search, device_peak
+
+
+def _device_name(engine: str, metric: str) -> str:
+  if engine.startswith("faiss"):
+    return "cpu"
+  if engine == "torch":
+    import torch  # pylint: disable=import-outside-toplevel
+    return "cuda" if torch.cuda.is_available() else "cpu"
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.default_backend()
 
 
 def _run_job(job: dict) -> dict:
   cmd = [sys.executable, os.path.abspath(__file__), f"--worker={json.dumps(job)}"]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT.value, check=False)
+  # On a GPU, JAX takes memory as it needs it, so its peak is what the search used.
+  env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT.value, check=False,
+                        env=env)
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   if proc.returncode != 0 or not lines:
     return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
@@ -204,19 +286,21 @@ def main(argv) -> None:
       runs = {}
       for turn in range(_PROCESSES.value):
         for engine in _ENGINES.value:
-          if (engine, metric) in (("jax_gemm", "l2"), ("jax_pure", "hamming")):
+          if ((engine, metric) == ("jax_gemm", "l2")
+              or (engine in _L2_ONLY and metric == "hamming")):
             continue
           job = {"metric": metric, "n": n, "dim": dim, "queries": _QUERIES.value,
                  "k": _K.value, "seed": _SEED.value, "engine": engine,
                  "repeats": _REPEATS.value, "chunk_size": _CHUNK.value,
-                 "result": os.path.join(tmp, f"{name}-{engine}-{turn}.npy")}
+                 "result": os.path.join(tmp, f"{name}-{engine}-{turn}.npz")}
           res = _run_job(job)
           if "error" not in res:
-            res["distances"] = np.load(job["result"])
+            with np.load(job["result"]) as saved:
+              res["distances"], res["indices"] = saved["distances"], saved["indices"]
           runs.setdefault(engine, []).append(res)
           print(f"{name} {engine} (process {turn + 1}/{_PROCESSES.value}): " + ", ".join(
               f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-              for k, v in res.items() if k != "distances"), flush=True)
+              for k, v in res.items() if k not in ("distances", "indices")), flush=True)
       results = {engine: _best_process(res_list) for engine, res_list in runs.items()}
       rows.extend(_rows(name, metric, n, dim, results))
   table = _table(rows)
@@ -238,6 +322,18 @@ def _best_process(runs: list[dict]) -> dict:
   return best
 
 
+def _check(metric: str, base: dict, res: dict) -> str:
+  """"equal" when the distances match FAISS's (L2 to 1e-3 relative, Hamming exactly), else the
+  recall@k of the returned ids against FAISS's (an approximate engine's figure)."""
+  want, got = base["distances"], res["distances"]
+  ok = (np.allclose(got, want, rtol=1e-3, atol=1e-3) if metric == "l2"
+        else np.array_equal(got, want))
+  if ok:
+    return "equal"
+  hits = sum(len(np.intersect1d(g, w)) for g, w in zip(res["indices"], base["indices"]))
+  return f"recall {hits / base['indices'].size:.4f}"
+
+
 def _rows(name, metric, n, dim, results):
   # Compare with the faster FAISS configuration that ran (all threads, or one thread).
   faiss_runs = [r for e, r in results.items() if e.startswith("faiss") and "error" not in r]
@@ -246,7 +342,7 @@ def _rows(name, metric, n, dim, results):
   out = []
   for engine, res in results.items():
     if "error" in res:
-      out.append(f"| {name} | {n:,} | {engine} | error: {res['error']} | | | | | | | |")
+      out.append(f"| {name} | {n:,} | {engine} | | error: {res['error']} | | | | | | | | |")
       continue
     qps = q / res["best_s"]
     rate = (2 * q * n * dim / res["best_s"] / 1e9 if metric == "l2"
@@ -256,28 +352,38 @@ def _rows(name, metric, n, dim, results):
       ratio = f"{base['best_s'] / res['best_s']:.2f}x"
       faiss_median = min(r["median_process_s"] for r in faiss_runs)
       median_ratio = f"{faiss_median / res['median_process_s']:.2f}x"
-      want, got = base["distances"], res["distances"]
-      ok = (np.allclose(got, want, rtol=1e-3, atol=1e-3) if metric == "l2"
-            else np.array_equal(got, want))
-      check = "equal" if ok else "MISMATCH"
+      check = _check(metric, base, res)
     unit = "GFLOP/s" if metric == "l2" else "Gdist/s"
-    out.append(f"| {name} | {n:,} | {engine} | {qps:,.0f} | {ratio} | {median_ratio} | "
-               f"{rate:.3g} {unit} | "
+    device_mib = f"{res['device_extra_mib']:,.0f}" if "device_extra_mib" in res else ""
+    out.append(f"| {name} | {n:,} | {engine} | {res['device']} | {qps:,.0f} | {ratio} | "
+               f"{median_ratio} | {rate:.3g} {unit} | "
                f"{res['cpu_s']:.2f} | {res['extra_mib']:.0f} / {res['first_extra_mib']:.0f} | "
-               f"{res['first_s']:.2f} | {check} |")
+               f"{device_mib} | {res['first_s']:.2f} | {check} |")
   return out
 
 
 def _table(rows) -> str:
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-  head = (f"\nSearch benchmark, {stamp}, {_cpu_model()}, {os.cpu_count()} CPUs, "
-          f"Q={_QUERIES.value}, k={_K.value}, best of {_REPEATS.value} searches in each of "
-          f"{_PROCESSES.value} process(es) per engine"
+  head = (f"\nSearch benchmark, {stamp}, {_cpu_model()}, {os.cpu_count()} CPUs"
+          f"{_gpu_model()}, Q={_QUERIES.value}, k={_K.value}, best of {_REPEATS.value} "
+          f"searches in each of {_PROCESSES.value} process(es) per engine"
           f"{', --quick (N / 10)' if _QUICK.value else ''}\n\n"
-          "| case | N | engine | queries/s | vs FAISS | vs FAISS, median process | throughput | "
-          "CPU s | peak extra MiB steady / first | first call s | D vs FAISS |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+          "| case | N | engine | device | queries/s | vs FAISS | vs FAISS, median process | "
+          "throughput | CPU s | host peak extra MiB steady / first | GPU peak extra MiB | "
+          "first call s | vs FAISS's results |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   return "\n".join([head] + rows)
+
+
+def _gpu_model() -> str:
+  """", <name> GPU" from nvidia-smi when there is an NVIDIA GPU (no framework is started here)."""
+  try:
+    proc = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                          capture_output=True, text=True, timeout=30, check=False)
+  except (OSError, subprocess.SubprocessError):
+    return ""
+  names = proc.stdout.strip().splitlines() if proc.returncode == 0 else []
+  return f", {names[0].strip()} GPU" if names else ""
 
 
 if __name__ == "__main__":
