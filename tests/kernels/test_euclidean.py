@@ -129,7 +129,9 @@ def test_jit_vmap_composition_and_distances(method, float_data):
   d0, i0 = euclidean_topk(queries, database, 3, chunk_size=256, method=method)
   np.testing.assert_array_equal(np.asarray(i[0]), np.asarray(i0))
   np.testing.assert_array_equal(np.asarray(i[1]), np.asarray(i0)[::-1])
-  np.testing.assert_allclose(np.asarray(d[0]), np.asarray(d0))
+  # Equal on CPU; a GPU's batched matrix product may sum in another order (last-bit changes,
+  # 3e-7 relative on an H100).
+  np.testing.assert_allclose(np.asarray(d[0]), np.asarray(d0), rtol=1e-6)
   full = np.asarray(euclidean_distances(queries, database))
   np.testing.assert_allclose(full, reference.l2(queries, database), rtol=1e-5, atol=1e-4)
 
