@@ -1,4 +1,4 @@
-"""Models benchmark: parameter counts, XLA forward GFLOPs and forward images/s per model.
+"""Models benchmark: parameter counts, forward GFLOPs and forward images/s per model.
 
   python bin/benchmark.py models                       # every case below, batch 32, 3 timed runs
   python bin/benchmark.py models --cases=resnet50@224x224,lenet_l@32x32 --iters=5
@@ -6,8 +6,11 @@
 
 Weights are filled on the host (fan-in scaled normals; no `model.init` compile, which is slow on
 CPU for deep nets), the eval-mode forward pass is jitted once (compile time reported), then run
-`--iters` times after one warm-up call. GFLOPs are XLA's cost analysis of the compiled forward
-(a multiply-add counts 2), divided by the batch size.
+`--iters` times after one warm-up call. GFLOPs are the model's own arithmetic: the
+multiply-adds of its convolution and dense layers (a multiply-add counts 2) per image, counted
+from the layers' shapes, so they are the same on every device and for every formulation of a
+convolution (XLA's cost analysis is not: a GPU's cuDNN convolutions are opaque to it, and the CPU
+formulations in models/conv.py do other arithmetic for the same sums).
 """
 
 import datetime
@@ -16,6 +19,7 @@ import sys
 import time
 
 from absl import flags
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,11 +80,26 @@ def host_variables(shapes, seed: int):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def _flops(compiled) -> float:
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0]
-  return float(analysis.get("flops", float("nan")))
+def layer_flops(model: nn.Module, variables, x) -> int:
+  """Multiply-adds x 2 of every nn.Conv and nn.Dense call in `model.apply(variables, x,
+  train=False)`, from their kernel and output shapes (evaluated abstractly: nothing is computed;
+  `variables` may be ShapeDtypeStructs)."""
+  total = 0
+
+  def count(next_fun, args, kwargs, context):
+    nonlocal total
+    out = next_fun(*args, **kwargs)
+    module = context.module
+    if context.method_name == "__call__" and isinstance(module, (nn.Conv, nn.Dense)):
+      kernel = module.variables["params"]["kernel"].shape
+      # Dense: (in, out); Conv: (*window, in / groups, out). Each output element is a sum of
+      # prod(kernel[:-1]) products.
+      total += 2 * int(np.prod(out.shape)) * int(np.prod(kernel[:-1]))
+    return out
+
+  with nn.intercept_methods(count):
+    jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  return total
 
 
 def run_case(name: str, hw: tuple[int, int], kwargs: dict, *, batch_size: int, iters: int,
@@ -95,7 +114,7 @@ def run_case(name: str, hw: tuple[int, int], kwargs: dict, *, batch_size: int, i
   start = time.perf_counter()
   compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
   compile_s = time.perf_counter() - start
-  gflops = _flops(compiled) / batch_size / 1e9
+  gflops = layer_flops(model, shapes, x) / batch_size / 1e9
   jax.block_until_ready(compiled(variables, x))  # warm-up
   start = time.perf_counter()
   for _ in range(iters):
