@@ -81,9 +81,9 @@ class AlexNet(nn.Module):
     if len(self.widths) != 5:
       raise ValueError(f"widths must have 5 entries, got {self.widths}")
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    # row_conv: 1-D convolutions over stacked row windows on CPU (models.conv), lax elsewhere and
-    # for conv1's 3 input channels; same parameters.
-    ckw = dict(kw, conv_general_dilated=conv.row_conv)
+    # winograd_conv: on CPU, conv2-conv5 (stride 1, 5x5 and 3x3) as Winograd convolutions
+    # (models.conv); conv1 (3 input channels, stride 4) and other devices lax; same parameters.
+    ckw = dict(kw, conv_general_dilated=conv.winograd_conv)
     pool = lambda y: max_pool(y, (3, 3), strides=(2, 2), padding="VALID")
     x = jnp.asarray(x, self.dtype)
     if self.small_input:

@@ -1,5 +1,6 @@
 """models.conv.shift_conv: a drop-in conv_general_dilated, equal to lax's values and gradients."""
 
+import fractions
 import os
 import subprocess
 import sys
@@ -263,4 +264,143 @@ def test_row_conv_batch_sharded_over_8_devices_stays_sharded():
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _ROWS_SHARDED_SCRIPT], env=env,
                         capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+
+
+# --- winograd_conv: stride-1 3x3 and 5x5 convolutions by Winograd F(m x m, r x r) tiles. ---
+
+
+def _wino(x, w, padding, **kwargs):
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  return conv.winograd_conv(x, w, (1, 1), padding, dimension_numbers=dn, **kwargs)
+
+
+def _winograd_path(fn, *args) -> bool:
+  """Whether fn's jaxpr runs its convolution as Winograd (a batched dot_general, no conv)."""
+  eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns
+  calls = [e for e in eqns if "custom_vjp" in str(e.primitive)]
+  return bool(calls) and not any(str(e.primitive) == "conv_general_dilated" for e in eqns)
+
+
+@pytest.mark.parametrize("m,r", [(2, 3), (3, 5), (4, 3), (2, 5)])
+def test_winograd_matrices_are_exact(m, r):
+  # A^T [(G g) * (B^T d)] is the correlation of d with g, exactly (rational arithmetic).
+  a_t, b_t, g = conv.winograd_matrices(m, r)
+  n = m + r - 1
+  assert (len(a_t), len(a_t[0]), len(b_t), len(b_t[0]), len(g), len(g[0])) == (m, n, n, n, n, r)
+  assert all(v.denominator == 1 for row in b_t for v in row)  # B^T rows scaled to integers
+  rng = np.random.default_rng(m * 10 + r)
+  for _ in range(3):
+    taps = [fractions.Fraction(int(v)) for v in rng.integers(-9, 10, r)]
+    data = [fractions.Fraction(int(v)) for v in rng.integers(-9, 10, n)]
+    gg = [sum(a * b for a, b in zip(row, taps)) for row in g]
+    bd = [sum(a * b for a, b in zip(row, data)) for row in b_t]
+    got = [sum(a * u * v for a, u, v in zip(row, gg, bd)) for row in a_t]
+    assert got == [sum(taps[k] * data[i + k] for k in range(r)) for i in range(m)]
+
+
+@pytest.mark.parametrize("shape,window,c_out,padding", [
+    ((2, 13, 13, 16), 3, 24, "SAME"),                  # AlexNet conv3-conv5 (13x13, pad 1)
+    ((3, 27, 26, 20), 5, 9, ((2, 2), (2, 2))),          # AlexNet conv2 (pad 2), odd width
+    ((2, 9, 8, 16), 5, 4, "VALID"),
+    ((1, 5, 7, 17), 3, 5, ((0, 2), (1, 0))),            # asymmetric, partial last tiles
+    ((2, 3, 11, 16), 3, 6, ((0, 0), (2, 2))),           # one output row
+    ((2, 6, 5, 16), 5, 3, ((4, 0), (0, 4))),            # pads up to r - 1
+])
+def test_winograd_conv_values_and_gradients_match_lax(shape, window, c_out, padding):
+  rng = np.random.default_rng(sum(shape) + c_out)
+  x = jnp.asarray(rng.standard_normal(shape, np.float32))
+  w = jnp.asarray(rng.standard_normal((window, window, shape[-1], c_out), np.float32))
+  fn = lambda a, b: _wino(a, b, padding)  # noqa: E731
+  assert _winograd_path(fn, x, w)
+  want, vjp_want = jax.vjp(lambda a, b: _lax(a, b, (1, 1), padding), x, w)
+  got, vjp_got = jax.vjp(fn, x, w)
+  assert got.shape == want.shape
+  # Relative to the largest magnitude: F(2x2, 3x3) rounds like lax, F(3x3, 5x5) ~10x more.
+  tol = 1e-5 if window == 3 else 5e-5
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
+                             atol=tol * float(jnp.max(jnp.abs(want))))
+  dy = jnp.asarray(rng.standard_normal(want.shape, np.float32))
+  jitted = jax.jit(lambda a, b, g: jax.vjp(fn, a, b)[1](g))
+  for grads in (vjp_got(dy), jitted(x, w, dy)):
+    for a, b in zip(grads, vjp_want(dy)):
+      assert a.shape == b.shape
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                                 atol=tol * float(jnp.max(jnp.abs(b))))
+
+
+def test_winograd_conv_integer_valued_inputs_3x3_are_exact():
+  # F(2x2, 3x3)'s transforms use only 0, +-1 and 1/2: small integers stay exact.
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.integers(-3, 4, (2, 10, 11, 16)).astype(np.float32))
+  w = jnp.asarray(rng.integers(-2, 3, (3, 3, 16, 8)).astype(np.float32))
+  np.testing.assert_array_equal(np.asarray(_wino(x, w, "SAME")),
+                                np.asarray(_lax(x, w, (1, 1), "SAME")))
+
+
+def test_winograd_conv_falls_back_outside_its_range(monkeypatch):
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.standard_normal((1, 9, 9, 16), np.float32))
+  w = jnp.asarray(rng.standard_normal((3, 3, 16, 8), np.float32))
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  assert _winograd_path(lambda a, b: _wino(a, b, "SAME"), x, w)
+  assert _winograd_path(lambda a, b: _wino(a, b, "SAME"), x, jnp.tile(w, (2, 2, 1, 1))[:5, :5])
+
+  def check(fn, *args, ranks):  # not Winograd; row_conv (rank 1) or lax (rank 2), same values
+    assert not _winograd_path(fn, *args)
+    assert _conv_ranks(fn, *args) == ranks
+
+  check(lambda a, b: conv.winograd_conv(a, b, (2, 2), "SAME", dimension_numbers=dn), x, w,
+        ranks=[1])  # strided: row_conv
+  check(lambda a, b: conv.winograd_conv(a, b, (1, 1), "SAME", rhs_dilation=(2, 2),
+                                        dimension_numbers=dn), x, w, ranks=[1])
+  check(lambda a, b: _wino(a, b, "SAME"), x, w[:, :2], ranks=[1])  # 3x2 window
+  check(lambda a, b: _wino(a, b, "SAME"), x, jnp.tile(w, (3, 3, 1, 1))[:7, :7], ranks=[1])
+  check(lambda a, b: _wino(a, b, "SAME"), x[..., :conv.ROW_MIN_CHANNELS - 1],
+        w[:, :, :conv.ROW_MIN_CHANNELS - 1], ranks=[2])  # few channels: lax
+  check(lambda a, b: _wino(a, b, ((3, 0), (0, 0))), x, w, ranks=[1])  # pad > r - 1
+  check(lambda a, b: _wino(a, b, ((-1, 0), (0, 0))), x, w, ranks=[2])
+  check(lambda a, b: _wino(a, b, "VALID"), x[:, :2], w, ranks=[2])  # shorter than the window
+  check(lambda a, b: _wino(a.astype(jnp.float16), b.astype(jnp.float16), "SAME"), x, w,
+        ranks=[2])
+  for strides, padding in (((2, 2), "SAME"), ((1, 1), ((3, 0), (0, 0)))):
+    np.testing.assert_allclose(
+        np.asarray(conv.winograd_conv(x, w, strides, padding, dimension_numbers=dn)),
+        np.asarray(_lax(x, w, strides, padding)), rtol=1e-5, atol=1e-5)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # GPUs/TPUs keep lax's conv
+  check(lambda a, b: _wino(a, b, "SAME"), x, w, ranks=[2])
+
+
+def test_winograd_conv_flax_conv_jit_vmap_and_second_order():
+  rng = np.random.default_rng(8)
+  x = jnp.asarray(rng.standard_normal((3, 2, 11, 12, 16), np.float32))
+  plain = nn.Conv(20, (5, 5), padding="SAME")
+  wino = nn.Conv(20, (5, 5), padding="SAME", conv_general_dilated=conv.winograd_conv)
+  params = plain.init(jax.random.PRNGKey(0), x[0])
+  assert jax.tree_util.tree_map(jnp.shape, wino.init(jax.random.PRNGKey(0), x[0])) == \
+      jax.tree_util.tree_map(jnp.shape, params)
+  want = jax.vmap(lambda a: plain.apply(params, a))(x)
+  got = jax.jit(jax.vmap(lambda a: wino.apply(params, a)))(x)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
+                             atol=5e-5 * float(jnp.max(jnp.abs(want))))
+  # Reverse over reverse (the custom backward pass is itself differentiable).
+  def grad_norm(module, p):
+    g = jax.grad(lambda q: jnp.sum(jnp.tanh(module.apply(q, x[0]))))(p)
+    return sum(jnp.sum(v ** 2) for v in jax.tree_util.tree_leaves(g))
+  want2 = jax.grad(lambda p: grad_norm(plain, p))(params)
+  got2 = jax.jit(jax.grad(lambda p: grad_norm(wino, p)))(params)
+  for a, b in zip(jax.tree_util.tree_leaves(got2), jax.tree_util.tree_leaves(want2)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                               atol=1e-4 * float(jnp.max(jnp.abs(b))))
+
+
+def test_winograd_conv_batch_sharded_over_8_devices_stays_sharded():
+  # Tiles are batch-major on the dot's row axis: no all-gather of a batch-sharded input.
+  script = _ROWS_SHARDED_SCRIPT.replace("conv.row_conv", "conv.winograd_conv").replace(
+      "(3, 3, 16, 24)", "(5, 5, 16, 24)")
+  assert "winograd_conv" in script and "(5, 5, 16, 24)" in script
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                        timeout=300)
   assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
