@@ -12,6 +12,11 @@ from cbir_jax.kernels import topk as topk_lib
 # Default (q, chunk) float32 product block: 64 MiB. Fewer, longer chunks halve the per-chunk
 # selection passes; measured 10-20 % less CPU time than 16 MiB at N = 200k and 1M (d = 128).
 BLOCK_BYTES = 64 * 2**20
+# The same on a GPU (CUDA/ROCm): 1 GiB, FAISS's GPU default temporary memory is of that order.
+# Per-chunk launch and selection overheads dominate small blocks there (H100, N = 1M, Q = 1000:
+# 56,994 queries/s at 64 MiB, 84,895 at 256 MiB, 96,793 at 1 GiB with 2.2 GiB peak; the whole
+# (Q, N) matrix at once 104,428 with 8 GiB; docs/BENCHMARKS.md).
+GPU_BLOCK_BYTES = 2**30
 # Default window of the two-stage selection: 8 rows, whose minima _StridedScorer's layout
 # reduces fastest (N = 1M, Q = 1000: 1.77 s against 1.89 s for 32 rows in contiguous layout).
 WINDOW = 8
@@ -130,40 +135,48 @@ class _StridedScorer(_Scorer):
 
 
 def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: int, window: int,
-                        n_valid: Any = None, offset: Any = 0,
-                        method: str = "auto") -> tuple[jax.Array, jax.Array]:
+                        n_valid: Any = None, offset: Any = 0, method: str = "auto",
+                        gpu_chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
   """Traceable core without input checks: int32 keys (see topk.float_keys) and indices.
 
   With method "auto", on CPU, when the native extension is built (`ffi.available()`) and
   k <= ffi.L2_MAX_K, this is the fused native kernel (`ffi.l2_topk_keys`; `chunk` and `window`
-  do not apply); elsewhere the pure-JAX streaming kernel. `lax.platform_dependent` picks one
-  when lowering, so a function jitted here and lowered for GPU or TPU never contains the CPU
-  custom call.
+  do not apply); elsewhere the pure-JAX streaming kernel, in chunks of `chunk` rows, or of
+  `gpu_chunk` rows when lowered for a GPU (default: `chunk`). `lax.platform_dependent` picks
+  one when lowering, so a function jitted here and lowered for GPU or TPU never contains the
+  CPU custom call.
   """
   queries, database = _as_f32(queries), _as_f32(database)
   n = database.shape[0]
   n_valid = n if n_valid is None else n_valid
 
-  def pure(queries, database, n_valid, offset):
-    if topk_lib.is_windowed(chunk, window, k) and window <= STRIDED_MAX_WINDOW:
-      scorer = _StridedScorer(queries, database, window)
-    else:
-      scorer = _Scorer(queries, database)
-    return topk_lib.stream_topk(scorer, num_queries=queries.shape[0], n=n, k=k, chunk=chunk,
-                                window=window, n_valid=n_valid, offset=offset)
+  def pure_with(chunk):
+    def pure(queries, database, n_valid, offset):
+      if topk_lib.is_windowed(chunk, window, k) and window <= STRIDED_MAX_WINDOW:
+        scorer = _StridedScorer(queries, database, window)
+      else:
+        scorer = _Scorer(queries, database)
+      return topk_lib.stream_topk(scorer, num_queries=queries.shape[0], n=n, k=k, chunk=chunk,
+                                  window=window, n_valid=n_valid, offset=offset)
+    return pure
 
   args = (queries, database, jnp.asarray(n_valid, jnp.int32), jnp.asarray(offset, jnp.int32))
-  if method == "jax" or not ffi.available() or k > ffi.L2_MAX_K:
-    return pure(*args)
-  def native(queries, database, n_valid, offset):
-    return ffi.l2_topk_keys(queries, database, k, n_valid, offset)
+  branches = {"default": pure_with(chunk)}
+  if gpu_chunk is not None and gpu_chunk != chunk:
+    branches["cuda"] = branches["rocm"] = pure_with(gpu_chunk)
+  if method != "jax" and ffi.available() and k <= ffi.L2_MAX_K:
+    def native(queries, database, n_valid, offset):
+      return ffi.l2_topk_keys(queries, database, k, n_valid, offset)
+    branches["cpu"] = native
+  if len(branches) == 1:
+    return branches["default"](*args)
+  return jax.lax.platform_dependent(*args, **branches)
 
-  return jax.lax.platform_dependent(*args, cpu=native, default=pure)
 
-
-@functools.partial(jax.jit, static_argnames=("k", "chunk", "window", "method"))
-def _euclidean_topk(queries, database, k, chunk, window, method):
-  keys, idx = euclidean_topk_keys(queries, database, k, chunk, window, method=method)
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "window", "method", "gpu_chunk"))
+def _euclidean_topk(queries, database, k, chunk, window, method, gpu_chunk):
+  keys, idx = euclidean_topk_keys(queries, database, k, chunk, window, method=method,
+                                  gpu_chunk=gpu_chunk)
   return topk_lib.keys_to_float(keys), idx
 
 
@@ -186,8 +199,9 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
     database: (n, d) float, n >= 1.
     k: results per query, 1 <= k <= n, else ValueError naming k and n.
     chunk_size: database rows scored per step (rounded down to a multiple of `window`);
-      default: as many as fit a 64 MiB (q, chunk) float32 block (BLOCK_BYTES), rounded down to a
-      multiple of window * topk.GROUP**2. Memory beyond the inputs is O(q * chunk_size).
+      default: as many as fit a 64 MiB (q, chunk) float32 block (BLOCK_BYTES), 1 GiB when
+      lowered for a GPU (GPU_BLOCK_BYTES), rounded down to a multiple of window *
+      topk.GROUP**2. Memory beyond the inputs is O(q * chunk_size).
     window: window length of the exact two-stage selection (1 disables it).
     method: "auto" (native on CPU where built, else pure JAX) or "jax" (pure JAX everywhere).
 
@@ -201,7 +215,8 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
   method = check_method(method)
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
-  chunk = topk_lib.resolve_chunk(chunk_size, n, queries.shape[0], window,
-                                 block_bytes=BLOCK_BYTES)
-  return _euclidean_topk(queries, database, k, chunk, int(window), method)
+  chunk, gpu_chunk = (topk_lib.resolve_chunk(chunk_size, n, queries.shape[0], window,
+                                             block_bytes=block)
+                      for block in (BLOCK_BYTES, GPU_BLOCK_BYTES))
+  return _euclidean_topk(queries, database, k, chunk, int(window), method, gpu_chunk)
 
