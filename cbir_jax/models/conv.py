@@ -32,11 +32,12 @@ overlapping n x n tiles (n = m + r - 1, stride m), each tile and the kernel are 
 multiplied as one batched matrix product (planes, tiles, c_in) x (planes, c_in, c_out), and each
 product tile maps back to an m x m output tile (A^T M A). F(2x2, 3x3) needs 16 products per 4
 outputs instead of 36, F(3x3, 5x5) 49 per 9 instead of 225. On this project's machine AlexNet's
-conv2-conv5 forward + backward (the layers alone) took 401 ms instead of row_conv's 582 on 1
-core, 232 instead of 310 on 2 (docs/BENCHMARKS.md). The backward pass is written out (custom
-VJP): the weight gradient is the transposed transforms around one more batched product
-(planes^T x transformed output gradient, contracting over tiles), the input gradient the same
-Winograd correlation of the output gradient with the flipped kernel.
+conv2-conv5 forward + backward (the layers alone) took 343 ms instead of row_conv's 583 on 1
+core, 202 instead of 305 on 2 (docs/BENCHMARKS.md). The backward pass is written out (custom
+VJP) and reuses the transformed output gradient (dy planes): the weight gradient is one batched
+product planes^T x dy planes (contracting over tiles) and the transposed kernel transform, the
+input gradient one batched product dy planes x kernel planes^T and the transposed input
+transform (overlapping tiles summed).
 Tiles are batch-major on the products' row axis, so a batch sharded over devices stays sharded.
 Values and gradients equal lax's up to the transforms' float32 rounding: relative to the largest
 magnitude, ~1e-6 for F(2x2, 3x3) (like lax's own) and ~1e-5 for F(3x3, 5x5).
@@ -288,6 +289,28 @@ def _tile_transform(x, t, m, tiles):
   return planes.reshape(n * n, b * th * tw, c)
 
 
+def _scatter_tiles(planes, t, m, tiles, batch):
+  """The transpose of `_tile_transform`: (n * n, b * th * tw, c) -> (b, H, W, c) with
+  H = (th - 1) * m + k (k = len(t[0])), tile (i, j) at (u, v) < k adding
+  sum_(p, q) t[p][u] t[q][v] plane (p, q) into [m i + u, m j + v] (overlapping tiles sum)."""
+  (th, tw), n, k = tiles, len(t), len(t[0])
+  planes = planes.reshape(n, n, batch, th, tw, planes.shape[-1])
+  width, height = (tw - 1) * m + k, (th - 1) * m + k
+  zero = jnp.zeros((), planes.dtype)
+
+  def place(part, axis, offset, size):  # part's tiles at offset + m * index along `axis`
+    config = [(0, 0, 0)] * part.ndim
+    config[axis] = (offset, size - offset - (part.shape[axis] - 1) * m - 1, m - 1)
+    return lax.pad(part, zero, config)
+
+  cols = [_combine([t[q][v] for q in range(n)], [planes[:, q] for q in range(n)])
+          for v in range(k)]  # (n, b, th, tw, c) each
+  by_rows = sum(place(cols[v], 3, v, width) for v in range(k))  # (n, b, th, W, c)
+  rows = [_combine([t[p][u] for p in range(n)], [by_rows[p] for p in range(n)])
+          for u in range(k)]  # (b, th, W, c) each
+  return sum(place(rows[u], 1, u, height) for u in range(k))
+
+
 def _kernel_transform(w, g):
   """HWIO w (r, r, i, o) -> (n * n, i, o): plane (p, q) is sum_(u, v) g[p][u] g[q][v] w[u, v]."""
   r, n = w.shape[0], len(g)
@@ -333,13 +356,13 @@ def _winograd_conv(x, w, pads, m):
 
 def _winograd_conv_fwd(x, w, pads, m):
   y, planes = _winograd_forward(x, w, pads, m)
-  return y, (w, planes)
+  return y, (x.shape, w, planes)
 
 
 def _winograd_conv_bwd(pads, m, residuals, dy):
-  w, planes = residuals
+  x_shape, w, planes = residuals
   r = w.shape[0]
-  a_t, _, g = (_floats(v) for v in winograd_matrices(m, r))
+  a_t, b_t, g = (_floats(v) for v in winograd_matrices(m, r))
   n = m + r - 1
   batch, oh, ow, _ = dy.shape
   tiles = (-(-oh // m), -(-ow // m))
@@ -354,9 +377,13 @@ def _winograd_conv_bwd(pads, m, residuals, dy):
   by_rows = [_combine(g_t[u], [dk[p] for p in range(n)]) for u in range(r)]  # (n, i, o)
   dw = jnp.stack([jnp.stack([_combine(g_t[v], [by_rows[u][q] for q in range(n)])
                              for v in range(r)]) for u in range(r)])
-  # Input: the full correlation of dy with the flipped kernel, inputs and outputs swapped.
-  flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-  dx = _winograd_forward(dy, flipped, tuple((r - 1 - lo, r - 1 - hi) for lo, hi in pads), m)[0]
+  # Input: the transposed input transform (overlapping tiles summed) of the per-plane products
+  # dy_planes @ kernel_planes^T, cropped to the unpadded input.
+  kernel = _kernel_transform(w, g)
+  d_planes = lax.dot_general(dy_planes, kernel, (((2,), (2,)), ((0,), (0,))))  # (n * n, N, i)
+  dx = _scatter_tiles(d_planes, b_t, m, tiles, batch)
+  (top, _), (left, _) = pads
+  dx = dx[:, top:top + x_shape[1], left:left + x_shape[2]]
   return dx, dw
 
 
@@ -367,16 +394,16 @@ _winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
 def winograd_conv(lhs, rhs, strides, padding, dilation):
   """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
   float32 convolutions with stride 1, no dilation or groups, a square window of a size in
-  WINOGRAD_TILES, at least ROW_MIN_CHANNELS input channels and padding between 0 and the window
-  size - 1 on every side run as Winograd F(m x m, r x r) convolutions (see the module
-  docstring); everything else is `row_conv`. Values and gradients equal lax's to float32
-  rounding of the transforms (relative error ~1e-6 for 3x3, ~1e-5 for 5x5)."""
+  WINOGRAD_TILES, at least ROW_MIN_CHANNELS input channels, non-negative padding and a padded
+  input at least as large as the window run as Winograd F(m x m, r x r) convolutions (see the
+  module docstring); everything else is `row_conv`. Values and gradients equal lax's to the
+  float32 rounding of the transforms (relative error ~1e-6 for 3x3, ~1e-5 for 5x5)."""
   r = rhs.shape[0]
   if (strides != (1, 1) or dilation != (1, 1) or rhs.shape[1] != r or r not in WINOGRAD_TILES or
       rhs.shape[2] < ROW_MIN_CHANNELS):
     return row_conv.fast(lhs, rhs, strides, padding, dilation)
   pads = pooling.explicit_padding(lhs.shape, (r, r), strides, padding)
-  if (any(not 0 <= p < r for p in itertools.chain(*pads)) or
+  if (min(itertools.chain(*pads)) < 0 or
       any(n + lo + hi < r for n, (lo, hi) in zip(lhs.shape[1:3], pads))):
     return row_conv.fast(lhs, rhs, strides, padding, dilation)
   return _winograd_conv(lhs, rhs, pads, WINOGRAD_TILES[r])
