@@ -295,20 +295,29 @@ def _scatter_tiles(planes, t, m, tiles, batch):
   sum_(p, q) t[p][u] t[q][v] plane (p, q) into [m i + u, m j + v] (overlapping tiles sum)."""
   (th, tw), n, k = tiles, len(t), len(t[0])
   planes = planes.reshape(n, n, batch, th, tw, planes.shape[-1])
-  width, height = (tw - 1) * m + k, (th - 1) * m + k
-  zero = jnp.zeros((), planes.dtype)
 
-  def place(part, axis, offset, size):  # part's tiles at offset + m * index along `axis`
-    config = [(0, 0, 0)] * part.ndim
-    config[axis] = (offset, size - offset - (part.shape[axis] - 1) * m - 1, m - 1)
-    return lax.pad(part, zero, config)
+  def overlap_add(parts, axis):  # parts[u]'s tile i at m * i + u along `axis`, summed
+    # Phase e < m of the output (positions m * i + e) sums parts[m * q + e] shifted by q tiles
+    # (k >= m, so every phase has at least parts[e]).
+    shifts = -(-k // m)
+    phases = []
+    for e in range(m):
+      terms = []
+      for q in range(shifts if m * (shifts - 1) + e < k else shifts - 1):
+        config = [(0, 0)] * parts[0].ndim
+        config[axis] = (q, shifts - 1 - q)
+        terms.append(jnp.pad(parts[m * q + e], config))
+      phases.append(sum(terms[1:], terms[0]))
+    out = jnp.stack(phases, axis=axis + 1)  # (..., tiles + shifts - 1, m, ...)
+    out = out.reshape(out.shape[:axis] + (-1,) + out.shape[axis + 2:])
+    return lax.slice_in_dim(out, 0, (parts[0].shape[axis] - 1) * m + k, axis=axis)
 
   cols = [_combine([t[q][v] for q in range(n)], [planes[:, q] for q in range(n)])
           for v in range(k)]  # (n, b, th, tw, c) each
-  by_rows = sum(place(cols[v], 3, v, width) for v in range(k))  # (n, b, th, W, c)
+  by_rows = overlap_add(cols, 3)  # (n, b, th, W, c)
   rows = [_combine([t[p][u] for p in range(n)], [by_rows[p] for p in range(n)])
           for u in range(k)]  # (b, th, W, c) each
-  return sum(place(rows[u], 1, u, height) for u in range(k))
+  return overlap_add(rows, 1)
 
 
 def _kernel_transform(w, g):
