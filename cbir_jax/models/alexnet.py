@@ -84,6 +84,8 @@ class AlexNet(nn.Module):
     # winograd_conv: on CPU, conv2-conv5 (stride 1, 5x5 and 3x3) as Winograd convolutions
     # (models.conv); conv1 (3 input channels, stride 4) and other devices lax; same parameters.
     ckw = dict(kw, conv_general_dilated=conv.winograd_conv)
+    # dense_dot_general: fc6-fc8 as width-1 1-D convolutions on CPU (models.conv), lax elsewhere.
+    dkw = dict(kw, dot_general=conv.dense_dot_general)
     pool = lambda y: max_pool(y, (3, 3), strides=(2, 2), padding="VALID")
     x = jnp.asarray(x, self.dtype)
     if self.small_input:
@@ -103,12 +105,12 @@ class AlexNet(nn.Module):
     x = x.reshape((x.shape[0], -1))
     values = {}
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    x = nn.relu(nn.Dense(self.hidden, name="fc6", **kw)(x))
+    x = nn.relu(nn.Dense(self.hidden, name="fc6", **dkw)(x))
     values["fc6"] = x
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    x = nn.relu(nn.Dense(self.hidden, name="fc7", **kw)(x))
+    x = nn.relu(nn.Dense(self.hidden, name="fc7", **dkw)(x))
     values["fc7"] = x
-    logits = nn.Dense(self.num_classes, name="fc8", **kw)(x)
+    logits = nn.Dense(self.num_classes, name="fc8", **dkw)(x)
     values["fc8"] = logits
     return outputs.package(logits, values, requested)
 

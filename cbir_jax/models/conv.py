@@ -41,6 +41,12 @@ transform (overlapping tiles summed).
 Tiles are batch-major on the products' row axis, so a batch sharded over devices stays sharded.
 Values and gradients equal lax's up to the transforms' float32 rounding: relative to the largest
 magnitude, ~1e-6 for F(2x2, 3x3) (like lax's own) and ~1e-5 for F(3x3, 5x5).
+
+`dense_dot_general`, a drop-in `lax.dot_general` for `flax.linen.Dense(dot_general=...)`: on CPU
+a float32 (batch, in) x (in, out) product runs as a 1-D convolution of width 1 (Eigen's
+contraction instead of YNNPACK's matrix product), and its input gradient as one more with the
+kernel as the input (w (in, 1, out) against dy^T); the weight gradient stays a dot. AlexNet's
+fc6 (9216 -> 4096, batch 16) forward + backward: 87.5 -> 75.7 ms on 1 core, 60.0 -> 43.0 on 2.
 """
 
 import fractions
@@ -416,3 +422,47 @@ def winograd_conv(lhs, rhs, strides, padding, dilation):
       any(n + lo + hi < r for n, (lo, hi) in zip(lhs.shape[1:3], pads))):
     return row_conv.fast(lhs, rhs, strides, padding, dilation)
   return _winograd_conv(lhs, rhs, pads, WINOGRAD_TILES[r])
+
+
+_NWC = ("NWC", "WIO", "NWC")
+
+
+def _width_one_conv(lhs, rhs):
+  """(b, k) x (k, o) -> (b, o) as a 1-D convolution of width 1."""
+  return lax.conv_general_dilated(lhs[:, None], rhs[None], (1,), "VALID",
+                                  dimension_numbers=_NWC)[:, 0]
+
+
+@jax.custom_vjp
+def _conv_dense(x, w):
+  return _width_one_conv(x, w)
+
+
+def _conv_dense_fwd(x, w):
+  return _width_one_conv(x, w), (x, w)
+
+
+def _conv_dense_bwd(residuals, dy):
+  x, w = residuals
+  dx = _width_one_conv(w, dy.T).T  # w @ dy^T: the kernel streamed as the convolution's input
+  dw = lax.dot_general(x, dy, (((0,), (0,)), ((), ())))
+  return dx, dw
+
+
+_conv_dense.defvjp(_conv_dense_fwd, _conv_dense_bwd)
+
+
+def dense_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers: Any,
+                      precision: Any = None, preferred_element_type: Any = None) -> jax.Array:
+  """`lax.dot_general` with the same arguments. On the CPU backend a float32 (b, k) x (k, o)
+  product (what `flax.linen.Dense` asks for on 2-D inputs) runs as a 1-D convolution of width
+  one, with a custom backward pass (see the module docstring); everything else runs as
+  lax.dot_general. Values and gradients equal lax's to float32 rounding."""
+  numbers = tuple(tuple(tuple(int(d) for d in dims) for dims in part)
+                  for part in dimension_numbers)
+  if (jax.default_backend() == "cpu" and lhs.ndim == rhs.ndim == 2 and
+      numbers == (((1,), (0,)), ((), ())) and preferred_element_type is None and
+      lhs.dtype == rhs.dtype == jnp.float32):
+    return _conv_dense(lhs, rhs)
+  return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                         preferred_element_type=preferred_element_type)

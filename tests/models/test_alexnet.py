@@ -32,8 +32,9 @@ def test_lrn_field_changes_outputs_not_params(host_init):
 
 
 def test_winograd_convs_keep_params_outputs_and_gradients(monkeypatch, host_init):
-  # conv2-conv5 run as models.conv.winograd_conv on CPU: the same parameters (names, shapes),
-  # logits and gradients as with lax's convolution, to float32 rounding.
+  # conv2-conv5 run as models.conv.winograd_conv and fc6-fc8 through conv.dense_dot_general on
+  # CPU: the same parameters (names, shapes), logits and gradients as with lax's convolution and
+  # dot, to float32 rounding.
   model = alexnet.AlexNet(num_classes=5, widths=(16, 24, 32, 24, 16), hidden=32,
                           dropout_rate=0.0)
   x = jax.random.normal(jax.random.key(1), (2, 67, 71, 3))
@@ -47,12 +48,14 @@ def test_winograd_convs_keep_params_outputs_and_gradients(monkeypatch, host_init
 
   def run():
     jaxpr = jax.make_jaxpr(jax.grad(lambda p: loss(p)[0]))(variables["params"])
-    convs = sum(str(e.primitive) == "conv_general_dilated" for e in jaxpr.jaxpr.eqns)
+    convs = sum(str(e.primitive) == "conv_general_dilated" and e.invars[0].aval.ndim == 4
+                for e in jaxpr.jaxpr.eqns)  # 2-D convolutions
     (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
     return convs, logits, grads
 
   convs, logits, grads = run()
   monkeypatch.setattr(conv, "winograd_conv", jax.lax.conv_general_dilated)
+  monkeypatch.setattr(conv, "dense_dot_general", jax.lax.dot_general)
   assert jax.tree.map(jnp.shape, jax.eval_shape(model.init, jax.random.key(0), x)) == \
       jax.tree.map(jnp.shape, shapes)
   lax_convs, want_logits, want_grads = run()

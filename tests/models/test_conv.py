@@ -404,3 +404,110 @@ def test_winograd_conv_batch_sharded_over_8_devices_stays_sharded():
   proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                         timeout=300)
   assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+
+
+# --- dense_dot_general: Dense layers' products as width-1 1-D convolutions. ---
+
+
+def _dense(x, w):
+  return conv.dense_dot_general(x, w, (((1,), (0,)), ((), ())))
+
+
+def _dense_path(fn, *args) -> bool:
+  eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns
+  return (any("custom_vjp" in str(e.primitive) for e in eqns) and
+          not any(str(e.primitive) == "dot_general" for e in eqns))
+
+
+@pytest.mark.parametrize("b,k,o", [(16, 37, 20), (1, 9, 5), (3, 64, 1)])
+def test_dense_dot_general_values_and_gradients_match_lax(b, k, o):
+  rng = np.random.default_rng(b * 100 + k + o)
+  x = jnp.asarray(rng.standard_normal((b, k), np.float32))
+  w = jnp.asarray(rng.standard_normal((k, o), np.float32))
+  assert _dense_path(_dense, x, w)
+  want, vjp_want = jax.vjp(lambda a, c: a @ c, x, w)
+  got, vjp_got = jax.vjp(_dense, x, w)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
+                             atol=1e-5 * float(jnp.max(jnp.abs(want))))
+  dy = jnp.asarray(rng.standard_normal(want.shape, np.float32))
+  jitted = jax.jit(lambda a, c, g: jax.vjp(_dense, a, c)[1](g))
+  for grads in (vjp_got(dy), jitted(x, w, dy)):
+    for a, c in zip(grads, vjp_want(dy)):
+      assert a.shape == c.shape
+      np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=0,
+                                 atol=1e-5 * float(jnp.max(jnp.abs(c))))
+
+
+def test_dense_dot_general_falls_back_to_lax(monkeypatch):
+  rng = np.random.default_rng(9)
+  x = jnp.asarray(rng.standard_normal((4, 6), np.float32))
+  w = jnp.asarray(rng.standard_normal((6, 3), np.float32))
+  x3 = jnp.asarray(rng.standard_normal((2, 4, 6), np.float32))
+  others = [
+      (lambda a, c: conv.dense_dot_general(a, c, (((2,), (0,)), ((), ()))), (x3, w)),
+      (lambda a, c: conv.dense_dot_general(a, c, (((0,), (1,)), ((), ()))), (x.T, w.T)),
+      (lambda a, c: conv.dense_dot_general(a, c, (((1,), (0,)), ((), ())),
+                                           preferred_element_type=jnp.float32), (x, w)),
+      (lambda a, c: _dense(a.astype(jnp.float16), c.astype(jnp.float16)), (x, w)),
+  ]
+  for fn, args in others:
+    assert not _dense_path(fn, *args)
+  np.testing.assert_array_equal(np.asarray(others[0][0](x3, w)), np.asarray(x3 @ w))
+  assert _dense_path(_dense, x, w)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # a new function: not cached
+  assert not _dense_path(lambda a, c: _dense(a, c), x, w)
+
+
+def test_dense_dot_general_flax_dense_jit_vmap_and_second_order():
+  rng = np.random.default_rng(10)
+  x = jnp.asarray(rng.standard_normal((3, 5, 12), np.float32))
+  plain = nn.Dense(7)
+  fast = nn.Dense(7, dot_general=conv.dense_dot_general)
+  params = plain.init(jax.random.PRNGKey(0), x[0])
+  assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.PRNGKey(0), x[0])) == \
+      jax.tree_util.tree_map(jnp.shape, params)
+  want = jax.vmap(lambda a: plain.apply(params, a))(x)
+  got = jax.jit(jax.vmap(lambda a: fast.apply(params, a)))(x)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+  def grad_norm(module, p):
+    g = jax.grad(lambda q: jnp.sum(jnp.tanh(module.apply(q, x[0]))))(p)
+    return sum(jnp.sum(v ** 2) for v in jax.tree_util.tree_leaves(g))
+  want2 = jax.grad(lambda p: grad_norm(plain, p))(params)
+  got2 = jax.jit(jax.grad(lambda p: grad_norm(fast, p)))(params)
+  for a, b in zip(jax.tree_util.tree_leaves(got2), jax.tree_util.tree_leaves(want2)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                               atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+_DENSE_SHARDED_SCRIPT = """
+import numpy as np, jax, jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from cbir_jax.models import conv
+assert len(jax.devices()) == 8
+mesh = Mesh(np.array(jax.devices()), ("data",))
+rng = np.random.default_rng(0)
+x = jax.device_put(jnp.asarray(rng.standard_normal((16, 40)), jnp.float32),
+                   NamedSharding(mesh, P("data")))
+w = jnp.asarray(rng.standard_normal((40, 24)) * 0.1, jnp.float32)
+def loss(w, x, fn):
+  return jnp.sum(jnp.tanh(fn(x, w, (((1,), (0,)), ((), ())))) ** 2)
+grad = jax.jit(jax.grad(lambda w, x: loss(w, x, conv.dense_dot_general), argnums=(0, 1)))
+text = grad.lower(w, x).compile().as_text()
+assert "all-gather" not in text and "all-to-all" not in text, text
+got = grad(w, x)
+assert got[1].sharding.spec == P("data"), got[1].sharding
+want = jax.grad(lambda w, x: loss(w, x, jax.lax.dot_general), argnums=(0, 1))(w, np.asarray(x))
+for a, b in zip(got, want):
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5 * np.abs(b).max())
+print("OK")
+"""
+
+
+def test_dense_dot_general_batch_sharded_over_8_devices_stays_sharded():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _DENSE_SHARDED_SCRIPT], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
