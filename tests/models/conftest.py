@@ -28,3 +28,19 @@ def _host_init(shapes, seed: int):
 def host_init():
   """`host_init(shapes, seed)`: variables for an init-shaped tree without compiling init."""
   return _host_init
+
+
+@pytest.fixture
+def cpu_backend(monkeypatch):
+  """Runs the test on the CPU device with `jax.default_backend()` reporting "cpu".
+
+  The drop-ins of models/conv.py take their CPU formulations only when the default backend is
+  the CPU; on a GPU or TPU host they are lax's own ops, and tests of the CPU formulations (their
+  values, gradients and program structure) would test lax instead. A no-op on a CPU host.
+  """
+  if jax.default_backend() == "cpu":
+    yield
+    return
+  monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+  with jax.default_device(jax.devices("cpu")[0]):
+    yield

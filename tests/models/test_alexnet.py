@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from cbir_jax.models import alexnet, conv, registry
 
@@ -31,6 +32,7 @@ def test_lrn_field_changes_outputs_not_params(host_init):
   assert np.all(np.asarray(out_lrn[1]["fc6"]) >= 0)  # fc6/fc7 endpoints are post-ReLU
 
 
+@pytest.mark.usefixtures("cpu_backend")
 def test_winograd_convs_keep_params_outputs_and_gradients(monkeypatch, host_init):
   # conv2-conv5 run as models.conv.winograd_conv and fc6-fc8 through conv.dense_dot_general on
   # CPU: the same parameters (names, shapes), logits and gradients as with lax's convolution and

@@ -14,6 +14,9 @@ import pytest
 
 from cbir_jax.models import conv
 
+# The CPU formulations are what is tested, on any host (tests/models/conftest.py).
+pytestmark = pytest.mark.usefixtures("cpu_backend")
+
 DN = ("NHWC", "HWIO", "NHWC")
 
 
