@@ -121,13 +121,18 @@ print("OK")
 """
 
 
-def test_batch_sharded_over_8_devices_stays_sharded():
-  # Blocks of rows, not images, per loop step: no all-gather of a batch-sharded input.
+def _run_on_8_devices(script: str) -> None:
+  """Runs `script` in a subprocess with 8 forced host devices; it must print OK."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env, capture_output=True,
+  proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                         text=True, timeout=300)
   assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_batch_sharded_over_8_devices_stays_sharded():
+  # Blocks of rows, not images, per loop step: no all-gather of a batch-sharded input.
+  _run_on_8_devices(_SHARDED_SCRIPT)
 
 
 # --- row_conv: 2-D convolutions as 1-D convolutions over stacked row windows. ---
@@ -141,6 +146,23 @@ def _rows(x, w, strides, padding, rhs_dilation=None):
 def _lax_dilated(x, w, strides, padding, rhs_dilation=None):
   return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=rhs_dilation,
                                   dimension_numbers=DN)
+
+
+def _check_vjp(fn, ref, x, w, tol, rng):
+  """fn(x, w)'s value and both gradients (eager and jitted VJP, random cotangent) equal ref's to
+  `tol` times the largest magnitude of each."""
+  want, vjp_want = jax.vjp(ref, x, w)
+  got, vjp_got = jax.vjp(fn, x, w)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
+                             atol=tol * float(jnp.max(jnp.abs(want))))
+  dy = jnp.asarray(rng.standard_normal(want.shape, np.float32))
+  jitted = jax.jit(lambda a, b, g: jax.vjp(fn, a, b)[1](g))
+  for grads in (vjp_got(dy), jitted(x, w, dy)):
+    for a, b in zip(grads, vjp_want(dy)):
+      assert a.shape == b.shape
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                                 atol=tol * float(jnp.max(jnp.abs(b))))
 
 
 @pytest.mark.parametrize("shape,window,c_out,strides,padding,dilation", [
@@ -157,19 +179,9 @@ def test_row_conv_values_and_gradients_match_lax(shape, window, c_out, strides, 
   rng = np.random.default_rng(sum(shape) + c_out)
   x = jnp.asarray(rng.standard_normal(shape, np.float32))
   w = jnp.asarray(rng.standard_normal(window + (shape[-1], c_out), np.float32))
-  want, vjp_want = jax.vjp(lambda a, b: _lax_dilated(a, b, strides, padding, dilation), x, w)
-  got, vjp_got = jax.vjp(lambda a, b: _rows(a, b, strides, padding, dilation), x, w)
-  assert _conv_ranks(lambda a, b: _rows(a, b, strides, padding, dilation), x, w) == [1]
-  assert got.shape == want.shape
-  scale = float(jnp.max(jnp.abs(want)))
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5 * scale)
-  dy = jnp.asarray(rng.standard_normal(want.shape, np.float32))
-  jitted = jax.jit(lambda a, b, g: jax.vjp(lambda c, d: _rows(c, d, strides, padding, dilation),
-                                           a, b)[1](g))
-  for grads in (vjp_got(dy), jitted(x, w, dy)):
-    for a, b in zip(grads, vjp_want(dy)):
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
-                                 atol=1e-5 * float(jnp.max(jnp.abs(b))))
+  fn = lambda a, b: _rows(a, b, strides, padding, dilation)  # noqa: E731
+  assert _conv_ranks(fn, x, w) == [1]
+  _check_vjp(fn, lambda a, b: _lax_dilated(a, b, strides, padding, dilation), x, w, 1e-5, rng)
 
 
 def _conv_ranks(fn, x, w):
@@ -263,11 +275,7 @@ print("OK")
 
 def test_row_conv_batch_sharded_over_8_devices_stays_sharded():
   # The 1-D batch is (batch, output rows), batch-major: no all-gather of a batch-sharded input.
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", _ROWS_SHARDED_SCRIPT], env=env,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+  _run_on_8_devices(_ROWS_SHARDED_SCRIPT)
 
 
 # --- winograd_conv: stride-1 3x3 and 5x5 convolutions by Winograd F(m x m, r x r) tiles. ---
@@ -317,20 +325,9 @@ def test_winograd_conv_values_and_gradients_match_lax(shape, window, c_out, padd
   w = jnp.asarray(rng.standard_normal((window, window, shape[-1], c_out), np.float32))
   fn = lambda a, b: _wino(a, b, padding)  # noqa: E731
   assert _winograd_path(fn, x, w)
-  want, vjp_want = jax.vjp(lambda a, b: _lax(a, b, (1, 1), padding), x, w)
-  got, vjp_got = jax.vjp(fn, x, w)
-  assert got.shape == want.shape
   # Relative to the largest magnitude: F(2x2, 3x3) rounds like lax, F(3x3, 5x5) ~10x more.
-  tol = 1e-5 if window == 3 else 5e-5
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
-                             atol=tol * float(jnp.max(jnp.abs(want))))
-  dy = jnp.asarray(rng.standard_normal(want.shape, np.float32))
-  jitted = jax.jit(lambda a, b, g: jax.vjp(fn, a, b)[1](g))
-  for grads in (vjp_got(dy), jitted(x, w, dy)):
-    for a, b in zip(grads, vjp_want(dy)):
-      assert a.shape == b.shape
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
-                                 atol=tol * float(jnp.max(jnp.abs(b))))
+  _check_vjp(fn, lambda a, b: _lax(a, b, (1, 1), padding), x, w,
+             1e-5 if window == 3 else 5e-5, rng)
 
 
 def test_winograd_conv_integer_valued_inputs_3x3_are_exact():
@@ -374,6 +371,19 @@ def test_winograd_conv_falls_back_outside_its_range(monkeypatch):
   check(lambda a, b: _wino(a, b, "SAME"), x, w, ranks=[2])
 
 
+def _check_second_order(plain, fast, params, x, tolerance):
+  """Gradients of a gradient norm through `fast` equal those through `plain` (to `tolerance`
+  times the largest magnitude): the custom backward passes are themselves differentiable."""
+  def grad_norm(module, p):
+    g = jax.grad(lambda q: jnp.sum(jnp.tanh(module.apply(q, x))))(p)
+    return sum(jnp.sum(v ** 2) for v in jax.tree_util.tree_leaves(g))
+  want = jax.grad(lambda p: grad_norm(plain, p))(params)
+  got = jax.jit(jax.grad(lambda p: grad_norm(fast, p)))(params)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                               atol=tolerance * float(jnp.max(jnp.abs(b))))
+
+
 def test_winograd_conv_flax_conv_jit_vmap_and_second_order():
   rng = np.random.default_rng(8)
   x = jnp.asarray(rng.standard_normal((3, 2, 11, 12, 16), np.float32))
@@ -387,14 +397,7 @@ def test_winograd_conv_flax_conv_jit_vmap_and_second_order():
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
                              atol=5e-5 * float(jnp.max(jnp.abs(want))))
   # Reverse over reverse (the custom backward pass is itself differentiable).
-  def grad_norm(module, p):
-    g = jax.grad(lambda q: jnp.sum(jnp.tanh(module.apply(q, x[0]))))(p)
-    return sum(jnp.sum(v ** 2) for v in jax.tree_util.tree_leaves(g))
-  want2 = jax.grad(lambda p: grad_norm(plain, p))(params)
-  got2 = jax.jit(jax.grad(lambda p: grad_norm(wino, p)))(params)
-  for a, b in zip(jax.tree_util.tree_leaves(got2), jax.tree_util.tree_leaves(want2)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
-                               atol=1e-4 * float(jnp.max(jnp.abs(b))))
+  _check_second_order(plain, wino, params, x[0], 1e-4)
 
 
 def test_winograd_conv_batch_sharded_over_8_devices_stays_sharded():
@@ -402,11 +405,7 @@ def test_winograd_conv_batch_sharded_over_8_devices_stays_sharded():
   script = _ROWS_SHARDED_SCRIPT.replace("conv.row_conv", "conv.winograd_conv").replace(
       "(3, 3, 16, 24)", "(5, 5, 16, 24)")
   assert "winograd_conv" in script and "(5, 5, 16, 24)" in script
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                        timeout=300)
-  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+  _run_on_8_devices(script)
 
 
 # --- dense_dot_general: Dense layers' products as width-1 1-D convolutions. ---
@@ -428,18 +427,7 @@ def test_dense_dot_general_values_and_gradients_match_lax(b, k, o):
   x = jnp.asarray(rng.standard_normal((b, k), np.float32))
   w = jnp.asarray(rng.standard_normal((k, o), np.float32))
   assert _dense_path(_dense, x, w)
-  want, vjp_want = jax.vjp(lambda a, c: a @ c, x, w)
-  got, vjp_got = jax.vjp(_dense, x, w)
-  assert got.shape == want.shape
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
-                             atol=1e-5 * float(jnp.max(jnp.abs(want))))
-  dy = jnp.asarray(rng.standard_normal(want.shape, np.float32))
-  jitted = jax.jit(lambda a, c, g: jax.vjp(_dense, a, c)[1](g))
-  for grads in (vjp_got(dy), jitted(x, w, dy)):
-    for a, c in zip(grads, vjp_want(dy)):
-      assert a.shape == c.shape
-      np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=0,
-                                 atol=1e-5 * float(jnp.max(jnp.abs(c))))
+  _check_vjp(_dense, lambda a, c: a @ c, x, w, 1e-5, rng)
 
 
 def test_dense_dot_general_falls_back_to_lax(monkeypatch):
@@ -473,15 +461,7 @@ def test_dense_dot_general_flax_dense_jit_vmap_and_second_order():
   want = jax.vmap(lambda a: plain.apply(params, a))(x)
   got = jax.jit(jax.vmap(lambda a: fast.apply(params, a)))(x)
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
-
-  def grad_norm(module, p):
-    g = jax.grad(lambda q: jnp.sum(jnp.tanh(module.apply(q, x[0]))))(p)
-    return sum(jnp.sum(v ** 2) for v in jax.tree_util.tree_leaves(g))
-  want2 = jax.grad(lambda p: grad_norm(plain, p))(params)
-  got2 = jax.jit(jax.grad(lambda p: grad_norm(fast, p)))(params)
-  for a, b in zip(jax.tree_util.tree_leaves(got2), jax.tree_util.tree_leaves(want2)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
-                               atol=1e-5 * float(jnp.max(jnp.abs(b))))
+  _check_second_order(plain, fast, params, x[0], 1e-5)
 
 
 _DENSE_SHARDED_SCRIPT = """
@@ -509,8 +489,4 @@ print("OK")
 
 
 def test_dense_dot_general_batch_sharded_over_8_devices_stays_sharded():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", _DENSE_SHARDED_SCRIPT], env=env,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+  _run_on_8_devices(_DENSE_SHARDED_SCRIPT)
