@@ -1,4 +1,5 @@
-"""bin/benchmark.py models: the layer FLOP count, a small run end to end, bad flags."""
+"""bin/benchmark.py models and its FLOP count (cbir_jax.models.flops): a small run end to end, bad
+flags."""
 
 import os
 import subprocess
@@ -10,8 +11,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from cbir_jax._bin.benchmarks import models as bench
-from cbir_jax.models import registry
+from cbir_jax.models import flops, registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_layer_flops_counts_multiply_adds_of_conv_and_dense_layers():
   model, x = _Tiny(), jnp.zeros((3, 7, 9, 2))
   variables = jax.eval_shape(model.init, jax.random.key(0), x)
   want = 2 * 3 * (7 * 9 * 4 * 3 * 3 * 2 + 3 * 4 * 6 * 2 * 2 * 2 + 5 * 72)
-  assert bench.layer_flops(model, variables, x) == want
+  assert flops.layer_flops(model, variables, x) == want
 
 
 def test_alexnet_flops_are_the_published_figure_on_any_formulation():
@@ -39,7 +39,7 @@ def test_alexnet_flops_are_the_published_figure_on_any_formulation():
   model = registry.get_model("alexnet", num_classes=1000)
   x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
   variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
-  assert bench.layer_flops(model, variables, x) / 2 == pytest.approx(714.2e6, rel=1e-3)
+  assert flops.layer_flops(model, variables, x) / 2 == pytest.approx(714.2e6, rel=1e-3)
 
 
 def test_quick_run_table(tmp_path):
@@ -55,7 +55,7 @@ def test_quick_run_table(tmp_path):
   cells = [c.strip() for c in rows[0].strip("|").split("|")]
   model = registry.get_model("lenet_l", num_classes=10)
   x = jnp.zeros((1, 32, 32, 3))
-  want = bench.layer_flops(model, jax.eval_shape(model.init, jax.random.key(0), x), x) / 1e9
+  want = flops.layer_flops(model, jax.eval_shape(model.init, jax.random.key(0), x), x) / 1e9
   assert cells[3] == f"{want:.3f}" and float(cells[5]) > 0
 
 

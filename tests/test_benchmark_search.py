@@ -65,8 +65,8 @@ def test_whole_matrix_engines_and_recall_of_an_approximate_one(tmp_path):
 
 def test_check_reports_recall_when_distances_differ():
   import numpy as np
-  from cbir_jax._bin.benchmarks import search
+  from cbir_jax._bin.benchmarks import common
   base = {"distances": np.array([[1.0, 2.0], [1.0, 3.0]]), "indices": np.array([[4, 5], [6, 7]])}
-  assert search._check("l2", base, dict(base)) == "equal"
+  assert common.check_results("l2", base, dict(base)) == "equal"
   res = {"distances": np.array([[1.0, 2.5], [1.0, 3.0]]), "indices": np.array([[4, 9], [7, 6]])}
-  assert search._check("l2", base, res) == "recall 0.7500"
+  assert common.check_results("l2", base, res) == "recall 0.7500"

@@ -30,7 +30,7 @@ def test_bad_warmup_is_one_line():
 
 
 def test_rounds_time_only_the_steps_after_warmup():
-  from cbir_jax._bin.benchmarks import train
+  from cbir_jax._bin.benchmarks import common
   calls = []
 
   def step():
@@ -39,7 +39,7 @@ def test_rounds_time_only_the_steps_after_warmup():
       import time
       time.sleep(0.2)
 
-  seconds = train._time(step, 3, 2)
+  seconds = common.time_steps(step, 3, 2)
   assert len(calls) == 5 and seconds < 0.15
 
 

@@ -8,7 +8,7 @@ Weights are filled on the host (fan-in scaled normals; no `model.init` compile, 
 CPU for deep nets), the eval-mode forward pass is jitted once (compile time reported), then run
 `--iters` times after one warm-up call. GFLOPs are the model's own arithmetic: the
 multiply-adds of its convolution and dense layers (a multiply-add counts 2) per image, counted
-from the layers' shapes, so they are the same on every device and for every formulation of a
+from the layers' shapes (`cbir_jax.models.flops`), so they are the same on every device and for every formulation of a
 convolution (XLA's cost analysis is not: a GPU's cuDNN convolutions are opaque to it, and the CPU
 formulations in models/conv.py do other arithmetic for the same sums).
 """
@@ -19,13 +19,12 @@ import sys
 import time
 
 from absl import flags
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cbir_jax._bin import launch
-from cbir_jax.models import registry
+from cbir_jax.models import flops, registry
 
 # (case id, model name, (height, width), extra kwargs); ids are "<name>[+small]@<h>x<w>".
 CASES = (
@@ -80,28 +79,6 @@ def host_variables(shapes, seed: int):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def layer_flops(model: nn.Module, variables, x) -> int:
-  """Multiply-adds x 2 of every nn.Conv and nn.Dense call in `model.apply(variables, x,
-  train=False)`, from their kernel and output shapes (evaluated abstractly: nothing is computed;
-  `variables` may be ShapeDtypeStructs)."""
-  total = 0
-
-  def count(next_fun, args, kwargs, context):
-    nonlocal total
-    out = next_fun(*args, **kwargs)
-    module = context.module
-    if context.method_name == "__call__" and isinstance(module, (nn.Conv, nn.Dense)):
-      kernel = module.variables["params"]["kernel"].shape
-      # Dense: (in, out); Conv: (*window, in / groups, out). Each output element is a sum of
-      # prod(kernel[:-1]) products.
-      total += 2 * int(np.prod(out.shape)) * int(np.prod(kernel[:-1]))
-    return out
-
-  with nn.intercept_methods(count):
-    jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
-  return total
-
-
 def run_case(name: str, hw: tuple[int, int], kwargs: dict, *, batch_size: int, iters: int,
              num_classes: int, seed: int) -> dict:
   """Benchmarks one model; returns params, GFLOPs/image, compile s and images/s."""
@@ -114,7 +91,7 @@ def run_case(name: str, hw: tuple[int, int], kwargs: dict, *, batch_size: int, i
   start = time.perf_counter()
   compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
   compile_s = time.perf_counter() - start
-  gflops = layer_flops(model, shapes, x) / batch_size / 1e9
+  gflops = flops.layer_flops(model, shapes, x) / batch_size / 1e9
   jax.block_until_ready(compiled(variables, x))  # warm-up
   start = time.perf_counter()
   for _ in range(iters):

@@ -43,6 +43,7 @@ from absl import flags
 import numpy as np
 
 from cbir_jax._bin import launch
+from cbir_jax._bin.benchmarks import common
 
 # name -> (metric, database rows, dim or bits).
 CASES = {
@@ -322,18 +323,6 @@ def _best_process(runs: list[dict]) -> dict:
   return best
 
 
-def _check(metric: str, base: dict, res: dict) -> str:
-  """"equal" when the distances match FAISS's (L2 to 1e-3 relative, Hamming exactly), else the
-  recall@k of the returned ids against FAISS's (an approximate engine's figure)."""
-  want, got = base["distances"], res["distances"]
-  ok = (np.allclose(got, want, rtol=1e-3, atol=1e-3) if metric == "l2"
-        else np.array_equal(got, want))
-  if ok:
-    return "equal"
-  hits = sum(len(np.intersect1d(g, w)) for g, w in zip(res["indices"], base["indices"]))
-  return f"recall {hits / base['indices'].size:.4f}"
-
-
 def _rows(name, metric, n, dim, results):
   # Compare with the faster FAISS configuration that ran (all threads, or one thread).
   faiss_runs = [r for e, r in results.items() if e.startswith("faiss") and "error" not in r]
@@ -352,7 +341,7 @@ def _rows(name, metric, n, dim, results):
       ratio = f"{base['best_s'] / res['best_s']:.2f}x"
       faiss_median = min(r["median_process_s"] for r in faiss_runs)
       median_ratio = f"{faiss_median / res['median_process_s']:.2f}x"
-      check = _check(metric, base, res)
+      check = common.check_results(metric, base, res)
     unit = "GFLOP/s" if metric == "l2" else "Gdist/s"
     device_mib = f"{res['device_extra_mib']:,.0f}" if "device_extra_mib" in res else ""
     out.append(f"| {name} | {n:,} | {engine} | {res['device']} | {qps:,.0f} | {ratio} | "

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cbir_jax._bin import launch
+from cbir_jax._bin.benchmarks import common
 from cbir_jax.models import registry
 from cbir_jax.train import mesh as mesh_lib
 from cbir_jax.train import optim, state as state_lib, steps
@@ -111,16 +112,6 @@ def _torch_model(name: str, h: int, w: int, num_classes: int):
       nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(), nn.Dropout(0.5), nn.Linear(256 * 36, 4096),
       nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
       nn.Linear(4096, num_classes))
-
-
-def _time(step, n: int, warmup: int = 0) -> float:
-  """Seconds of `n` calls of `step()` (which must block until done), after `warmup` untimed."""
-  for _ in range(warmup):
-    step()
-  start = time.perf_counter()
-  for _ in range(n):
-    step()
-  return time.perf_counter() - start
 
 
 def jax_step(name: str, h: int, w: int, batch: int, num_classes: int, platform: str = "cpu"):
@@ -224,7 +215,7 @@ def _worker(framework: str, case: tuple[str, int, int], batch: int, num_classes:
       message = conn.recv()
       if message == "stop":
         return
-      conn.send(("time", _time(step, *message[1:])))
+      conn.send(("time", common.time_steps(step, *message[1:])))
   except Exception as e:  # pylint: disable=broad-except
     conn.send(("error", f"{type(e).__name__}: {launch.one_line(e)}"))
   finally:
