@@ -173,6 +173,14 @@ def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: 
   return jax.lax.platform_dependent(*args, **branches)
 
 
+def resolve_chunks(chunk_size: int | None, n: int, num_queries: int,
+                   window: int) -> tuple[int, int]:
+  """(chunk, gpu_chunk) for `euclidean_topk_keys`: `chunk_size` for both, or by default the rows
+  of a BLOCK_BYTES and of a GPU_BLOCK_BYTES (q, chunk) float32 block (topk.resolve_chunk)."""
+  return tuple(topk_lib.resolve_chunk(chunk_size, n, num_queries, window, block_bytes=block)
+               for block in (BLOCK_BYTES, GPU_BLOCK_BYTES))
+
+
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "window", "method", "gpu_chunk"))
 def _euclidean_topk(queries, database, k, chunk, window, method, gpu_chunk):
   keys, idx = euclidean_topk_keys(queries, database, k, chunk, window, method=method,
@@ -215,8 +223,6 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
   method = check_method(method)
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
-  chunk, gpu_chunk = (topk_lib.resolve_chunk(chunk_size, n, queries.shape[0], window,
-                                             block_bytes=block)
-                      for block in (BLOCK_BYTES, GPU_BLOCK_BYTES))
+  chunk, gpu_chunk = resolve_chunks(chunk_size, n, queries.shape[0], window)
   return _euclidean_topk(queries, database, k, chunk, int(window), method, gpu_chunk)
 

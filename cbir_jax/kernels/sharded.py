@@ -19,16 +19,10 @@ def _check_mesh(mesh: Mesh, axis_name: str) -> int:
   return mesh.shape[axis_name]
 
 
-def _layout(n: int, k: int, parts: int, chunk_size: int | None, q: int, window: int,
-            rows_per_element: int = 1,
-            block_bytes: int = topk_lib.DEFAULT_BLOCK_BYTES) -> tuple[int, int, int]:
-  """(rows per shard, local k, chunk): shards of ceil(n / parts) rows, the tail padded; chunks
-  sized as the single-device kernels size them (`block_bytes`, `rows_per_element`)."""
+def _shards(n: int, k: int, parts: int) -> tuple[int, int]:
+  """(rows per shard, local k): shards of ceil(n / parts) rows, the tail padded."""
   shard_n = -(-n // parts)
-  local_k = min(k, shard_n)
-  chunk = topk_lib.resolve_chunk(chunk_size, shard_n, q, window, rows_per_element,
-                                 block_bytes=block_bytes)
-  return shard_n, local_k, chunk
+  return shard_n, min(k, shard_n)
 
 
 def _shard_database(database: Any, shard_n: int, parts: int, mesh: Mesh,
@@ -41,11 +35,14 @@ def _shard_database(database: Any, shard_n: int, parts: int, mesh: Mesh,
 
 
 @functools.partial(jax.jit, static_argnames=("metric", "method", "n", "k", "local_k", "chunk",
-                                             "window", "mesh", "axis_name"))
+                                             "gpu_chunk", "window", "mesh", "axis_name"))
 def _sharded_search(queries, database, *, metric, method, n, k, local_k, chunk, window, mesh,
-                    axis_name):
+                    axis_name, gpu_chunk=None):
   shard_n = database.shape[0] // mesh.shape[axis_name]
-  core = euclidean.euclidean_topk_keys if metric == "euclidean" else hamming.hamming_topk_keys
+  if metric == "euclidean":
+    core = functools.partial(euclidean.euclidean_topk_keys, gpu_chunk=gpu_chunk)
+  else:
+    core = hamming.hamming_topk_keys
 
   def local(q, db):
     offset = jax.lax.axis_index(axis_name) * shard_n
@@ -82,12 +79,13 @@ def sharded_euclidean_topk(queries: Any, database: Any, k: int, *, mesh: Mesh, a
   parts = _check_mesh(mesh, axis_name)
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
-  shard_n, local_k, chunk = _layout(n, k, parts, chunk_size, queries.shape[0], window,
-                                    block_bytes=euclidean.BLOCK_BYTES)
+  shard_n, local_k = _shards(n, k, parts)
+  chunk, gpu_chunk = euclidean.resolve_chunks(chunk_size, shard_n, queries.shape[0], window)
   db = _shard_database(jnp.asarray(database, jnp.float32), shard_n, parts, mesh, axis_name)
   keys, idx = _sharded_search(jnp.asarray(queries, jnp.float32), db,
                               metric="euclidean", method=method, n=n, k=k, local_k=local_k,
-                              chunk=chunk, window=int(window), mesh=mesh, axis_name=axis_name)
+                              chunk=chunk, gpu_chunk=gpu_chunk, window=int(window), mesh=mesh,
+                              axis_name=axis_name)
   return topk_lib.keys_to_float(keys), idx
 
 
@@ -110,8 +108,9 @@ def sharded_hamming_topk(query_codes: Any, database_codes: Any, k: int, *, mesh:
   parts = _check_mesh(mesh, axis_name)
   n = database_codes.shape[0]
   k = topk_lib.check_k(k, n)
-  shard_n, local_k, chunk = _layout(n, k, parts, chunk_size, query_codes.shape[0], window,
-                                    window if method == "popcount" else 1)
+  shard_n, local_k = _shards(n, k, parts)
+  chunk = topk_lib.resolve_chunk(chunk_size, shard_n, query_codes.shape[0], window,
+                                 window if method == "popcount" else 1)
   db = _shard_database(database_codes, shard_n, parts, mesh, axis_name)
   return _sharded_search(jnp.asarray(query_codes), db, metric="hamming", method=method, n=n,
                          k=k, local_k=local_k, chunk=chunk, window=int(window), mesh=mesh,
