@@ -8,9 +8,9 @@ Weights are filled on the host (fan-in scaled normals; no `model.init` compile, 
 CPU for deep nets), the eval-mode forward pass is jitted once (compile time reported), then run
 `--iters` times after one warm-up call. GFLOPs are the model's own arithmetic: the
 multiply-adds of its convolution and dense layers (a multiply-add counts 2) per image, counted
-from the layers' shapes (`cbir_jax.models.flops`), so they are the same on every device and for every formulation of a
-convolution (XLA's cost analysis is not: a GPU's cuDNN convolutions are opaque to it, and the CPU
-formulations in models/conv.py do other arithmetic for the same sums).
+from the layers' shapes (`cbir_jax.models.flops`), so they are the same on every device and for
+every formulation of a convolution (XLA's cost analysis is not: a GPU's cuDNN convolutions are
+opaque to it, and the CPU formulations in models/conv.py do other arithmetic for the same sums).
 """
 
 import datetime

@@ -57,7 +57,7 @@ CASES = {
     "ham256_10M": ("hamming", 10_000_000, 256),
 }
 ENGINES = ("faiss", "faiss1", "jax", "jax_gemm", "jax_pure", "jax_naive", "jax_approx", "torch")
-# Engines that compute the whole (Q, N) distance matrix, and the metrics they run.
+# Engines that run the L2 cases only.
 _L2_ONLY = ("jax_pure", "jax_naive", "jax_approx", "torch")
 
 _CASES = flags.DEFINE_list("cases", list(CASES), f"Cases to run, from {list(CASES)}.")
@@ -131,8 +131,9 @@ def _worker(job: dict) -> dict:
     def search():
       return index.search(queries, k)
     device_peak = lambda: None  # noqa: E731
+    device_name = "cpu"
   elif engine == "torch":
-    search, device_peak = _torch_search(db, queries, k)
+    search, device_peak, device_name = _torch_search(db, queries, k)
     del db
   else:
     import jax  # pylint: disable=import-outside-toplevel
@@ -153,6 +154,7 @@ def _worker(job: dict) -> dict:
       fn = lambda: hamming_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"],  # noqa: E731
                                 method=method)
     device = db_dev.devices().pop()
+    device_name = device.platform
 
     def search():
       d, i = jax.block_until_ready(fn())
@@ -185,7 +187,7 @@ def _worker(job: dict) -> dict:
          "cpu_s": float(cpu[int(np.argmin(times))]),
          "extra_mib": max(peak_kib - base_kib, 0) / 1024,
          "first_extra_mib": max(first_peak_kib - base_kib, 0) / 1024,
-         "device": _device_name(engine, metric)}
+         "device": device_name}
   if device_base is not None:  # peak over the first and timed searches, beyond what was in use
     out["device_extra_mib"] = max(device_end[0] - device_base[1], 0) / 2**20
   return out
@@ -204,7 +206,7 @@ def _naive_l2(q, x, k: int, approx: bool):
 
 
 def _torch_search(db: np.ndarray, queries: np.ndarray, k: int):
-  """(search, device_peak) for PyTorch's exact L2 top-k on CUDA when present, else the CPU: the
+  """(search, device_peak, device name) for PyTorch's exact L2 top-k on CUDA when present, else the CPU: the
   whole (Q, N) matrix by torch.mm in float32 (TF32 off, PyTorch's default), then torch.topk."""
   import torch  # pylint: disable=import-outside-toplevel
   dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -226,17 +228,7 @@ def _torch_search(db: np.ndarray, queries: np.ndarray, k: int):
     torch.cuda.reset_peak_memory_stats()  # first call: peak from here; later: read only
     return peak, torch.cuda.memory_allocated()
 
-  return search, device_peak
-
-
-def _device_name(engine: str, metric: str) -> str:
-  if engine.startswith("faiss"):
-    return "cpu"
-  if engine == "torch":
-    import torch  # pylint: disable=import-outside-toplevel
-    return "cuda" if torch.cuda.is_available() else "cpu"
-  import jax  # pylint: disable=import-outside-toplevel
-  return jax.default_backend()
+  return search, device_peak, dev
 
 
 def _run_job(job: dict) -> dict:

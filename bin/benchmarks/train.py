@@ -192,12 +192,12 @@ def _worker(framework: str, case: tuple[str, int, int], batch: int, num_classes:
   try:
     # Before the framework starts its thread pools, so they are sized to the pinned cores.
     os.sched_setaffinity(0, cores)
-    if device == "gpu":  # The two workers share the card: allocate on demand.
-      os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-    name, h, w = case
     info = {}
     if device == "gpu":
+      # The two workers share the card: allocate on demand (before JAX starts its client).
+      os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
       info["precision"] = _set_gpu_precision(framework, precision)
+    name, h, w = case
     if framework == "jax":
       step, compile_s = jax_step(name, h, w, batch, num_classes, device)
       dev = jax.devices(device)[0]
