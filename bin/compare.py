@@ -9,9 +9,9 @@
 Restores the run in --train_workdir (`cbir_jax.train.trainer.restore`), extracts --endpoint of
 --database_split and --query_split (`cbir_jax.features.extract`, saved under <out>/features/
 unless --database_features/--query_features name saved .npy files with labels sidecars), runs
-`cbir_jax.features.compare.compare_selection` (full Euclidean, IGR / random top-b Euclidean,
+`cbir_jax.eval.selection.compare_selection` (full Euclidean, IGR / random top-b Euclidean,
 IGR / PCA top-b hashed Hamming; everything fitted on the database side only) and writes
-<out>/results.json, results.md and map_vs_bits.png (`cbir_jax.features.compare_report`).
+<out>/results.json, results.md and map_vs_bits.png (`cbir_jax.eval.selection_report`).
 """
 
 import os
@@ -153,8 +153,8 @@ def main(argv) -> None:
 
   # Imported after flag checks: keeps --help and flag errors fast.
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from cbir_jax.features import compare  # pylint: disable=g-import-not-at-top
-  from cbir_jax.features import compare_report  # pylint: disable=g-import-not-at-top
+  from cbir_jax.eval import selection as compare  # pylint: disable=g-import-not-at-top
+  from cbir_jax.eval import selection_report as compare_report  # pylint: disable=g-import-not-at-top
   from cbir_jax.features import extract as extract_lib  # pylint: disable=g-import-not-at-top
 
   start = time.time()

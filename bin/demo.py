@@ -44,7 +44,7 @@ def main(argv) -> None:
     _fail(f"unexpected arguments {argv[1:]}; all options are --flags")
   if not flags.FLAGS["verbosity"].present:  # library INFO logs (orbax, ...) only on request
     logging.set_verbosity(logging.WARNING)
-  from cbir_jax.data import datasets  # after flag parsing: keeps --help fast
+  from cbir_jax import demo  # after flag parsing: keeps --help fast
   try:
     config = _CONFIG.value  # config_flags applies --config.<field> overrides only here
   except (KeyError, AttributeError, ValueError, TypeError, OSError) as e:
@@ -52,14 +52,14 @@ def main(argv) -> None:
   if _DATASET.value is not None:
     with config.unlocked():
       config.dataset.name = _DATASET.value
-  if config.dataset.name not in datasets.list_datasets():
-    _fail(f"unknown dataset {config.dataset.name!r}; choose one of {datasets.list_datasets()}")
   if config.dataset.name != "digits" and not config.dataset.manual_dir:
     _fail(f"dataset {config.dataset.name!r} needs --config.dataset.manual_dir=<folder>")
+  try:  # Every field, before any training (a bad image_size must not fail after the run).
+    demo.check_config(config)
+  except (ValueError, TypeError) as e:
+    _fail(str(e))
   workdir = launch.output_dir("demo", "workdir", _WORKDIR.value)
-
-  from cbir_jax import pipeline
-  result = pipeline.run_demo(config, workdir)
+  result = demo.run_demo(config, workdir)
 
   ks = tuple(config.retrieval.ks)
   header = ["index"] + [f"mAP@{k}" for k in ks] + ["mAP (full)", "search s"]

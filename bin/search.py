@@ -3,8 +3,9 @@
   python bin/search.py --index=runs/demo/float.index --query=my_photo.jpg --k=10 --out=runs/q
   python bin/search.py --index=runs/demo/binary.index --query=photos/ --k=5
 
-The index must come from cbir-demo (or record the same provenance: the training workdir, the
-feature endpoint, the data set, and for a hash index the IGR order and thresholds). Writes
+The index must record its provenance (`cbir_jax.features.provenance`): every index written by
+cbir-demo, cbir-reproduce or the chain cbir-extract -> [cbir-hash ->] cbir-index build does. An
+index built from bare vectors is searched with --query_features instead. Writes
 contact_sheet.png (each query, then its ranked results with distance, class and id),
 ranking.json and ranking.csv into --out, and prints the rankings.
 """
@@ -26,6 +27,12 @@ _QUERY_FEATURES = flags.DEFINE_string(
     "query_features", None, "Instead of --query: a .npy of query vectors (float32 [q, d] for a "
     "float index, uint32 codes for a binary one), served --batch_size at a time like a server "
     "loop; prints resident memory (RSS) at the start and the end and writes ranking.npz.")
+_TRAIN_WORKDIR = flags.DEFINE_string(
+    "train_workdir", None, "Use the model of this training run instead of the one the index "
+    "records (e.g. a run folder that moved); single-network indexes only.")
+_WEIGHTS = flags.DEFINE_string(
+    "weights", None, "Use these imported weights (.pth, .safetensors, .h5) instead of the model "
+    "the index records; single-network indexes only.")
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Queries per search call with --query_features.")
 
 
@@ -43,7 +50,7 @@ def _serve_features(out: str) -> None:
   """--query_features mode: batched search loop with RSS at start, after warm-up and at end."""
   import numpy as np
   from tqdm import tqdm
-  from cbir_jax import atomic, pipeline
+  from cbir_jax import atomic, query
   from cbir_jax.index import load_index
   try:
     index = load_index(_INDEX.value)
@@ -57,7 +64,7 @@ def _serve_features(out: str) -> None:
       rss["warm"] = _rss_mib()  # after the first batch: index on device, search compiled
     bar.update(done - bar.n)
   try:
-    distances, ids = pipeline.search_in_batches(index, np.asarray(queries), _K.value,
+    distances, ids = query.search_in_batches(index, np.asarray(queries), _K.value,
                                                 _BATCH.value, on_batch)
   except (ValueError, TypeError) as e:
     _fail(str(e))
@@ -98,9 +105,10 @@ def main(argv) -> None:
   if not os.path.exists(_QUERY.value):
     _fail(f"--query {_QUERY.value!r} does not exist")
 
-  from cbir_jax import pipeline
+  from cbir_jax import query
   try:
-    result = pipeline.search_images(_INDEX.value, _QUERY.value, _K.value, out)
+    result = query.search_images(_INDEX.value, _QUERY.value, _K.value, out,
+                                 train_workdir=_TRAIN_WORKDIR.value, weights=_WEIGHTS.value)
   except (ValueError, FileNotFoundError) as e:
     _fail(str(e))
   for i, path in enumerate(result.paths):

@@ -4,7 +4,7 @@ Run:
   python bin/train.py --config=configs/digits.py --workdir=runs/digits
   python bin/train.py --config=configs/digits.py:tiny --workdir=/tmp/digits_tiny   # smoke test
   python bin/train.py --config=configs/digits.py --workdir=runs/digits_k800 \
-      --config.model.kwargs.k=800
+      --config.model.kwargs.lk_features=800
 
 Arguments (comma separated): "tiny" (K = 32, 1 epoch: for tests).
 """
@@ -31,8 +31,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "lenet_l"
-  # k: the paper's K, the width of LeNet-L's L-K layer (the trainer passes it as lk_features).
-  c.model.kwargs = ml_collections.ConfigDict({"k": 32 if tiny else 1400})
+  # lk_features: the paper's K, the width of LeNet-L's L-K layer.
+  c.model.kwargs = ml_collections.ConfigDict({"lk_features": 32 if tiny else 1400})
 
   c.batch_size = 64
   c.eval_batch_size = -1            # -1: batch_size.

@@ -7,7 +7,7 @@ CPU-scale (64x64 inputs, a few minutes on 2 cores):
 K sweep (the paper tries K in {800, 1000, ..., 1800}):
   for k in 800 1000 1200 1400 1600 1800; do
     python bin/train.py --config=configs/lenet_l_corel1k.py:cpu --workdir=runs/lenet_k$k \
-        --config.model.kwargs.k=$k
+        --config.model.kwargs.lk_features=$k
   done
 The data folder defaults to ../shared/datasets/corel1k (env CBIR_SHARED_DATASETS overrides the
 datasets folder); elsewhere pass --config.dataset.manual_dir=<folder with the 10 class folders>.
@@ -40,8 +40,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "lenet_l"
-  # k: the paper's K, the width of the L-K layer (the trainer passes it as lk_features).
-  c.model.kwargs = ml_collections.ConfigDict({"k": 1400})
+  # lk_features: the paper's K, the width of the L-K layer.
+  c.model.kwargs = ml_collections.ConfigDict({"lk_features": 1400})
 
   c.batch_size = 50
   c.eval_batch_size = -1

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "configs" / "digits.py"
 # The tiny digits run every checkpoint case uses: bin/train.py flags and the same as a config.
 TINY_FLAGS = (f"--config={DIGITS}:tiny", "--config.dataset.image_size=16",
-              "--config.model.kwargs.k=16", "--config.batch_size=32", "--config.num_steps=2",
+              "--config.model.kwargs.lk_features=16", "--config.batch_size=32", "--config.num_steps=2",
               "--config.dataset.eval_split=", "--config.distributed=off")
 NOT_WRITABLE = "/proc/cbir_bad_inputs"  # root can't create anything under /proc either.
 
@@ -164,7 +164,7 @@ LAUNCHER_CASES = {
         "train", lambda p: [*TINY_FLAGS, f"--workdir={NOT_WRITABLE}/run"],
         lambda p: [f"--workdir {NOT_WRITABLE}/run"]),
     "train_resume_other_model": Case(
-        "train", lambda p: [*TINY_FLAGS[:2], "--config.model.kwargs.k=24", *TINY_FLAGS[3:],
+        "train", lambda p: [*TINY_FLAGS[:2], "--config.model.kwargs.lk_features=24", *TINY_FLAGS[3:],
                             f"--workdir={p['other_model_workdir']}"],
         lambda p: [str(p["other_model_workdir"] / "checkpoints"), "'lk_features': 16",
                    "'lk_features': 24"],
@@ -222,7 +222,7 @@ LAUNCHER_CASES = {
         lambda p: [p["root"] / "e_out"]),
     "demo_unknown_dataset": Case(
         "demo", lambda p: ["--dataset=digitz", f"--workdir={p['root'] / 'd_ds'}"],
-        lambda p: ["unknown dataset 'digitz'", "digits"], lambda p: [p["root"] / "d_ds"]),
+        lambda p: ["unknown data set 'digitz'", "digits"], lambda p: [p["root"] / "d_ds"]),
     "demo_workdir_is_a_file": Case(
         "demo", lambda p: [f"--workdir={p['a_file']}", "--config.retrieval.sheet_k=3"],
         lambda p: [f"--workdir {p['a_file']}"]),
@@ -266,7 +266,7 @@ def trained(files, tmp_path_factory) -> Path:
   import configs.digits  # pylint: disable=import-outside-toplevel
   from cbir_jax.train import trainer  # pylint: disable=import-outside-toplevel
   config = configs.digits.get_config("tiny")
-  config.dataset.image_size, config.model.kwargs.k, config.batch_size = 16, 16, 32
+  config.dataset.image_size, config.model.kwargs.lk_features, config.batch_size = 16, 16, 32
   config.num_steps, config.dataset.eval_split, config.distributed = 2, "", "off"
   workdir = tmp_path_factory.mktemp("trained") / "run"
   trainer.train_and_evaluate(config, str(workdir))

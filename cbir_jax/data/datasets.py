@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 from absl import logging
 import numpy as np
@@ -239,3 +239,95 @@ def load_arrays(name: str, split: str, *, manual_dir: str | os.PathLike | None =
                      f"{', '.join(valid_splits)}")
   size = images_lib.parse_image_size(image_size)
   return loader(split, manual_dir, data_dir, size, int(seed))
+
+
+# ------------------------------------------------------------------ config -> split (one place)
+
+VALIDATION = "validation"
+
+
+def config_image_size(value: Any) -> tuple[int, int] | None:
+  """The one rule for a config's `dataset.image_size`: None = each image's native size; a
+  positive int s = (s, s); a (height, width) pair. Anything else (0, -1, "", a negative or
+  fractional size) is a ValueError naming the value, raised before any work starts."""
+  if value is None:
+    return None
+  if isinstance(value, bool) or (not isinstance(value, (int, np.integer))
+                                 and not (isinstance(value, Sequence)
+                                          and not isinstance(value, str))):
+    raise ValueError(f"dataset.image_size must be None (native size), a positive int or "
+                     f"(height, width), got {value!r}")
+  items = [value] if isinstance(value, (int, np.integer)) else list(value)
+  if len(items) not in (1, 2) or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                                     or s < 1 for s in items):
+    raise ValueError(f"dataset.image_size must be None (native size), a positive int or "
+                     f"(height, width), got {value!r}")
+  return images_lib.parse_image_size(int(items[0]) if len(items) == 1 else tuple(items))
+
+
+def validation_fraction(dataset: Any) -> float:
+  """`dataset.validation_fraction` (default 0 = no validation split), checked to be in [0, 1)."""
+  fraction = float(_field(dataset, "validation_fraction", 0.0) or 0.0)
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f"dataset.validation_fraction must be in [0, 1), got {fraction}")
+  return fraction
+
+
+def _field(dataset: Any, key: str, default: Any = None) -> Any:
+  getter = getattr(dataset, "get", None)
+  return getter(key, default) if getter is not None else getattr(dataset, key, default)
+
+
+def config_splits(dataset: Any) -> list[str]:
+  """The split names a `dataset` block may use: the data set's own, plus "validation" when
+  `validation_fraction` > 0."""
+  names = list(list_splits(_field(dataset, "name")))
+  return names + [VALIDATION] if validation_fraction(dataset) > 0 else names
+
+
+def check_dataset_config(dataset: Any, splits: Sequence[str] = ()) -> None:
+  """Checks a config's `dataset` block (name, image_size, validation_fraction, `splits`)
+  before any work; ValueError names the field and its value."""
+  name = _field(dataset, "name")
+  _check_name(name)
+  config_image_size(_field(dataset, "image_size"))
+  valid = config_splits(dataset)
+  for split in splits:
+    if split and split not in valid:
+      raise ValueError(f"unknown split {split!r} for data set {name}; valid: {', '.join(valid)}")
+
+
+def load_split(dataset: Any, split: str, *, seed: int, carve_validation: bool = True
+               ) -> ImageArrays:
+  """Loads one split of the data set a config's `dataset` block describes.
+
+  This is the one place where a config becomes arrays (trainer, demo, experiments, extraction,
+  comparison and query-by-image all call it). Fields: `name`, `manual_dir` ("" or None: tfds's
+  default), `data_dir`, `image_size` (see `config_image_size`), `validation_fraction` and
+  `train_split` (default "train").
+
+  Validation: with `validation_fraction` f > 0, a seeded, class-stratified fraction f of the
+  training split (`train_split`) is the split "validation", and loading `train_split` returns
+  the rest (unless `carve_validation=False`, which returns the whole training split, e.g. as a
+  retrieval database). Choices (recipes, fusion variants, bit counts, checkpoints) are made on
+  "validation", never on query images. The carve is seeded by `seed`.
+
+  Args:
+    dataset: a ConfigDict (or mapping) with the fields above.
+    split: a split of the data set, or "validation".
+    seed: seed of the data set's derived splits and of the validation carve.
+    carve_validation: see above.
+  """
+  check_dataset_config(dataset, [split])
+  name = _field(dataset, "name")
+  train_split = _field(dataset, "train_split", None) or "train"
+  fraction = validation_fraction(dataset)
+  source = train_split if split == VALIDATION else split
+  arrays = load_arrays(name, source, manual_dir=_field(dataset, "manual_dir") or None,
+                       data_dir=_field(dataset, "data_dir") or None,
+                       image_size=config_image_size(_field(dataset, "image_size")),
+                       seed=int(seed))
+  if fraction > 0 and (split == VALIDATION or (split == train_split and carve_validation)):
+    rest, held = splits.stratified_split(arrays.labels, fraction, int(seed) + 1)
+    return _take(arrays, held if split == VALIDATION else rest)
+  return arrays

@@ -165,12 +165,74 @@ def drop_self_matches(indices: np.ndarray, query_positions: np.ndarray, k: int) 
   return idx[keep].reshape(idx.shape[0], k).astype(np.int64)
 
 
-def summarize(ranked_labels: np.ndarray, query_labels: np.ndarray, num_relevant: np.ndarray,
-              ks: Sequence[int] = (10, 20, 30, 40, 50)) -> dict[str, float]:
-  """The standard report: paper mAP@k and P@k/R@k for each k, standard mAP over the ranking."""
-  out: dict[str, float] = {}
-  for k in ks:
-    out[f"paper_map@{k}"] = paper_map_at_k(ranked_labels, query_labels, k)
-    out[f"recall@{k}"] = float(recall_at_k(ranked_labels, query_labels, k, num_relevant).mean())
-  out["map"] = mean_average_precision(ranked_labels, query_labels, None, num_relevant)
-  return out
+def ranked_labels_of(indices: np.ndarray, database_labels: np.ndarray) -> np.ndarray:
+  """int[q, r] labels of ranked database positions; a missing hit (-1) gets label -1."""
+  idx = np.asarray(indices, dtype=np.int64)
+  dbl = np.asarray(database_labels)
+  if idx.size and idx.max() >= len(dbl):
+    raise ValueError(f"indices must be database positions < {len(dbl)}, got max {idx.max()}")
+  return np.where(idx >= 0, dbl[np.clip(idx, 0, None)], -1)
+
+
+class RankingScorer:
+  """Every number the project reports about a ranking, accumulated over query chunks.
+
+  `add(indices, query_labels)` takes ranked database positions int[q_i, r] (best first, -1 =
+  missing hit) of a chunk of queries; `result()` returns, for each k in `ks`:
+  "paper_map@k" (seed 000's formula (3): class-balanced mean of P@k), "precision@k",
+  "recall@k", "map@k" (standard AP over the first k with Z = min(relevant, k)), and "map"
+  (standard AP over the whole ranking r; exact when r is the whole database). Per-query values
+  are kept, so chunking changes nothing: `score_ranking` is this class with one chunk.
+
+  Args:
+    database_labels: int[n].
+    ks: cut-offs, each in [1, r].
+    self_excluded: the queries are database items removed from their own lists (seed 000's
+      protocol), so each has one relevant database item fewer.
+  """
+
+  def __init__(self, database_labels: np.ndarray, *, ks: Sequence[int] = (10, 20, 30, 40, 50),
+               self_excluded: bool = False):
+    self.database_labels = np.asarray(database_labels)
+    self.ks = tuple(int(k) for k in ks)
+    self.self_excluded = bool(self_excluded)
+    self._labels: list[np.ndarray] = []
+    self._values: dict[str, list[np.ndarray]] = {}
+
+  def add(self, indices: np.ndarray, query_labels: np.ndarray) -> "RankingScorer":
+    ranked = ranked_labels_of(indices, self.database_labels)
+    ranked, qlab = _check(ranked, query_labels)
+    total = count_relevant(qlab, self.database_labels, exclude_self=self.self_excluded)
+    values = {"map": average_precision_at_k(ranked, qlab, None, total)}
+    for k in self.ks:
+      values[f"precision@{k}"] = precision_at_k(ranked, qlab, k)
+      values[f"recall@{k}"] = recall_at_k(ranked, qlab, k, total)
+      values[f"map@{k}"] = average_precision_at_k(ranked, qlab, k, total)
+    self._labels.append(qlab)
+    for key, value in values.items():
+      self._values.setdefault(key, []).append(value)
+    return self
+
+  def result(self) -> dict[str, float]:
+    if not self._labels:
+      raise ValueError("no queries were scored (call add() first)")
+    qlab = np.concatenate(self._labels)
+    per_query = {key: np.concatenate(v) for key, v in self._values.items()}
+    classes = np.unique(qlab)
+    out: dict[str, float] = {}
+    for k in self.ks:
+      p = per_query[f"precision@{k}"]
+      out[f"paper_map@{k}"] = float(np.mean([p[qlab == c].mean() for c in classes]))
+      out[f"precision@{k}"] = float(p.mean())
+      out[f"recall@{k}"] = float(per_query[f"recall@{k}"].mean())
+      out[f"map@{k}"] = float(per_query[f"map@{k}"].mean())
+    out["map"] = float(per_query["map"].mean())
+    return out
+
+
+def score_ranking(indices: np.ndarray, query_labels: np.ndarray, database_labels: np.ndarray, *,
+                  ks: Sequence[int] = (10, 20, 30, 40, 50), self_excluded: bool = False
+                  ) -> dict[str, float]:
+  """The project's one scoring function: see `RankingScorer` (one chunk of queries)."""
+  return RankingScorer(database_labels, ks=ks, self_excluded=self_excluded).add(
+      indices, query_labels).result()

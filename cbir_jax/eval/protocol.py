@@ -112,47 +112,10 @@ class RetrievalResult:
             "database_size": self.database_size, "protocol": self.protocol}
 
 
-def score_ranking(indices: np.ndarray, query_labels: np.ndarray, database_labels: np.ndarray, *,
-                  self_excluded: bool, ks: Sequence[int] = (10, 20, 30, 40, 50)
-                  ) -> dict[str, float]:
-  """Metrics of a ranking: paper mAP@k, P@k, R@k, standard mAP@k, and mAP over the ranking.
-
-  Args:
-    indices: int[q, r] ranked database positions (r = whole ranking for a meaningful "map").
-    query_labels: int[q]; database_labels: int[n].
-    self_excluded: the queries are database items removed from their own lists, so each has one
-      relevant database item fewer.
-    ks: cut-offs, each in [1, r].
-
-  Returns:
-    {"paper_map@k", "precision@k", "recall@k", "map@k" for each k, "map"} as floats.
-  """
-  ranked = _ranked_labels(indices, database_labels)
-  qlab = np.asarray(query_labels)
-  total = metrics.count_relevant(qlab, database_labels, exclude_self=self_excluded)
-  out: dict[str, float] = {}
-  for k in ks:
-    out[f"paper_map@{k}"] = metrics.paper_map_at_k(ranked, qlab, int(k))
-    out[f"precision@{k}"] = float(metrics.precision_at_k(ranked, qlab, int(k)).mean())
-    out[f"recall@{k}"] = float(metrics.recall_at_k(ranked, qlab, int(k), total).mean())
-    out[f"map@{k}"] = metrics.mean_average_precision(ranked, qlab, int(k), total)
-  out["map"] = metrics.mean_average_precision(ranked, qlab, None, total)
-  return out
-
-
-def _ranked_labels(indices: np.ndarray, database_labels: np.ndarray) -> np.ndarray:
-  """int[q, r] labels of ranked positions; a missing hit (-1) gets label -1 (never relevant)."""
-  idx = np.asarray(indices, dtype=np.int64)
-  dbl = np.asarray(database_labels)
-  if idx.size and idx.max() >= len(dbl):
-    raise ValueError(f"indices must be database positions < {len(dbl)}, got max {idx.max()}")
-  return np.where(idx >= 0, dbl[np.clip(idx, 0, None)], -1)
-
-
 def per_class_table(indices: np.ndarray, query_labels: np.ndarray,
                     database_labels: np.ndarray, ks: Sequence[int]) -> dict[int, dict[str, float]]:
   """{class: {"paper_map@k": mean P@k over that class's queries}} for each k."""
-  ranked = _ranked_labels(indices, database_labels)
+  ranked = metrics.ranked_labels_of(indices, database_labels)
   table: dict[int, dict[str, float]] = {}
   for k in ks:
     for c, value in metrics.per_class_precision_at_k(ranked, query_labels, int(k)).items():
@@ -164,7 +127,7 @@ def recall_vs_returned(indices: np.ndarray, query_labels: np.ndarray,
                        database_labels: np.ndarray, *, self_excluded: bool,
                        max_returned: int) -> np.ndarray:
   """float64[max_returned]: mean recall after 1..max_returned results (seed 000's Fig. 4)."""
-  ranked = _ranked_labels(indices, database_labels)
+  ranked = metrics.ranked_labels_of(indices, database_labels)
   m = int(max_returned)
   if not 1 <= m <= ranked.shape[1]:
     raise ValueError(f"max_returned must be in [1, {ranked.shape[1]}], got {max_returned}")
@@ -207,14 +170,30 @@ def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.
   _, indices, seconds = rank_database(search, queries, n, query_positions=query_positions)
   exclude = query_positions is not None
   total = metrics.count_relevant(qlab, database_labels, exclude_self=exclude)
-  pr_precision, pr_recall = metrics.pr_curve(_ranked_labels(indices, database_labels), qlab, total)
+  ranked = metrics.ranked_labels_of(indices, database_labels)
+  pr_precision, pr_recall = metrics.pr_curve(ranked, qlab, total)
   return RetrievalResult(
       name=name,
-      metrics=score_ranking(indices, qlab, database_labels, self_excluded=exclude, ks=ks),
+      metrics=metrics.score_ranking(indices, qlab, database_labels, ks=ks,
+                                    self_excluded=exclude),
       per_class=per_class_table(indices, qlab, database_labels, ks),
       recall_curve=pr_recall[:min(int(recall_max), indices.shape[1])].copy(),
       pr_precision=pr_precision, pr_recall=pr_recall,
       search_seconds=seconds, num_queries=len(qlab), database_size=n, protocol=protocol)
+
+
+def ids_to_positions(database_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+  """Positions of `ids` in `database_ids` (any order, unique); ValueError naming ids not there."""
+  database_ids = np.asarray(database_ids)
+  ids = np.asarray(ids)
+  order = np.argsort(database_ids, kind="stable")
+  where = np.searchsorted(database_ids[order], ids)
+  where = np.minimum(where, len(order) - 1)
+  found = database_ids[order][where] == ids
+  if not np.all(found):
+    raise ValueError(f"ids {np.unique(ids[~found])[:10].tolist()} are not in the database "
+                     "(was the index built from another data set?)")
+  return order[where]
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Batched feature extraction: model endpoint -> f32[n, d], jit once, sharded, streamed to .npy.
 
-`extract` normalises uint8 images with `cbir_jax.data.pipeline.normalize` (the preprocessing the
+`extract` normalises uint8 images with `cbir_jax.data.input_pipeline.normalize` (the preprocessing the
 models were trained with) inside one jit-compiled forward pass of fixed batch shape; the last batch
 is zero-padded and its padding rows are dropped on the host. With more than one local device the
 batch is split over a 1-D mesh (variables replicated). With `out=` the rows are written into a
@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -24,9 +24,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from cbir_jax import atomic
-from cbir_jax.data import pipeline
+from cbir_jax.data import input_pipeline
 
-PREPROCESSING = "uint8 -> float32 (x / 255 - 0.5) / 0.5 (cbir_jax.data.pipeline.normalize)"
+PREPROCESSING = "uint8 -> float32 (x / 255 - 0.5) / 0.5 (cbir_jax.data.input_pipeline.normalize)"
 
 
 class FeatureFile(NamedTuple):
@@ -170,22 +170,24 @@ def _make_mesh(mesh: Mesh | None) -> Mesh | None:
   return Mesh(np.asarray(devices), ("data",)) if len(devices) > 1 else None
 
 
-@functools.partial(jax.jit, static_argnames=("model", "endpoint"))
-def _forward(variables: Any, images: jax.Array, *, model: nn.Module, endpoint: str) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("model", "endpoint", "preprocess"))
+def _forward(variables: Any, images: jax.Array, *, model: nn.Module, endpoint: str,
+             preprocess: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
   """f32[b, d] endpoint features of uint8[b, h, w, c] images; follows the inputs' sharding.
 
   Module-level so jax's compilation cache serves every `extract` call with the same model,
-  endpoint and batch shape (Linen modules are hashable dataclasses).
+  endpoint, preprocessing and batch shape (Linen modules are hashable dataclasses).
   """
-  _, values = model.apply(variables, pipeline.normalize(images), train=False,
-                          features=(endpoint,))
+  x = input_pipeline.normalize(images) if preprocess is None else preprocess(images)
+  _, values = model.apply(variables, x, train=False, features=(endpoint,))
   return values[endpoint].reshape(images.shape[0], -1)
 
 
 def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoint: str, *,
             batch_size: int, mesh: Mesh | None = None, out: str | os.PathLike | None = None,
             num_examples: int | None = None, metadata: Mapping[str, Any] | None = None,
-            labels: Any = None, ids: Any = None, progress: bool | None = None) -> np.ndarray:
+            labels: Any = None, ids: Any = None, progress: bool | None = None,
+            preprocess: Callable[[jax.Array], jax.Array] | None = None) -> np.ndarray:
   """Computes `endpoint` features of every image with one jit-compiled, batched forward pass.
 
   Args:
@@ -203,6 +205,9 @@ def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoin
     metadata: extra JSON-serialisable fields for the sidecar (model name, checkpoint step, ...).
     labels, ids: optional int[n] saved next to `out`.
     progress: tqdm bar; default on only when stderr is a TTY.
+    preprocess: a jit-able, hashable map uint8[b, h, w, c] -> float32 network input (the
+      preprocessing recorded with imported weights); None: `input_pipeline.normalize`, what the
+      project's own training uses.
 
   Returns:
     f32[n, d] (d = the endpoint's flattened width): in memory, or a read-only memory map of
@@ -282,7 +287,7 @@ def extract(model: nn.Module, variables: Mapping[str, Any], images: Any, endpoin
         pad = np.zeros((batch_size - valid,) + block.shape[1:], np.uint8)
         block = np.concatenate([block, pad])
       batch = jax.device_put(block, data) if data is not None else block
-      result = _forward(variables, batch, model=model, endpoint=endpoint)
+      result = _forward(variables, batch, model=model, endpoint=endpoint, preprocess=preprocess)
       if pending is not None:
         store(*pending)
       pending = (result, valid)

@@ -95,7 +95,7 @@ def global_batch(local_batch: dict[str, Any], sharding: NamedSharding) -> dict[s
   """Assembles this process's slice of each leaf into one global array sharded by `sharding`.
 
   Every process of the mesh passes its own rows (in process order, as
-  `data.pipeline.train_batches` and `eval_batches` produce them); with one process (or a mesh of
+  `data.input_pipeline.train_batches` and `eval_batches` produce them); with one process (or a mesh of
   this process's devices only) this is a device_put that splits the batch over the devices.
 
   Args:

@@ -19,14 +19,11 @@ import ml_collections
 import numpy as np
 
 from cbir_jax import atomic
-from cbir_jax.data import datasets, pipeline
+from cbir_jax.data import datasets, input_pipeline
 from cbir_jax.models import registry
 from cbir_jax.train import checkpoint as checkpoint_lib
 from cbir_jax.train import mesh as mesh_lib
 from cbir_jax.train import metric_log, optim, state as state_lib, steps
-
-# Keyword spellings accepted in `model.kwargs` for the paper's names of model fields.
-_KWARG_ALIASES = {"lenet_l": {"k": "lk_features"}}
 
 
 @dataclasses.dataclass
@@ -39,22 +36,21 @@ class TrainResult:
     metrics: final scalars: `train_loss`, `train_accuracy` (mean over the last log interval),
       `eval_loss`, `eval_accuracy` (held-out split, when configured), `steps`,
       `images_per_sec`, `step_seconds` (excluding the first, compiling step), `train_seconds`.
+    train_data, eval_data: the arrays trained on and evaluated on (None: no evaluation), so a
+      caller that goes on to extract features need not load them again.
   """
   state: state_lib.TrainState
   model: nn.Module
   metrics: dict[str, float]
+  train_data: datasets.ImageArrays | None = None
+  eval_data: datasets.ImageArrays | None = None
 
 
 def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`config.model.kwargs` as a dict with aliases resolved (lenet_l: `k` -> `lk_features`)."""
+  """`config.model.kwargs` as a dict: the registry model's own field names (e.g. LeNet-L's K
+  is `lk_features`), passed through unchanged."""
   kwargs = config.model.get("kwargs", None)
-  kwargs = dict(kwargs.to_dict() if hasattr(kwargs, "to_dict") else (kwargs or {}))
-  for alias, field in _KWARG_ALIASES.get(config.model.name, {}).items():
-    if alias in kwargs:
-      if field in kwargs:
-        raise ValueError(f"model.kwargs sets both {alias!r} and {field!r}; use one")
-      kwargs[field] = kwargs.pop(alias)
-  return kwargs
+  return dict(kwargs.to_dict() if hasattr(kwargs, "to_dict") else (kwargs or {}))
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
@@ -63,12 +59,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modul
                             **model_kwargs(config))
 
 
-def _image_size(config: ml_collections.ConfigDict):
-  size = config.dataset.get("image_size", None)
-  return None if size in (None, 0, -1, "") else size
-
-
-def _splits(config: ml_collections.ConfigDict) -> tuple[str, str]:
+def splits(config: ml_collections.ConfigDict) -> tuple[str, str]:
   """(train split, eval split or ""): dataset.train_split/eval_split, else database/query."""
   ds = config.dataset
   train = ds.get("train_split", None) or ds.get("database_split", None) or "train"
@@ -86,13 +77,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.model.name not in registry.list_models():
     raise ValueError(f"unknown model {config.model.name!r}; valid models: "
                      f"{', '.join(registry.list_models())}")
-  if config.dataset.name not in datasets.list_datasets():
-    raise ValueError(f"unknown dataset {config.dataset.name!r}; valid datasets: "
-                     f"{', '.join(datasets.list_datasets())}")
-  for split in _splits(config):
-    if split and split not in datasets.list_splits(config.dataset.name):
-      raise ValueError(f"unknown split {split!r} for dataset {config.dataset.name}; valid: "
-                       f"{', '.join(datasets.list_splits(config.dataset.name))}")
+  datasets.check_dataset_config(config.dataset, splits(config))
   if int(config.batch_size) < 1:
     raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
   num_steps, num_epochs = int(config.get("num_steps", -1)), config.get("num_epochs", -1)
@@ -106,14 +91,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"{field} must be >= 1, got {config.get(field)}")
   # Field and value checks (warmup against num_steps when it is known before loading data).
   optim.make_optimizer(config.optimizer, num_steps if num_steps > 0 else 10 ** 9)
-  model_kwargs(config)
+  try:
+    build_model(config, 2)
+  except TypeError as e:
+    raise ValueError(f"model.kwargs {model_kwargs(config)} do not fit model "
+                     f"{config.model.name}: {e}") from e
 
 
 def _load(config: ml_collections.ConfigDict, split: str) -> datasets.ImageArrays:
-  ds = config.dataset
-  return datasets.load_arrays(ds.name, split, manual_dir=ds.get("manual_dir", None) or None,
-                              data_dir=ds.get("data_dir", None) or None,
-                              image_size=_image_size(config), seed=int(config.seed))
+  return datasets.load_split(config.dataset, split, seed=int(config.seed))
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -153,7 +139,7 @@ def evaluate(state: state_lib.TrainState, eval_fn: Callable[..., dict[str, jax.A
     sharding: the batch sharding.
   """
   totals = None
-  for batch in pipeline.eval_batches(images, labels, batch_size=batch_size):
+  for batch in input_pipeline.eval_batches(images, labels, batch_size=batch_size):
     sums = eval_fn(state, mesh_lib.global_batch(batch, sharding))
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
   totals = jax.device_get(totals)
@@ -196,7 +182,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0
-  train_split, eval_split = _splits(config)
+  train_split, eval_split = splits(config)
   train = _load(config, train_split)
   held_out = _load(config, eval_split) if eval_split else None
   num_classes = len(train.class_names)
@@ -247,7 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                     label_smoothing=float(config.get("label_smoothing", 0.0)),
                                     aux_loss_weight=float(config.get("aux_loss_weight", 0.0)))
   eval_fn = steps.jit_eval_step(replicated, data_sharding)
-  batches = pipeline.train_batches(train.images, train.labels, batch_size=batch_size,
+  batches = input_pipeline.train_batches(train.images, train.labels, batch_size=batch_size,
                                    seed=int(config.seed), start_step=start_step,
                                    augment=bool(config.get("augment", False)))
   log_every = int(config.get("log_every_steps", 50))
@@ -313,7 +299,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if steady_steps:
     results["step_seconds"] = steady_seconds / steady_steps
     results["images_per_sec"] = steady_steps * batch_size / steady_seconds
-  return TrainResult(state=state, model=model, metrics=results)
+  return TrainResult(state=state, model=model, metrics=results, train_data=train,
+                     eval_data=held_out)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -323,7 +310,13 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir "
                             "(train_and_evaluate writes config.json there)")
   with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+    raw = json.load(f)
+  # Run folders written before LeNet-L's K had one name stored it as model.kwargs.k; their
+  # checkpoints already record lk_features, so the old config.json is read in today's terms.
+  kwargs = (raw.get("model") or {}).get("kwargs") or {}
+  if raw.get("model", {}).get("name") == "lenet_l" and "k" in kwargs:
+    kwargs["lk_features"] = kwargs.pop("k")
+  return ml_collections.ConfigDict(raw)
 
 
 def restore(workdir: str, step: int | None = None) -> tuple[nn.Module, dict[str, Any],

@@ -59,8 +59,6 @@ def _train_config(base: ml_collections.ConfigDict, *, scale: str, image_size, ep
     c.model.name = model_name
   for key, value in (kwargs or {}).items():
     c.model.kwargs[key] = value
-  if "k" in c.model.kwargs and "lk_features" in c.model.kwargs:  # One spelling of LeNet-L's K.
-    del c.model.kwargs["k"]
   c.num_epochs = epochs
   c.num_steps = -1
   if scale == "quick":

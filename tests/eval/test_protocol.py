@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from cbir_jax.eval import protocol
+from cbir_jax.eval import metrics, protocol
 
 
 def _reference_search(database: np.ndarray):
@@ -151,8 +151,8 @@ def test_evaluate_search_rejects_bad_protocol(data):
 
 def test_missing_hits_are_never_relevant():
   idx = np.array([[0, -1], [1, 0]])
-  scores = protocol.score_ranking(idx, np.array([0, 0]), np.array([0, 0]), self_excluded=False,
-                                  ks=(2,))
+  scores = metrics.score_ranking(idx, np.array([0, 0]), np.array([0, 0]), self_excluded=False,
+                                 ks=(2,))
   assert scores["precision@2"] == pytest.approx(0.75)
 
 

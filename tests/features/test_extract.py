@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from cbir_jax.data import pipeline
+from cbir_jax.data import input_pipeline
 from cbir_jax.features import extract as extract_lib
 from cbir_jax.models import registry
 
@@ -21,7 +21,7 @@ def setup():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, size=(10, 16, 16, 1), dtype=np.uint8)
   variables = model.init(jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1), np.float32))
-  _, values = model.apply(variables, pipeline.normalize(images), train=False, features=("f6",))
+  _, values = model.apply(variables, input_pipeline.normalize(images), train=False, features=("f6",))
   return model, variables, images, np.asarray(values["f6"])
 
 

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from cbir_jax.data import datasets, pipeline
+from cbir_jax.data import datasets, input_pipeline
 from cbir_jax.features import hashing, igr
 from cbir_jax.train import trainer
 
@@ -59,7 +59,7 @@ def test_extract_then_hash(run_dir, tmp_path):
   feats = np.load(out)
   model, variables, _ = trainer.restore(str(run_dir))
   queries = datasets.load_arrays("digits", "test", image_size=16, seed=0)
-  _, values = model.apply(variables, pipeline.normalize(queries.images), features=("c5",))
+  _, values = model.apply(variables, input_pipeline.normalize(queries.images), features=("c5",))
   np.testing.assert_allclose(feats, values["c5"], rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(np.load(tmp_path / "feats" / "q.labels.npy"), queries.labels)
   np.testing.assert_array_equal(np.load(tmp_path / "feats" / "q.ids.npy"), queries.ids)

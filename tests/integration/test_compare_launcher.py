@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cbir_jax.features import compare
+from cbir_jax.eval import selection as compare
 from cbir_jax.train import trainer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -57,7 +57,7 @@ def test_quick_demo_runs_end_to_end(quick_demo):
 def test_unknown_dataset_is_a_clear_error(tmp_path):
   proc = _demo(f"--workdir={tmp_path}", "--dataset=imagenet_please")
   assert proc.returncode != 0
-  assert "unknown dataset 'imagenet_please'" in proc.stderr
+  assert "unknown data set 'imagenet_please'" in proc.stderr
   assert "digits" in proc.stderr  # lists the valid names
 
 

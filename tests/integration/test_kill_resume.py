@@ -28,7 +28,7 @@ KILL_AFTER = 30    # kill once a checkpoint of a step >= this exists
 def _command(workdir: Path) -> list[str]:
   return [sys.executable, str(REPO / "bin" / "train.py"),
           f"--config={REPO / 'configs' / 'digits.py'}:tiny", f"--workdir={workdir}",
-          "--config.dataset.image_size=16", "--config.model.kwargs.k=16",
+          "--config.dataset.image_size=16", "--config.model.kwargs.lk_features=16",
           "--config.batch_size=32", f"--config.num_steps={STEPS}",
           f"--config.checkpoint_every_steps={EVERY}", "--config.keep_checkpoints=2",
           "--config.log_every_steps=10", "--config.augment=True",  # data depends on the step

@@ -19,7 +19,7 @@ def _train(*args: str) -> subprocess.CompletedProcess:
 def test_one_epoch_on_digits(tmp_path):
   workdir = tmp_path / "run"
   proc = _train(DIGITS_TINY, f"--workdir={workdir}", "--config.dataset.image_size=16",
-                "--config.batch_size=128", "--config.model.kwargs.k=24")
+                "--config.batch_size=128", "--config.model.kwargs.lk_features=24")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "trained lenet_l on digits for 11 steps" in proc.stdout  # 1437 // 128 = 11.
   assert "eval_accuracy" in proc.stdout
@@ -28,7 +28,7 @@ def test_one_epoch_on_digits(tmp_path):
     assert (workdir / name).exists(), name
   # The --config.* overrides are what the run recorded.
   recorded = json.loads((workdir / "config.json").read_text())
-  assert recorded["dataset"]["image_size"] == 16 and recorded["model"]["kwargs"] == {"k": 24}
+  assert recorded["dataset"]["image_size"] == 16 and recorded["model"]["kwargs"] == {"lk_features": 24}
   meta = json.loads((workdir / "checkpoints" / "11" / "meta" / "metadata").read_text())
   assert meta["model_kwargs"] == {"lk_features": 24}  # the paper's K reached the model
 

@@ -178,12 +178,18 @@ def test_restore_checks_config_json_against_the_checkpoint(runs, tmp_path):
     trainer.restore(str(workdir))
 
 
-def test_k_alias_and_config_validation():
+def test_config_validation_before_any_work():
   config = _config()
-  config.model.kwargs = ml_collections.ConfigDict({"k": 800})
+  config.model.kwargs = ml_collections.ConfigDict({"lk_features": 800})
   assert trainer.model_kwargs(config) == {"lk_features": 800}
+  config.model.kwargs = ml_collections.ConfigDict({"k": 800})  # K has one name: lk_features.
+  with pytest.raises(ValueError, match="model.kwargs .*'k'.* do not fit model lenet_l"):
+    trainer.validate_config(config)
   for field, value, match in [("model.name", "lenet9", "unknown model 'lenet9'"),
-                              ("dataset.name", "mnist", "unknown dataset 'mnist'"),
+                              ("dataset.name", "mnist", "unknown data set 'mnist'"),
+                              ("dataset.image_size", -1, "image_size must be None .*got -1"),
+                              ("dataset.image_size", 0, "image_size must be None .*got 0"),
+                              ("dataset.eval_split", "validation", "unknown split 'validation'"),
                               ("optimizer.name", "rmsprop", "rmsprop"),
                               ("batch_size", 0, "batch_size")]:
     config = _config()

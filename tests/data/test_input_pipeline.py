@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cbir_jax.data import pipeline
+from cbir_jax.data import input_pipeline
 
 
 def _data(n=23, h=6, w=5, c=3):
@@ -25,17 +25,17 @@ def _take(it, k):
 
 def test_normalize_values_and_types():
   x = np.array([0, 255, 128], np.uint8)
-  y = pipeline.normalize(x)
+  y = input_pipeline.normalize(x)
   assert y.dtype == np.float32
   np.testing.assert_allclose(y, [-1.0, 1.0, (128 / 255 - 0.5) / 0.5], rtol=0, atol=1e-7)
-  np.testing.assert_array_equal(np.asarray(pipeline.normalize(jnp.asarray(x))), y)
+  np.testing.assert_array_equal(np.asarray(input_pipeline.normalize(jnp.asarray(x))), y)
   with pytest.raises(TypeError, match="uint8"):
-    pipeline.normalize(np.zeros(3, np.float32))
+    input_pipeline.normalize(np.zeros(3, np.float32))
 
 
 def test_train_batches_epochs_are_permutations_and_drop_remainder():
   images, labels = _data()
-  batches = _take(pipeline.train_batches(images, labels, batch_size=5, seed=3, process_index=0,
+  batches = _take(input_pipeline.train_batches(images, labels, batch_size=5, seed=3, process_index=0,
                                          process_count=1), 8)
   assert batches[0]["image"].shape == (5, 6, 5, 3) and batches[0]["image"].dtype == np.float32
   assert batches[0]["label"].dtype == np.int32
@@ -43,25 +43,25 @@ def test_train_batches_epochs_are_permutations_and_drop_remainder():
   for epoch in range(2):
     seen = np.concatenate([b["label"] for b in batches[4 * epoch:4 * epoch + 4]])
     assert len(set(seen.tolist())) == 20
-    np.testing.assert_array_equal(seen, pipeline.epoch_permutation(23, 3, epoch)[:20])
+    np.testing.assert_array_equal(seen, input_pipeline.epoch_permutation(23, 3, epoch)[:20])
   # Epochs differ, images match labels and are normalised.
   assert not np.array_equal(batches[0]["label"], batches[4]["label"])
   np.testing.assert_array_equal(batches[1]["image"],
-                                pipeline.normalize(images[batches[1]["label"]]))
+                                input_pipeline.normalize(images[batches[1]["label"]]))
 
 
 def test_train_batches_exact_resume_and_seed_dependence():
   images, labels = _data()
   kw = dict(batch_size=4, seed=7, augment=True, process_index=0, process_count=1)
-  full = _take(pipeline.train_batches(images, labels, **kw), 14)
-  resumed = _take(pipeline.train_batches(images, labels, start_step=9, **kw), 5)
+  full = _take(input_pipeline.train_batches(images, labels, **kw), 14)
+  resumed = _take(input_pipeline.train_batches(images, labels, start_step=9, **kw), 5)
   for a, b in zip(full[9:], resumed):
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
-  no_prefetch = _take(pipeline.train_batches(images, labels, prefetch=0, **kw), 14)
+  no_prefetch = _take(input_pipeline.train_batches(images, labels, prefetch=0, **kw), 14)
   for a, b in zip(full, no_prefetch):
     np.testing.assert_array_equal(a["image"], b["image"])
-  other = _take(pipeline.train_batches(images, labels, **{**kw, "seed": 8}), 1)
+  other = _take(input_pipeline.train_batches(images, labels, **{**kw, "seed": 8}), 1)
   assert not np.array_equal(full[0]["label"], other[0]["label"])
 
 
@@ -73,8 +73,8 @@ def test_train_batches_resume_property(n, batch_size, seed, start, augment):
   images, labels = _data(n=n, h=4, w=3, c=1)
   kw = dict(batch_size=batch_size, seed=seed, augment=augment, process_index=0, process_count=1,
             prefetch=0)
-  full = _take(pipeline.train_batches(images, labels, **kw), start + 3)
-  resumed = _take(pipeline.train_batches(images, labels, start_step=start, **kw), 3)
+  full = _take(input_pipeline.train_batches(images, labels, **kw), start + 3)
+  resumed = _take(input_pipeline.train_batches(images, labels, start_step=start, **kw), 3)
   for a, b in zip(full[start:], resumed):
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
@@ -83,8 +83,8 @@ def test_train_batches_resume_property(n, batch_size, seed, start, augment):
 def test_train_batches_process_slices_make_up_the_global_batch():
   images, labels = _data()
   kw = dict(batch_size=6, seed=1, augment=True)
-  whole = _take(pipeline.train_batches(images, labels, process_index=0, process_count=1, **kw), 5)
-  parts = [_take(pipeline.train_batches(images, labels, process_index=p, process_count=3, **kw), 5)
+  whole = _take(input_pipeline.train_batches(images, labels, process_index=0, process_count=1, **kw), 5)
+  parts = [_take(input_pipeline.train_batches(images, labels, process_index=p, process_count=3, **kw), 5)
            for p in range(3)]
   for step in range(5):
     assert parts[0][step]["image"].shape[0] == 2
@@ -96,8 +96,8 @@ def test_train_batches_process_slices_make_up_the_global_batch():
 def test_augment_batch_is_flip_and_shifted_crop():
   rng = np.random.default_rng(0)
   images = rng.integers(1, 256, size=(64, 16, 16, 1), dtype=np.uint8)  # no zero pixels
-  out = pipeline.augment_batch(images, np.random.default_rng(5))
-  pad = pipeline.crop_padding_for(16, 16)
+  out = input_pipeline.augment_batch(images, np.random.default_rng(5))
+  pad = input_pipeline.crop_padding_for(16, 16)
   assert pad == 2 and out.shape == images.shape
   padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   n_flipped = n_shifted = 0
@@ -110,46 +110,46 @@ def test_augment_batch_is_flip_and_shifted_crop():
     n_flipped += matches[0][2]
     n_shifted += (matches[0][0], matches[0][1]) != (pad, pad)
   assert 10 < n_flipped < 54 and n_shifted > 32
-  again = pipeline.augment_batch(images, np.random.default_rng(5))
+  again = input_pipeline.augment_batch(images, np.random.default_rng(5))
   np.testing.assert_array_equal(out, again)
 
 
 def test_train_batches_bad_arguments():
   images, labels = _data()
   with pytest.raises(ValueError, match="batch_size"):
-    next(pipeline.train_batches(images, labels, batch_size=24, seed=0, process_count=1,
+    next(input_pipeline.train_batches(images, labels, batch_size=24, seed=0, process_count=1,
                                 process_index=0))
   with pytest.raises(ValueError, match="divisible"):
-    next(pipeline.train_batches(images, labels, batch_size=5, seed=0, process_count=2,
+    next(input_pipeline.train_batches(images, labels, batch_size=5, seed=0, process_count=2,
                                 process_index=0))
   with pytest.raises(ValueError, match="process_index"):
-    next(pipeline.train_batches(images, labels, batch_size=4, seed=0, process_count=2,
+    next(input_pipeline.train_batches(images, labels, batch_size=4, seed=0, process_count=2,
                                 process_index=2))
   with pytest.raises(ValueError, match="labels"):
-    next(pipeline.train_batches(images, labels[:-1], batch_size=4, seed=0))
+    next(input_pipeline.train_batches(images, labels[:-1], batch_size=4, seed=0))
   # Defaults come from jax (one process here).
-  batch = next(pipeline.train_batches(images, labels, batch_size=4, seed=0))
+  batch = next(input_pipeline.train_batches(images, labels, batch_size=4, seed=0))
   assert batch["label"].shape == (4,)
 
 
 def test_eval_batches_in_order_with_padding_mask():
   images, labels = _data(n=10)
-  batches = list(pipeline.eval_batches(images, labels, batch_size=4))
+  batches = list(input_pipeline.eval_batches(images, labels, batch_size=4))
   assert len(batches) == 3
   assert all(b["image"].shape == (4, 6, 5, 3) for b in batches)
   np.testing.assert_array_equal(batches[-1]["mask"], [True, True, False, False])
   mask = np.concatenate([b["mask"] for b in batches])
   np.testing.assert_array_equal(np.concatenate([b["label"] for b in batches])[mask], labels)
   np.testing.assert_array_equal(np.concatenate([b["image"] for b in batches])[mask],
-                                pipeline.normalize(images))
+                                input_pipeline.normalize(images))
   assert np.all(batches[-1]["image"][2:] == -1.0)
 
 
 def test_eval_batches_process_slices_cover_every_example_once():
   images, labels = _data(n=10)
-  whole = list(pipeline.eval_batches(images, labels, batch_size=4, process_index=0,
+  whole = list(input_pipeline.eval_batches(images, labels, batch_size=4, process_index=0,
                                      process_count=1))
-  parts = [list(pipeline.eval_batches(images, labels, batch_size=4, process_index=p,
+  parts = [list(input_pipeline.eval_batches(images, labels, batch_size=4, process_index=p,
                                       process_count=2)) for p in range(2)]
   assert [len(p) for p in parts] == [3, 3]
   for step in range(3):
@@ -157,4 +157,4 @@ def test_eval_batches_process_slices_cover_every_example_once():
       np.testing.assert_array_equal(
           np.concatenate([parts[0][step][key], parts[1][step][key]]), whole[step][key])
   with pytest.raises(ValueError, match="divisible"):
-    next(pipeline.eval_batches(images, labels, batch_size=3, process_index=0, process_count=2))
+    next(input_pipeline.eval_batches(images, labels, batch_size=3, process_index=0, process_count=2))

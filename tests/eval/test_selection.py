@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from cbir_jax.features import compare, hashing, igr
+from cbir_jax.eval import selection as compare
+from cbir_jax.features import hashing, igr
 
 
 def _map(dist, db_labels, q_labels, k=None):

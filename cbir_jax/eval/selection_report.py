@@ -14,7 +14,7 @@ import numpy as np
 
 from cbir_jax import atomic
 from cbir_jax.eval import plots
-from cbir_jax.features import compare
+from cbir_jax.eval import selection as compare
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
