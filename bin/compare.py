@@ -108,40 +108,14 @@ def _check_flags() -> tuple[list[int], bool]:
 
 def _extract(out: str) -> tuple[str, str, dict]:
   """Restores the run and extracts both splits into <out>/features/; returns paths and info."""
-  from cbir_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  from cbir_jax.features import extract as extract_lib  # pylint: disable=g-import-not-at-top
-  from cbir_jax.models import registry  # pylint: disable=g-import-not-at-top
-  from cbir_jax.train import trainer  # pylint: disable=g-import-not-at-top
-
-  workdir = os.path.abspath(_TRAIN_WORKDIR.value)
-  config = trainer.load_config(workdir)
-  endpoint = _ENDPOINT.value
-  if endpoint not in registry.endpoints(config.model.name):
-    _fail(f"--endpoint {endpoint!r} is not an endpoint of {config.model.name}; valid: "
-          f"{', '.join(registry.endpoints(config.model.name))}")
-  ds = config.dataset
-  for flag, split in (("database_split", _DATABASE_SPLIT.value),
-                      ("query_split", _QUERY_SPLIT.value)):
-    if split not in datasets.list_splits(ds.name):
-      _fail(f"--{flag} {split!r} is not a split of {ds.name}; valid: "
-            f"{', '.join(datasets.list_splits(ds.name))}")
-  image_size = ds.get("image_size")
-  image_size = None if image_size in (None, 0, -1, "") else image_size
-  model, variables, _ = trainer.restore(workdir)
-  os.makedirs(os.path.join(out, "features"), exist_ok=True)  # extract() writes its memmap there.
+  from cbir_jax import jobs  # pylint: disable=g-import-not-at-top
+  run = jobs.restore(_TRAIN_WORKDIR.value)
   paths = []
   for split in (_DATABASE_SPLIT.value, _QUERY_SPLIT.value):
-    arrays = datasets.load_arrays(ds.name, split, manual_dir=ds.get("manual_dir") or None,
-                                  data_dir=ds.get("data_dir") or None, image_size=image_size,
-                                  seed=int(config.seed))
-    path = os.path.join(out, "features", f"{split}_{endpoint}.npy")
-    metadata = {"model": config.model.name, "workdir": workdir, "dataset": ds.name,
-                "split": split, "image_size": image_size, "split_seed": int(config.seed),
-                "class_names": list(arrays.class_names)}
-    extract_lib.extract(model, variables, arrays.images, endpoint, batch_size=_BATCH_SIZE.value,
-                        out=path, metadata=metadata, labels=arrays.labels, ids=arrays.ids)
+    path = os.path.join(out, "features", f"{split}_{_ENDPOINT.value}.npy")
+    jobs.extract_split(run, split, _ENDPOINT.value, path, batch_size=_BATCH_SIZE.value)
     paths.append(path)
-  return paths[0], paths[1], {"model": config.model.name, "dataset": ds.name}
+  return paths[0], paths[1], {"model": run.config.model.name, "dataset": run.config.dataset.name}
 
 
 def main(argv) -> None:

@@ -9,7 +9,9 @@
 The model, its variables and the data set settings (name, manual_dir, image size, split seed)
 come from the run in --workdir (`cbir_jax.train.trainer.restore`); --dataset and friends override
 them. Writes <out> (f32[n, d]), <stem>.json (model, endpoint, checkpoint step, data set, split,
-preprocessing, shape, dtype), <stem>.labels.npy and <stem>.ids.npy, each atomically.
+preprocessing, shape, dtype and the provenance record that makes an index of these vectors
+searchable by image), <stem>.labels.npy and <stem>.ids.npy, each atomically
+(`cbir_jax.jobs.extract_split`).
 """
 
 import os
@@ -40,14 +42,6 @@ def _fail(message: str) -> None:
   launch.fail("extract", message)
 
 
-def _latest_step(workdir: str) -> int | None:
-  """Newest complete checkpoint step: orbax renames `<step>` into place only when complete."""
-  directory = os.path.join(workdir, "checkpoints")
-  steps = [int(d) for d in os.listdir(directory) if d.isdigit()] if os.path.isdir(
-      directory) else []
-  return max(steps) if steps else None
-
-
 def main(argv) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; all options are --flags")
@@ -57,56 +51,32 @@ def main(argv) -> None:
   out = os.path.abspath(_OUT.value)
   if not out.endswith(".npy"):
     _fail(f"--out must end in .npy, got {_OUT.value!r}")
-  if not os.path.isdir(os.path.dirname(out)):
-    try:
-      os.makedirs(os.path.dirname(out), exist_ok=True)
-    except OSError as e:
-      _fail(f"cannot create the folder of --out {out}: {e.strerror}")
   if _BATCH_SIZE.value < 1:
     _fail(f"--batch_size must be >= 1, got {_BATCH_SIZE.value}")
-  step = _STEP.value if _STEP.value is not None else _latest_step(workdir)
-  if step is None:
-    _fail(f"--workdir {workdir} has no checkpoint in checkpoints/")
+  if _IMAGE_SIZE.value is not None and _IMAGE_SIZE.value < 1:
+    _fail(f"--image_size must be >= 1 (omit it for the run's size), got {_IMAGE_SIZE.value}")
 
   # Imported after flag checks: keeps --help and flag errors fast.
+  from cbir_jax import jobs  # pylint: disable=g-import-not-at-top
   from cbir_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from cbir_jax.features import extract as extract_lib  # pylint: disable=g-import-not-at-top
-  from cbir_jax.models import registry  # pylint: disable=g-import-not-at-top
   from cbir_jax.train import trainer  # pylint: disable=g-import-not-at-top
-
-  config = trainer.load_config(workdir)
-  model_name = config.model.name
-  if _ENDPOINT.value not in registry.endpoints(model_name):
-    _fail(f"--endpoint {_ENDPOINT.value!r} is not an endpoint of {model_name}; valid: "
-          f"{', '.join(registry.endpoints(model_name))}")
-  ds = config.dataset
-  name = _DATASET.value or ds.name
-  if name not in datasets.list_datasets():
-    _fail(f"--dataset {name!r} is unknown; valid: {', '.join(datasets.list_datasets())}")
-  if _SPLIT.value not in datasets.list_splits(name):
-    _fail(f"--split {_SPLIT.value!r} is not a split of {name}; valid: "
-          f"{', '.join(datasets.list_splits(name))}")
-  image_size = _IMAGE_SIZE.value if _IMAGE_SIZE.value is not None else ds.get("image_size")
-  image_size = None if image_size in (None, 0, -1, "") else image_size
-  seed = _SEED.value if _SEED.value is not None else int(config.seed)
-  manual_dir = _MANUAL_DIR.value if _MANUAL_DIR.value is not None else ds.get("manual_dir")
-  data_dir = _DATA_DIR.value if _DATA_DIR.value is not None else ds.get("data_dir")
-
   try:
-    model, variables, _ = trainer.restore(workdir, _STEP.value)
-    arrays = datasets.load_arrays(name, _SPLIT.value, manual_dir=manual_dir or None,
-                                  data_dir=data_dir or None, image_size=image_size, seed=seed)
-    metadata = {"model": model_name, "workdir": workdir, "checkpoint_step": int(step),
-                "dataset": name, "split": _SPLIT.value, "image_size": image_size,
-                "split_seed": seed, "class_names": list(arrays.class_names)}
-    features = extract_lib.extract(
-        model, variables, arrays.images, _ENDPOINT.value, batch_size=_BATCH_SIZE.value, out=out,
-        metadata=metadata, labels=arrays.labels, ids=arrays.ids)
+    config = trainer.load_config(workdir)
+    jobs.check_endpoint(config.model.name, _ENDPOINT.value)
+    ds = jobs.dataset_config(config, {"name": _DATASET.value, "manual_dir": _MANUAL_DIR.value,
+                                      "data_dir": _DATA_DIR.value,
+                                      "image_size": _IMAGE_SIZE.value})
+    datasets.check_dataset_config(ds, [_SPLIT.value])
+    run = jobs.restore(workdir, _STEP.value)
+    saved = jobs.extract_split(run, _SPLIT.value, _ENDPOINT.value, out,
+                               batch_size=_BATCH_SIZE.value, dataset=ds, seed=_SEED.value)
   except (ValueError, FileNotFoundError) as e:
     _fail(str(e))
+  n, d = saved.features.shape
+  print(f"extracted {run.config.model.name} {_ENDPOINT.value} (checkpoint step {run.step}) of "
+        f"{ds.name}/{_SPLIT.value}: {n} x {d} float32")
   paths = extract_lib.sidecar_paths(out)
-  print(f"extracted {model_name} {_ENDPOINT.value} (checkpoint step {step}) of {name}/"
-        f"{_SPLIT.value}: {features.shape[0]} x {features.shape[1]} float32")
   for path in (out, paths["json"], paths["labels"], paths["ids"]):
     print(f"  {path}")
 

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cbir_jax import atomic
+from cbir_jax import atomic, jobs
 from cbir_jax.data import datasets
 from cbir_jax.eval import metrics, plots, protocol
 from cbir_jax.features import encoder as encoder_lib
@@ -80,22 +80,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"retrieval.ks must be ints >= 1, got {tuple(r.ks)}")
 
 
-def database_record(dataset: ml_collections.ConfigDict, split: str, seed: int,
-                    arrays: datasets.ImageArrays) -> dict:
-  """The provenance record's `dataset` entry for a database loaded with `load_split`."""
-  return {"name": dataset.name, "split": split, "manual_dir": dataset.get("manual_dir") or None,
-          "data_dir": dataset.get("data_dir") or None,
-          "image_size": datasets.config_image_size(dataset.get("image_size")),
-          "seed": int(seed), "image_shape": list(arrays.images.shape[1:]),
-          "class_names": list(arrays.class_names)}
-
-
-def index_metadata(record: provenance_lib.Provenance, database: datasets.ImageArrays) -> dict:
-  """Index metadata: the provenance record, the database labels (index order) and names."""
-  return {"provenance": record.to_dict(), "labels": database.labels.tolist(),
-          "class_names": list(database.class_names)}
-
-
 def run_demo(config: ml_collections.ConfigDict, workdir: str) -> DemoResult:
   """Trains the configured model, indexes its features both ways and evaluates held-out queries.
 
@@ -141,8 +125,9 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str) -> DemoResult:
   record = provenance_lib.Provenance(
       [provenance_lib.Source(config.model.name, endpoint, train_workdir=train_dir,
                              checkpoint_step=int(result.metrics["steps"]))],
-      dataset=database_record(ds, train_split, int(config.seed), database))
-  float_index = FloatIndex(db_feats.shape[1], metadata=index_metadata(record, database))
+      dataset=jobs.dataset_record(ds, train_split, int(config.seed), database))
+  float_index = FloatIndex(db_feats.shape[1], metadata=jobs.index_metadata(
+      record, database.labels, database.class_names))
   float_index.add(db_feats, ids=database.ids)
   files["float_index"] = os.path.join(workdir, "float.index")
   float_index.save(files["float_index"])
@@ -153,8 +138,8 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str) -> DemoResult:
                                     threshold=config.retrieval.hash_threshold)
   encoder.fit(db_feats, database.labels)
   bits = encoder.bits
-  binary_index = BinaryIndex(bits, metadata=index_metadata(
-      record.with_encoder(encoder.state()), database))
+  binary_index = BinaryIndex(bits, metadata=jobs.index_metadata(
+      record.with_encoder(encoder.state()), database.labels, database.class_names))
   binary_index.add(encoder.encode(db_feats), ids=database.ids)
   files["binary_index"] = os.path.join(workdir, "binary.index")
   binary_index.save(files["binary_index"])

@@ -23,37 +23,23 @@ from typing import Any
 import numpy as np
 
 from cbir_jax.eval import metrics
+from cbir_jax.features import encoder as encoder_lib
 from cbir_jax.features import hashing, igr
 from cbir_jax.kernels import euclidean_topk, hamming_topk
 
 METHODS = ("full_euclidean", "igr_euclidean", "random_euclidean", "igr_hamming", "pca_hamming")
 
 
-def pca_components(database: Any) -> tuple[np.ndarray, np.ndarray]:
-  """(mean f64[d], components f64[d, d]): columns are principal axes by decreasing variance."""
-  x = np.asarray(database, np.float64)
-  mean = x.mean(axis=0)
-  centered = x - mean
-  values, vectors = np.linalg.eigh(centered.T @ centered)
-  order = np.argsort(-values, kind="stable")
-  return mean, vectors[:, order]
-
-
 def _scores(search: Callable[[int, int], np.ndarray], db_labels: np.ndarray,
-            q_labels: np.ndarray, num_relevant: np.ndarray, k: int,
-            paper_k: int, query_chunk: int) -> dict[str, float]:
-  """Runs search(start, stop) -> int[stop - start, k] indices per query chunk; returns metrics."""
-  ap, precision = [], []
+            q_labels: np.ndarray, paper_k: int, query_chunk: int) -> dict[str, float]:
+  """Runs search(start, stop) -> int[stop - start, depth] positions per query chunk and scores
+  the ranking with `metrics.RankingScorer`: "map" over the depth, "paper_map@<paper_k>"."""
+  scorer = metrics.RankingScorer(db_labels, ks=(paper_k,))
   for start in range(0, q_labels.shape[0], query_chunk):
     stop = min(start + query_chunk, q_labels.shape[0])
-    ranked = db_labels[np.asarray(search(start, stop))]
-    ap.append(metrics.average_precision_at_k(ranked, q_labels[start:stop], None,
-                                             num_relevant[start:stop]))
-    precision.append(metrics.precision_at_k(ranked, q_labels[start:stop], paper_k))
-  ap, precision = np.concatenate(ap), np.concatenate(precision)
-  classes = np.unique(q_labels)
-  paper = float(np.mean([precision[q_labels == c].mean() for c in classes]))
-  return {"map": float(ap.mean()), f"paper_map@{paper_k}": paper}
+    scorer.add(np.asarray(search(start, stop)), q_labels[start:stop])
+  result = scorer.result()
+  return {"map": result["map"], f"paper_map@{paper_k}": result[f"paper_map@{paper_k}"]}
 
 
 def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_labels: Any, *,
@@ -101,21 +87,22 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
     raise ValueError(f"bits must be ints >= 1, got {list(bits)}")
   if threshold not in hashing.MODES:
     raise ValueError(f"threshold must be one of {list(hashing.MODES)}, got {threshold!r}")
-  num_relevant = metrics.count_relevant(q_labels, db_labels)
-  score = lambda search: _scores(search, db_labels, q_labels, num_relevant, depth, paper_k,
-                                 query_chunk)
+  score = lambda search: _scores(search, db_labels, q_labels, paper_k, query_chunk)
 
   def euclidean(db_x: np.ndarray, q_x: np.ndarray) -> dict[str, float]:
     return score(lambda s, e: euclidean_topk(q_x[s:e], db_x, depth)[1])
 
-  def hamming(db_x: np.ndarray, q_x: np.ndarray) -> dict[str, float]:
-    hasher = hashing.MeanThresholdHasher(threshold).fit(db_x)
-    db_codes, q_codes = hasher.transform(db_x), hasher.transform(q_x)
+  rates = igr.information_gain_rate(db, db_labels, bins=igr_bins)
+  pca = encoder_lib.pca_components(db)
+
+  def hamming(b: int, selection: str) -> dict[str, float]:
+    enc = encoder_lib.HashEncoder(b, selection=selection, igr_bins=igr_bins, threshold=threshold)
+    enc.fit(db, db_labels, rates=rates, pca=pca)
+    db_codes, q_codes = enc.encode(db), enc.encode(q)
     return score(lambda s, e: hamming_topk(q_codes[s:e], db_codes, depth)[1])
 
   rows = [dict(method="full_euclidean", bits=d, **euclidean(db, q))]
-  order = igr.order_by_rate(igr.information_gain_rate(db, db_labels, bins=igr_bins))
-  mean, components = pca_components(db)
+  order = igr.order_by_rate(rates)
   rng = np.random.default_rng(seed)
   for b in (int(b) for b in bits):
     if b > d:
@@ -129,10 +116,8 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
     row = {key: float(np.mean([t[key] for t in trials])) for key in trials[0]}
     row["map_std"] = float(np.std([t["map"] for t in trials]))
     rows.append(dict(method="random_euclidean", bits=b, **row))
-    rows.append(dict(method="igr_hamming", bits=b, **hamming(db[:, keep], q[:, keep])))
-    project = components[:, :b]
-    rows.append(dict(method="pca_hamming", bits=b,
-                     **hamming((db - mean) @ project, (q.astype(np.float64) - mean) @ project)))
+    rows.append(dict(method="igr_hamming", bits=b, **hamming(b, "igr")))
+    rows.append(dict(method="pca_hamming", bits=b, **hamming(b, "pca")))
   return rows
 
 

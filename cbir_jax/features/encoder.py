@@ -93,8 +93,14 @@ class HashEncoder:
     """uint32 words per code, ceil(b / 32)."""
     return -(-self.bits // 32)
 
-  def fit(self, features: Any, labels: Any = None) -> "HashEncoder":
-    """Fits on database features (n, d) real, finite (and labels int[n] for selection="igr")."""
+  def fit(self, features: Any, labels: Any = None, *, rates: Any = None,
+          pca: tuple[np.ndarray, np.ndarray] | None = None) -> "HashEncoder":
+    """Fits on database features (n, d) real, finite (and labels int[n] for selection="igr").
+
+    A sweep over b may pass what does not depend on b, computed once on the same features:
+    `rates` (f64[d], `igr.information_gain_rate` with this igr_bins) or `pca`
+    (`pca_components(features)`).
+    """
     x = np.asarray(features)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
       raise ValueError(f"features must have shape (n, d) with n, d >= 1, got {x.shape}")
@@ -108,7 +114,10 @@ class HashEncoder:
     if self.selection == "igr":
       if labels is None:
         raise ValueError("selection='igr' needs the database labels (fit(features, labels))")
-      self.rates = igr.information_gain_rate(x, labels, bins=self.igr_bins)
+      self.rates = (igr.information_gain_rate(x, labels, bins=self.igr_bins) if rates is None
+                    else np.asarray(rates, np.float64))
+      if self.rates.shape != (d,):
+        raise ValueError(f"rates must have shape ({d},), got {self.rates.shape}")
       self.order = igr.order_by_rate(self.rates)
     elif self.selection == "random":
       self.order = np.random.default_rng(self.seed).permutation(d).astype(np.int64)
@@ -116,7 +125,7 @@ class HashEncoder:
       self.order = np.arange(d, dtype=np.int64)
     else:
       igr.check_finite(x, "features")
-      mean, axes = pca_components(x)
+      mean, axes = pca_components(x) if pca is None else pca
       self.pca_mean, self.pca_axes = mean, axes[:, :b]
     self.hasher = hashing.MeanThresholdHasher(self.threshold).fit(self._project(x, b))
     return self

@@ -88,20 +88,25 @@ def _full_metadata(metadata: Mapping[str, Any], shape: tuple[int, ...]) -> dict[
   return meta
 
 
-def load_features(path: str | os.PathLike, *, mmap: bool = True) -> FeatureFile:
+def load_features(path: str | os.PathLike, *, mmap: bool = True,
+                  require_metadata: bool = True) -> FeatureFile:
   """Reads features written by `save_features` / `extract(out=...)` with their sidecars.
 
+  With `require_metadata=False` a bare .npy (no JSON sidecar) is read with metadata {}.
+
   Raises:
-    FileNotFoundError: `path` or its JSON sidecar is missing.
+    FileNotFoundError: `path` or (when required) its JSON sidecar is missing.
     ValueError: a file that is empty, truncated or not a .npy / JSON file (names the file).
   """
   paths = sidecar_paths(path)
-  for p in (os.fspath(path), paths["json"]):
+  for p in (os.fspath(path),) + ((paths["json"],) if require_metadata else ()):
     if not os.path.exists(p):
       raise FileNotFoundError(f"feature file {p} does not exist")
+  metadata = {}
   try:
-    with open(paths["json"]) as f:
-      metadata = json.load(f)
+    if os.path.exists(paths["json"]):
+      with open(paths["json"]) as f:
+        metadata = json.load(f)
   except json.JSONDecodeError as e:
     raise ValueError(f"feature metadata {paths['json']} is not valid JSON: {e}") from e
   def read(p: str, mode: str | None) -> np.ndarray:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cbir_jax.eval import selection as compare
-from cbir_jax.features import hashing, igr
+from cbir_jax.features import encoder, hashing, igr
 
 
 def _map(dist, db_labels, q_labels, k=None):
@@ -68,7 +68,7 @@ def test_igr_beats_random_when_two_dims_carry_the_labels(rows):
 
 def test_pca_hamming_uses_database_principal_axes(data, rows):
   db, db_labels, q, q_labels = data
-  mean, comps = compare.pca_components(db)
+  mean, comps = encoder.pca_components(db)
   variances = ((db - mean) @ comps).var(0)
   assert np.all(np.diff(variances) <= 1e-9)
   hasher = hashing.MeanThresholdHasher().fit((db - mean) @ comps[:, :4])

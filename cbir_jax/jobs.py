@@ -1,0 +1,305 @@
+"""The jobs behind the file-based launchers: extract a split, hash feature files, build an index.
+
+Each launcher in bin/ parses its flags and calls one function here:
+
+  extract_split       bin/extract.py, bin/compare.py: restore a training run -> check the
+                      endpoint -> load the split its config names -> features .npy + sidecars;
+  hash_feature_files  bin/hash.py: fit a `HashEncoder` on database features, encode every file;
+  build_index         bin/index.py build: a FloatIndex / BinaryIndex from a features or codes
+                      file, with the provenance record, labels and class names of its sidecar;
+  evaluate_files      bin/evaluate.py: score saved features or a saved index.
+
+Every feature or code file carries a JSON sidecar with the provenance record
+(`cbir_jax.features.provenance`) of its vectors, so an index built by the chain
+extract -> [hash ->] index build is searchable by image (`cbir_jax.query`) like the demo's.
+Launcher-level: nothing in the library imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from cbir_jax import atomic
+from cbir_jax.data import datasets
+from cbir_jax.eval import plots, protocol
+from cbir_jax.features import encoder as encoder_lib
+from cbir_jax.features import extract as extract_lib
+from cbir_jax.features import provenance as provenance_lib
+from cbir_jax.index import BinaryIndex, FloatIndex, load_index
+from cbir_jax.kernels import pack_bits
+from cbir_jax.models import registry
+from cbir_jax.train import checkpoint as checkpoint_lib
+from cbir_jax.train import trainer
+
+DATASET_OVERRIDES = ("name", "manual_dir", "data_dir", "image_size")
+
+
+@dataclasses.dataclass
+class Restored:
+  """A training run restored once for several extractions."""
+  workdir: str
+  model: Any
+  variables: Any
+  config: Any
+  step: int
+
+
+def restore(train_workdir: str, step: int | None = None) -> Restored:
+  """The model of `train_workdir` at checkpoint `step` (None: the newest)."""
+  workdir = os.path.abspath(train_workdir)
+  model, variables, config = trainer.restore(workdir, step)
+  if step is None:
+    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False,
+                                       read_only=True)
+    try:
+      step = ckpt.latest_step()
+    finally:
+      ckpt.close()
+  return Restored(workdir, model, variables, config, int(step))
+
+
+def check_endpoint(model_name: str, endpoint: str) -> None:
+  valid = registry.endpoints(model_name)
+  if endpoint not in valid:
+    raise ValueError(f"endpoint {endpoint!r} is not an endpoint of {model_name}; valid: "
+                     f"{', '.join(valid)}")
+
+
+def dataset_config(config: Any, overrides: dict[str, Any] | None = None) -> Any:
+  """The run's `dataset` block with `overrides` (None values ignored) applied, checked."""
+  ds = config.dataset.copy_and_resolve_references()
+  for key, value in (overrides or {}).items():
+    if key not in DATASET_OVERRIDES:
+      raise ValueError(f"cannot override dataset.{key}; valid: {', '.join(DATASET_OVERRIDES)}")
+    if value is not None:
+      with ds.unlocked():
+        ds[key] = value
+  datasets.check_dataset_config(ds)
+  return ds
+
+
+def extract_split(run: Restored, split: str, endpoint: str, out: str, *, batch_size: int = 256,
+                  dataset: Any = None, seed: int | None = None, subset: int = 0,
+                  subset_seed: int = 0) -> extract_lib.FeatureFile:
+  """Features of `split` of the run's data set (or `dataset`) written to `out` with sidecars.
+
+  The sidecar `<stem>.json` holds the provenance record (model, endpoint, run, checkpoint step,
+  data set, image shape) and the class names; `<stem>.labels.npy` / `.ids.npy` the labels and
+  ids. subset > 0: a seeded, class-stratified subset of that many images.
+  """
+  check_endpoint(run.config.model.name, endpoint)
+  ds = dataset if dataset is not None else run.config.dataset
+  seed = int(run.config.seed) if seed is None else int(seed)
+  arrays = datasets.load_split(ds, split, seed=seed, carve_validation=False)
+  rows = protocol.stratified_subset(arrays.labels, int(subset), int(subset_seed))
+  record = provenance_lib.Provenance(
+      [provenance_lib.Source(run.config.model.name, endpoint, train_workdir=run.workdir,
+                             checkpoint_step=run.step)],
+      dataset=dataset_record(ds, split, seed, arrays))
+  metadata = {"provenance": record.to_dict(), "class_names": list(arrays.class_names),
+              "dataset": ds.name, "split": split, "model": run.config.model.name,
+              "checkpoint_step": run.step}
+  if len(rows) != len(arrays):
+    metadata["subset"] = {"size": int(len(rows)), "seed": int(subset_seed)}
+  extract_lib.extract(run.model, run.variables, arrays.images[rows], endpoint,
+                      batch_size=batch_size, out=out, metadata=metadata,
+                      labels=arrays.labels[rows], ids=arrays.ids[rows])
+  return extract_lib.load_features(out)
+
+
+def dataset_record(dataset: Any, split: str, seed: int, arrays: datasets.ImageArrays) -> dict:
+  """The provenance record's `dataset` entry for arrays loaded with `load_split`."""
+  get = dataset.get
+  return {"name": get("name"), "split": split, "manual_dir": get("manual_dir") or None,
+          "data_dir": get("data_dir") or None,
+          "image_size": _json_size(datasets.config_image_size(get("image_size"))),
+          "seed": int(seed), "image_shape": list(arrays.images.shape[1:]),
+          "class_names": list(arrays.class_names)}
+
+
+def _json_size(size):
+  return None if size is None else list(size)
+
+
+def index_metadata(record: provenance_lib.Provenance | None, labels: Any = None,
+                   class_names: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+  """Index metadata: the provenance record, database labels (index order), class names."""
+  meta: dict[str, Any] = dict(extra)
+  if record is not None:
+    meta["provenance"] = record.to_dict()
+  if labels is not None:
+    meta["labels"] = np.asarray(labels).astype(np.int64).tolist()
+  if class_names is not None:
+    meta["class_names"] = list(class_names)
+  return meta
+
+
+# ----------------------------------------------------------------------------------- hashing
+
+
+def _stem(path: str) -> str:
+  return os.path.basename(path)[:-len(".npy")]
+
+
+def hash_feature_files(database: str, queries: Sequence[str], out_dir: str,
+                       encoder: encoder_lib.HashEncoder, *, database_labels: str | None = None
+                       ) -> dict[str, str]:
+  """Fits `encoder` on the database features (and labels) and encodes every file.
+
+  Writes to `out_dir`, each atomically: `<stem>_codes.npy` (uint32[n, ceil(b/32)]) with the
+  sidecars of its features (`.json` with the provenance record now holding the encoder state,
+  `.labels.npy`, `.ids.npy`) for the database and every query file, and `encoder.json`
+  (`HashEncoder.state()`, to encode more vectors later). Returns {name: path}.
+  """
+  files = [database, *queries]
+  for path in files:
+    if not path.endswith(".npy"):
+      raise ValueError(f"feature files must end in .npy, got {path!r}")
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"feature file {path} does not exist")
+  stems = [_stem(p) for p in files]
+  if len(set(stems)) != len(stems):
+    raise ValueError(f"the database and query file names must differ (outputs are named after "
+                     f"them), got {stems}")
+  db = extract_lib.load_features(database, require_metadata=False)
+  labels = db.labels
+  if database_labels is not None:
+    labels = np.load(database_labels)
+  if encoder.selection == "igr" and labels is None:
+    raise ValueError(f"no database labels: {extract_lib.sidecar_paths(database)['labels']} does "
+                     "not exist (give the labels file)")
+  if labels is not None and np.shape(labels) != (db.features.shape[0],):
+    raise ValueError(f"database labels have shape {np.shape(labels)}, expected "
+                     f"({db.features.shape[0]},)")
+  encoder.fit(db.features, labels)
+  state = encoder.state()
+  os.makedirs(out_dir, exist_ok=True)
+  written = {}
+  for path in files:
+    f = db if path == database else extract_lib.load_features(path, require_metadata=False)
+    if f.features.ndim != 2 or f.features.shape[1] != encoder.dim:
+      raise ValueError(f"{path} must have shape (m, {encoder.dim}), got {f.features.shape}")
+    out = os.path.join(out_dir, f"{_stem(path)}_codes.npy")
+    meta = dict(f.metadata)
+    record = provenance_lib.from_metadata(meta)
+    if record is not None:
+      meta["provenance"] = record.with_encoder(state).to_dict()
+    meta["encoder"] = {"source": os.path.abspath(path), "bits": encoder.bits,
+                       "selection": encoder.selection, "threshold": encoder.threshold}
+    for key in ("shape", "dtype", "preprocessing"):
+      meta.pop(key, None)
+    codes = encoder.encode(f.features)
+    sidecars = extract_lib.sidecar_paths(out)
+    for name, value, dtype in (("labels", f.labels if path != database else labels, np.int32),
+                               ("ids", f.ids, np.int64)):
+      if value is not None:
+        with atomic.atomic_write(sidecars[name], "wb") as fh:
+          np.save(fh, np.asarray(value).astype(dtype))
+    atomic.write_json(sidecars["json"], dict(meta, shape=list(codes.shape), dtype="uint32"))
+    with atomic.atomic_write(out, "wb") as fh:  # Last: its presence means the sidecars exist.
+      np.save(fh, codes)
+    written[_stem(path)] = out
+  written["encoder"] = os.path.join(out_dir, "encoder.json")
+  atomic.write_json(written["encoder"], state)
+  return written
+
+
+# ----------------------------------------------------------------------------------- indexes
+
+
+def build_index(features: str, out: str, *, ids: np.ndarray | None = None,
+                labels: np.ndarray | None = None, nbits: int | None = None,
+                metadata: dict[str, Any] | None = None) -> FloatIndex | BinaryIndex:
+  """A FloatIndex (float features) or BinaryIndex (uint32 codes / bool bits) of a .npy file.
+
+  Ids and labels default to the file's `.ids.npy` / `.labels.npy` sidecars; the provenance
+  record and class names come from its `.json` sidecar, so the index is searchable by image
+  when the vectors came from `extract_split` / `hash_feature_files`. Saved atomically to `out`.
+  """
+  saved = extract_lib.load_features(features, mmap=False, require_metadata=False)
+  x = saved.features
+  if x.ndim != 2:
+    raise ValueError(f"features must be 2-D, got shape {x.shape}")
+  ids = saved.ids if ids is None else np.asarray(ids)
+  labels = saved.labels if labels is None else np.asarray(labels)
+  if labels is not None and (labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu"):
+    raise ValueError(f"labels must be ({x.shape[0]},) integers, got {labels.shape} "
+                     f"{labels.dtype}")
+  sidecar = saved.metadata
+  record = provenance_lib.from_metadata(sidecar)
+  meta = index_metadata(record, labels, sidecar.get("class_names"),
+                        source=os.path.abspath(features), **(metadata or {}))
+  if x.dtype == np.bool_:
+    index, x = BinaryIndex(x.shape[1], metadata=meta), np.asarray(pack_bits(x))
+  elif x.dtype == np.uint32:
+    index = BinaryIndex(nbits or 32 * x.shape[1], metadata=meta)
+  elif x.dtype.kind == "f":
+    index = FloatIndex(x.shape[1], metadata=meta)
+  else:
+    raise ValueError(f"features dtype {x.dtype} is not float, uint32 codes or bool bits")
+  index.add(x, ids=ids)
+  index.save(out)
+  return index
+
+
+# --------------------------------------------------------------------------------- evaluation
+
+
+def load_labeled(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+  """(vectors, labels int[n], ids int64[n] or None) of a .npy and its sidecars."""
+  saved = extract_lib.load_features(path, mmap=False, require_metadata=False)
+  array, labels = saved.features, saved.labels
+  if labels is None:
+    raise ValueError(f"{path} needs labels in {extract_lib.sidecar_paths(path)['labels']}")
+  if array.ndim != 2 or labels.shape != (array.shape[0],):
+    raise ValueError(f"{path}: expected (n, d) rows with n labels, got {array.shape} and "
+                     f"{labels.shape}")
+  return array, labels, saved.ids
+
+
+def evaluate_files(database: str, out: str, *, queries: str | None = None,
+                   index: str | None = None, ks: Sequence[int] = (10, 20, 30, 40, 50),
+                   recall_max: int = 100, name: str = "features") -> protocol.RetrievalResult:
+  """Scores held-out queries (or the database against itself, self excluded) and writes
+  results.json, map_vs_k.png, pr_curve.png and recall_vs_returned.png to `out`."""
+  db, db_labels, db_ids = load_labeled(database)
+  n = len(db_labels)
+  if queries:
+    q, q_labels, _ = load_labeled(queries)
+    protocol_name, limit = "heldout", n
+  else:
+    q, q_labels, protocol_name, limit = db, db_labels, "database", n - 1
+  ks = tuple(int(k) for k in ks)
+  if not ks or min(ks) < 1 or max(ks) > limit:
+    raise ValueError(f"ks must be in [1, {limit}] (the ranking length), got {list(ks)}")
+  if index:
+    saved = load_index(index)
+    if len(saved) != n:
+      raise ValueError(f"index {index} holds {len(saved)} items but the database has {n} labels")
+    known = db_ids if db_ids is not None else np.arange(n)
+
+    def search(queries_, k):
+      distances, found = saved.search(queries_, k)
+      return distances, protocol.ids_to_positions(known, found)
+  else:
+    exact = FloatIndex(db.shape[1])
+    exact.add(np.ascontiguousarray(db, np.float32))
+    search = exact.search
+  result = protocol.evaluate_search(name, search, q, q_labels, db_labels,
+                                    protocol=protocol_name, ks=ks,
+                                    recall_max=min(int(recall_max), limit))
+  os.makedirs(out, exist_ok=True)
+  atomic.write_json(os.path.join(out, "results.json"), result.to_json())
+  plots.curves(os.path.join(out, "map_vs_k.png"), np.array(ks),
+               {name: np.array([result.metrics[f"paper_map@{k}"] for k in ks])},
+               xlabel="k (results returned)", ylabel="mAP(Top k), formula (3)")
+  plots.pr_curves(os.path.join(out, "pr_curve.png"), {name: (result.pr_precision,
+                                                             result.pr_recall)})
+  plots.curves(os.path.join(out, "recall_vs_returned.png"),
+               np.arange(1, len(result.recall_curve) + 1), {name: result.recall_curve},
+               xlabel="results returned", ylabel="recall")
+  return result
