@@ -84,17 +84,19 @@ def dataset_config(config: Any, overrides: dict[str, Any] | None = None) -> Any:
 
 def extract_split(run: Restored, split: str, endpoint: str, out: str, *, batch_size: int = 256,
                   dataset: Any = None, seed: int | None = None, subset: int = 0,
-                  subset_seed: int = 0) -> extract_lib.FeatureFile:
+                  subset_seed: int = 0, carve_validation: bool = False
+                  ) -> extract_lib.FeatureFile:
   """Features of `split` of the run's data set (or `dataset`) written to `out` with sidecars.
 
   The sidecar `<stem>.json` holds the provenance record (model, endpoint, run, checkpoint step,
   data set, image shape) and the class names; `<stem>.labels.npy` / `.ids.npy` the labels and
   ids. subset > 0: a seeded, class-stratified subset of that many images.
+  carve_validation: the training split without its validation part (`datasets.load_split`).
   """
   check_endpoint(run.config.model.name, endpoint)
   ds = dataset if dataset is not None else run.config.dataset
   seed = int(run.config.seed) if seed is None else int(seed)
-  arrays = datasets.load_split(ds, split, seed=seed, carve_validation=False)
+  arrays = datasets.load_split(ds, split, seed=seed, carve_validation=carve_validation)
   rows = protocol.stratified_subset(arrays.labels, int(subset), int(subset_seed))
   record = provenance_lib.Provenance(
       [provenance_lib.Source(run.config.model.name, endpoint, train_workdir=run.workdir,
@@ -103,6 +105,8 @@ def extract_split(run: Restored, split: str, endpoint: str, out: str, *, batch_s
   metadata = {"provenance": record.to_dict(), "class_names": list(arrays.class_names),
               "dataset": ds.name, "split": split, "model": run.config.model.name,
               "checkpoint_step": run.step}
+  if carve_validation and datasets.validation_fraction(ds) > 0:
+    metadata["without_validation"] = True
   if len(rows) != len(arrays):
     metadata["subset"] = {"size": int(len(rows)), "seed": int(subset_seed)}
   extract_lib.extract(run.model, run.variables, arrays.images[rows], endpoint,

@@ -29,6 +29,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.manual_dir = config_util.shared_dataset("corel1k")
   c.dataset.data_dir = ""
   c.dataset.image_size = 64 if cpu else 227
+  # > 0: a seeded, stratified fraction of train_split held out as split "validation" for
+  # choices (recipes, checkpoints); the trainer then trains on the rest.
+  c.dataset.validation_fraction = 0.0
   c.dataset.train_split = "database"
   c.dataset.eval_split = "query"
 

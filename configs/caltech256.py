@@ -51,6 +51,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.data_dir = ""
   # InceptionV3 needs >= 75x75 with its ImageNet stem.
   c.dataset.image_size = (80 if inception else 64) if cpu else (299 if inception else 224)
+  # > 0: a seeded, stratified fraction of train_split held out as split "validation" for
+  # choices (recipes, checkpoints); the trainer then trains on the rest.
+  c.dataset.validation_fraction = 0.0
   c.dataset.train_split = "train"
   c.dataset.eval_split = "test"
 

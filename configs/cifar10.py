@@ -52,6 +52,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.manual_dir = config_util.shared_dataset("cifar10")
   c.dataset.data_dir = ""
   c.dataset.image_size = 32
+  # > 0: a seeded, stratified fraction of train_split held out as split "validation" for
+  # choices (recipes, checkpoints); the trainer then trains on the rest.
+  c.dataset.validation_fraction = 0.0
   c.dataset.train_split = "train"
   c.dataset.eval_split = "test"
 

@@ -26,6 +26,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.manual_dir = ""         # digits ships with scikit-learn.
   c.dataset.data_dir = ""           # tfds data_dir for the photo sets; "" = tfds default.
   c.dataset.image_size = 32         # LeNet-5's input size; the 8x8 digits are upsampled.
+  # > 0: a seeded, stratified fraction of train_split held out as split "validation" for
+  # choices (recipes, checkpoints); the trainer then trains on the rest.
+  c.dataset.validation_fraction = 0.0
   c.dataset.train_split = "train"   # the database images.
   c.dataset.eval_split = "test"     # held-out queries; "" = no evaluation.
 

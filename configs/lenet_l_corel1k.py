@@ -35,6 +35,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.data_dir = ""
   # (height, width): the paper keeps the 384x256 landscape size (portraits are resized to it).
   c.dataset.image_size = (64, 64) if cpu else (256, 384)
+  # > 0: a seeded, stratified fraction of train_split held out as split "validation" for
+  # choices (recipes, checkpoints); the trainer then trains on the rest.
+  c.dataset.validation_fraction = 0.0
   c.dataset.train_split = "database"   # stratified 50/50 split, seeded by `seed`.
   c.dataset.eval_split = "query"
 

@@ -196,6 +196,57 @@ def ids_to_positions(database_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
   return order[where]
 
 
+class SealedQueries:
+  """Query vectors whose labels only the final scoring reads.
+
+  The experiments hand every choice (fusion variant, bit count b, recipe, checkpoint) to
+  `choose_on_validation`, which takes labelled validation data carved from the training side
+  and refuses a SealedQueries; the query labels are reachable only through `evaluate`, the
+  final score. So no decision can be made on query images by accident.
+  """
+  __slots__ = ("vectors", "_labels")
+
+  def __init__(self, vectors: Any, labels: np.ndarray):
+    self.vectors = vectors
+    self._labels = np.asarray(labels)
+
+  def __len__(self) -> int:
+    return len(self._labels)
+
+  def evaluate(self, name: str, search: SearchFn, database_labels: np.ndarray, *,
+               vectors: Any = None, **kwargs: Any) -> "RetrievalResult":
+    """The final held-out score (`evaluate_search`, protocol "heldout"). `vectors` replaces
+    the stored query vectors (e.g. their hash codes); kwargs as `evaluate_search`."""
+    return evaluate_search(name, search, self.vectors if vectors is None else vectors,
+                           self._labels, database_labels, protocol="heldout", **kwargs)
+
+
+def choose_on_validation(options: Mapping[Any, tuple[SearchFn, Any]], validation_labels: Any,
+                         database_labels: np.ndarray, *, key: str = "map",
+                         ks: Sequence[int] = (10,)) -> tuple[Any, dict[Any, float]]:
+  """The option with the best validation `key` (the first listed on ties) and every score.
+
+  Args:
+    options: option -> (search over the validation database, validation query vectors).
+    validation_labels: int[v] labels of the validation queries: labelled data carved from the
+      training side. A `SealedQueries` here is a TypeError: query labels never decide.
+    database_labels: int[n] labels of the database the searches rank.
+    key: the metric compared ("map" or e.g. "paper_map@10"); ks: its cut-offs.
+  """
+  if isinstance(validation_labels, SealedQueries) or any(
+      isinstance(v, SealedQueries) for _, v in options.values()):
+    raise TypeError("choices are made on validation data, never on the sealed query set")
+  if not options:
+    raise ValueError("no options to choose from")
+  scores = {}
+  for option, (search, vectors) in options.items():
+    result = evaluate_search(str(option), search, vectors, np.asarray(validation_labels),
+                             database_labels, protocol="heldout", ks=ks)
+    scores[option] = result.metrics[key]
+  best = max(scores, key=lambda o: (scores[o], -list(scores).index(o)))
+  return best, scores
+
+
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   """int64[size]: sorted positions of a seeded, class-stratified subset (all when size <= 0)."""
   lab = np.asarray(labels)

@@ -155,15 +155,18 @@ class HashEncoder:
     if x.ndim != 2 or x.shape[1] != self.dim:
       raise ValueError(f"features must have shape (n, {self.dim}) (the fitted dimension), "
                        f"got {x.shape}")
+    igr.check_finite(x, "features")  # Every dimension, kept or not: NaN input is an error.
     return self._project(x, self.bits)
 
   def bool_bits(self, features: Any) -> np.ndarray:
     """(n, d) -> bool[n, b]: value > threshold of each kept dimension."""
-    return self.hasher.bits(self.project(features))
+    projected = self.project(features)
+    return self.hasher.bits(projected)
 
   def encode(self, features: Any) -> np.ndarray:
     """(n, d) real, finite -> uint32[n, ceil(b / 32)] packed codes (padding bits 0)."""
-    return self.hasher.transform(self.project(features))
+    projected = self.project(features)
+    return self.hasher.transform(projected)
 
   # ------------------------------------------------------------------------------- state
   def state(self) -> dict[str, Any]:

@@ -97,3 +97,27 @@ def test_shape_errors_name_shapes():
     metrics.precision_at_k(np.zeros((2, 4), int), np.zeros(3, int), 1)
   with pytest.raises(ValueError, match="2-D"):
     metrics.precision_at_k(np.zeros(4, int), np.zeros(4, int), 1)
+
+
+def test_ranking_scorer_is_chunk_invariant_and_matches_the_parts():
+  seed = 11
+  rng = np.random.default_rng(seed)
+  db_labels = rng.integers(0, 5, 60)
+  q_labels = rng.integers(0, 5, 23)
+  indices = np.stack([rng.permutation(60) for _ in range(23)])
+  whole = metrics.score_ranking(indices, q_labels, db_labels, ks=(1, 5, 60))
+  scorer = metrics.RankingScorer(db_labels, ks=(1, 5, 60))
+  for start in range(0, 23, 7):
+    scorer.add(indices[start:start + 7], q_labels[start:start + 7])
+  assert scorer.result() == pytest.approx(whole), f"seed {seed}"
+  ranked = db_labels[indices]
+  total = metrics.count_relevant(q_labels, db_labels)
+  assert whole["paper_map@5"] == pytest.approx(metrics.paper_map_at_k(ranked, q_labels, 5))
+  assert whole["precision@5"] == pytest.approx(metrics.precision_at_k(ranked, q_labels, 5).mean())
+  assert whole["recall@5"] == pytest.approx(metrics.recall_at_k(ranked, q_labels, 5, total).mean())
+  assert whole["map@5"] == pytest.approx(
+      metrics.mean_average_precision(ranked, q_labels, 5, total))
+  assert whole["map"] == pytest.approx(metrics.mean_average_precision(ranked, q_labels, None,
+                                                                      total))
+  with pytest.raises(ValueError, match="no queries were scored"):
+    metrics.RankingScorer(db_labels).result()

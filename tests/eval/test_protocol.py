@@ -206,3 +206,34 @@ def test_float_index_ranking_matches_reference(data):
   ref = protocol.evaluate_search("ref", _reference_search(db), db, dblab, dblab,
                                  protocol="database", ks=(5,))
   assert res.metrics == pytest.approx(ref.metrics)
+
+
+def test_choices_never_see_query_labels():
+  """A tuning path takes validation data only; the sealed query set keeps its labels."""
+  seed = 5
+  rng = np.random.default_rng(seed)
+  db = rng.normal(size=(40, 6)).astype(np.float32)
+  dblab = rng.integers(0, 3, 40)
+  val, vlab = db[:8] + 0.01, dblab[:8]
+  sealed = protocol.SealedQueries(rng.normal(size=(5, 6)).astype(np.float32),
+                                  rng.integers(0, 3, 5))
+  assert not any(hasattr(sealed, name) for name in ("labels", "query_labels"))
+  search = _reference_search(db)
+  noisy = _reference_search(db + rng.normal(scale=5.0, size=db.shape).astype(np.float32))
+  best, scores = protocol.choose_on_validation({"clean": (search, val), "noisy": (noisy, val)},
+                                               vlab, dblab)
+  assert best == "clean" and scores["clean"] >= scores["noisy"], f"seed {seed}"
+  with pytest.raises(TypeError, match="never on the sealed query set"):
+    protocol.choose_on_validation({"a": (search, sealed.vectors)}, sealed, dblab)
+  with pytest.raises(TypeError, match="never on the sealed query set"):
+    protocol.choose_on_validation({"a": (search, sealed)}, vlab, dblab)
+  final = sealed.evaluate("final", search, dblab, ks=(5,))
+  assert final.num_queries == 5 and final.protocol == "heldout"
+
+
+def test_ids_to_positions_names_unknown_ids():
+  database_ids = np.array([40, 10, 30])
+  np.testing.assert_array_equal(protocol.ids_to_positions(database_ids, np.array([[30, 40]])),
+                                [[2, 0]])
+  with pytest.raises(ValueError, match=r"ids \[11\] are not in the database"):
+    protocol.ids_to_positions(database_ids, np.array([10, 11]))
