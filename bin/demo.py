@@ -52,12 +52,12 @@ def main(argv) -> None:
   if _DATASET.value is not None:
     with config.unlocked():
       config.dataset.name = _DATASET.value
-  if config.dataset.name != "digits" and not config.dataset.manual_dir:
-    _fail(f"dataset {config.dataset.name!r} needs --config.dataset.manual_dir=<folder>")
   try:  # Every field, before any training (a bad image_size must not fail after the run).
     demo.check_config(config)
   except (ValueError, TypeError) as e:
     _fail(str(e))
+  if config.dataset.name != "digits" and not config.dataset.manual_dir:
+    _fail(f"dataset {config.dataset.name!r} needs --config.dataset.manual_dir=<folder>")
   workdir = launch.output_dir("demo", "workdir", _WORKDIR.value)
   result = demo.run_demo(config, workdir)
 

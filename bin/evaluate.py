@@ -48,6 +48,9 @@ def main(argv) -> None:
     _fail(f"--ks must be integers, got {_KS.value}")
   if _RECALL_MAX.value < 1:
     _fail(f"--recall_max must be >= 1, got {_RECALL_MAX.value}")
+  for flag in (_DATABASE, _QUERIES):
+    if flag.value:
+      launch.load_npy("evaluate", flag.name, flag.value, mmap=True)  # Exists, readable .npy.
   out = launch.output_dir("evaluate", "out", _OUT.value)
 
   # Imported after flag checks: keeps --help and flag errors fast.

@@ -51,6 +51,10 @@ def main(argv) -> None:
   out = os.path.abspath(_OUT.value)
   if not out.endswith(".npy"):
     _fail(f"--out must end in .npy, got {_OUT.value!r}")
+  try:
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+  except OSError as e:
+    _fail(f"cannot create the folder of --out {out}: {e.strerror}")
   if _BATCH_SIZE.value < 1:
     _fail(f"--batch_size must be >= 1, got {_BATCH_SIZE.value}")
   if _IMAGE_SIZE.value is not None and _IMAGE_SIZE.value < 1:

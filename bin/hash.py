@@ -51,6 +51,8 @@ def main(argv) -> None:
     _fail(f"unexpected arguments {argv[1:]}; all options are --flags")
   if _IGR_BINS.value < 2:
     _fail(f"--igr_bins must be >= 2, got {_IGR_BINS.value}")
+  for flag, path in [("database", _DATABASE.value)] + [("queries", q) for q in _QUERIES.value]:
+    launch.load_npy("hash", flag, path, mmap=True)  # Exists and is a readable .npy.
   out_dir = launch.output_dir("hash", "out_dir", _OUT_DIR.value)
 
   from cbir_jax import jobs  # pylint: disable=g-import-not-at-top  (keeps --help fast)

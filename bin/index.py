@@ -57,6 +57,7 @@ def _build() -> None:
     _fail("--out is required for build")
   if not _FEATURES.value:
     _fail("--features is required for build")
+  launch.load_npy("index", "features", _FEATURES.value, mmap=True)  # Exists, readable .npy.
   metadata = {}
   for item in _METADATA.value:
     if "=" not in item:

@@ -131,23 +131,7 @@ class ImageSearcher:
     Raises:
       ValueError: empty, truncated or undecodable data (the message says which).
     """
-    if not data:
-      raise ValueError("empty image (0 bytes)")
-    try:
-      image = images_lib.decode_rgb(data)
-    except (OSError, SyntaxError) as e:
-      raise ValueError(f"not a readable image: {e}") from e
-    return self.prepare(image)
-
-  def prepare(self, image: np.ndarray) -> np.ndarray:
-    """A decoded uint8[h, w, 3] RGB image -> the database's (h, w, c)."""
-    h, w, c = self.image_shape
-    if image.shape[:2] != (h, w):
-      image = images_lib.resize(image, (h, w))
-    if c == 1 and image.shape[-1] != 1:
-      grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-      image = np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None]
-    return image
+    return decode_image(data, self.image_shape)
 
   def features(self, images: np.ndarray) -> np.ndarray:
     """uint8[q, h, w, c] -> float32[q, d]: the (fused) float vectors of the index's space."""
@@ -268,20 +252,52 @@ def list_query_files(query: str) -> list[str]:
   return [query]
 
 
-def read_query_images(searcher: ImageSearcher, paths: list[str]
+def decode_image(data: bytes, image_shape: Sequence[int] | None = None) -> np.ndarray:
+  """Image file bytes -> uint8[h, w, c]: RGB (CMYK, 16-bit, alpha, palette converted), resized
+  to `image_shape` (h, w, c) and turned grey for c = 1; None keeps the native RGB image.
+
+  Raises:
+    ValueError: empty, truncated or undecodable data (the message says which).
+  """
+  if not data:
+    raise ValueError("empty file (0 bytes)")
+  try:
+    image = images_lib.decode_rgb(data)
+  except (OSError, SyntaxError) as e:
+    raise ValueError(str(e)) from e
+  if image_shape is None:
+    return image
+  h, w, c = (int(s) for s in image_shape)
+  if image.shape[:2] != (h, w):
+    image = images_lib.resize(image, (h, w))
+  if c == 1:
+    grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    image = np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None]
+  return image
+
+
+def read_query_images(paths: list[str], image_shape: Sequence[int] | None
                       ) -> tuple[np.ndarray, list[str], list[str]]:
-  """(uint8[q, h, w, c], paths read, "path: reason" skipped); none readable -> ValueError."""
+  """(uint8[q, h, w, c], paths read, "path: reason" skipped) decoded with `decode_image`.
+
+  Unreadable and empty files are skipped with their reason; none readable -> ValueError listing
+  the reasons; native-size images (image_shape None) of different sizes -> ValueError.
+  """
   out, kept, skipped = [], [], []
   for path in paths:
     try:
       with open(path, "rb") as f:
-        out.append(searcher.decode(f.read()))
+        out.append(decode_image(f.read(), image_shape))
       kept.append(path)
     except (OSError, ValueError) as e:
       skipped.append(f"{path}: {e}")
       logging.warning("skipping query %s: %s", path, e)
   if not out:
     raise ValueError("no query image could be read: " + "; ".join(skipped))
+  shapes = {im.shape for im in out}
+  if len(shapes) > 1:
+    raise ValueError(f"query images differ in size {sorted(shapes)} and no image size was given "
+                     "to resize them to")
   return np.stack(out), kept, skipped
 
 
@@ -295,7 +311,7 @@ def search_images(index_path: str, query: str, k: int, out_dir: str, *, batch_si
   searcher = ImageSearcher.open(index_path, train_workdir=train_workdir, weights=weights,
                                 batch_size=batch_size)
   check_k(k, len(searcher.index))
-  images, paths, skipped = read_query_images(searcher, list_query_files(query))
+  images, paths, skipped = read_query_images(list_query_files(query), searcher.image_shape)
   distances, ids = searcher.search(images, k)
   labels = searcher.labels(ids)
   names = searcher.class_names or []

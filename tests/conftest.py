@@ -3,6 +3,7 @@
 import os
 import tempfile
 
+import numpy as np
 import pytest
 
 
@@ -23,3 +24,26 @@ def _temp_dir_under_pytest(tmp_path_factory):
     os.environ.pop("TMPDIR", None)
   else:
     os.environ["TMPDIR"] = saved_env
+
+
+@pytest.fixture
+def rng(request):
+  """A NumPy Generator with a fresh seed per test (or $CBIR_TEST_SEED), printed on failure.
+
+  Random tests draw new inputs every run, and a failure names the seed that reproduces it:
+  `CBIR_TEST_SEED=<seed> pytest <test id>`.
+  """
+  seed = int(os.environ.get("CBIR_TEST_SEED") or int.from_bytes(os.urandom(4), "little"))
+  request.node.user_properties.append(("random seed", seed))
+  return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+  outcome = yield
+  report = outcome.get_result()
+  if report.failed:
+    for name, value in item.user_properties:
+      if name == "random seed":
+        report.sections.append(("random seed", f"seed {value}: rerun with "
+                                               f"CBIR_TEST_SEED={value} pytest '{item.nodeid}'"))

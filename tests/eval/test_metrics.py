@@ -55,8 +55,7 @@ def _reference_ap(rel_row, z):
   return acc / z if z > 0 else 0.0
 
 
-def test_map_against_loop_reference_random():
-  rng = np.random.default_rng()
+def test_map_against_loop_reference_random(rng):
   ranked = rng.integers(0, 4, size=(37, 23))
   q = rng.integers(0, 4, size=37)
   total = rng.integers(5, 30, size=37)

@@ -1,6 +1,7 @@
 """bin/index.py build | search | info on tiny .npy files, run as a subprocess."""
 
 import pathlib
+import json
 import subprocess
 import sys
 
@@ -14,8 +15,7 @@ def _run(*args):
                         capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_build_search_info(tmp_path):
-  rng = np.random.default_rng()
+def test_build_search_info(tmp_path, rng):
   bits = rng.random((40, 20)) < 0.5
   np.save(tmp_path / "bits.npy", bits)
   np.save(tmp_path / "ids.npy", np.arange(1000, 1040))
@@ -37,27 +37,26 @@ def test_build_search_info(tmp_path):
   assert proc.returncode == 0, proc.stderr
   assert "BinaryIndex, 40 rows, nbits=20" in proc.stdout and "model: 'lenet_l'" in proc.stdout
   proc = _run("search", f"--index={out}", f"--queries={tmp_path / 'q.npy'}", "--k=41")
-  assert proc.returncode == 2 and "--k must be in [1, 40]" in proc.stderr
+  assert proc.returncode == 2 and "k must be in [1, 40] (n = database size), got k = 41" in proc.stderr
   proc = _run("info", f"--index={tmp_path / 'ids.npy'}")
   assert proc.returncode == 2 and "not a cbir_jax index file" in proc.stderr
   (tmp_path / "zero.npy").write_bytes(b"")
   proc = _run("build", f"--features={tmp_path / 'zero.npy'}", f"--out={tmp_path / 'z.idx'}")
-  assert proc.returncode == 2 and f"--features={tmp_path / 'zero.npy'}" in proc.stderr
+  assert proc.returncode == 2 and f"{tmp_path / 'zero.npy'} is not a readable .npy" in proc.stderr
   assert not (tmp_path / "z.idx").exists()
 
 
-def test_build_records_provenance_from_extract_and_hash_outputs(tmp_path):
+def test_build_reads_sidecars_of_extract_and_hash_outputs(tmp_path, rng):
   from cbir_jax.features import extract
-  rng = np.random.default_rng()
+  from cbir_jax.index import load_index
   feats = rng.normal(size=(30, 6)).astype(np.float32)
   extract.save_features(tmp_path / "db.npy", feats, {"model": "lenet_l", "endpoint": "f6"},
                         labels=np.arange(30) % 4)
   out = tmp_path / "float.cbiridx"
   proc = _run("build", f"--features={tmp_path / 'db.npy'}", f"--out={out}")
   assert proc.returncode == 0, proc.stderr
-  from cbir_jax.index import load_index
+  assert "no provenance record" in proc.stdout  # save_features without a provenance record
   meta = load_index(str(out)).metadata
-  assert meta["features"]["model"] == "lenet_l" and meta["features"]["endpoint"] == "f6"
   assert meta["labels"] == (np.arange(30) % 4).tolist()  # from the .labels.npy sidecar
 
   proc = subprocess.run([sys.executable, str(ROOT / "bin" / "hash.py"),
@@ -69,15 +68,14 @@ def test_build_records_provenance_from_extract_and_hash_outputs(tmp_path):
   out = tmp_path / "codes.cbiridx"
   proc = _run("build", f"--features={codes}", "--nbits=5", f"--out={out}")
   assert proc.returncode == 0, proc.stderr
-  hashing = load_index(str(out)).metadata["hashing"]
-  assert hashing["bits"] == 5 and len(hashing["selected_dims"]) == 5
-  theta = np.asarray(hashing["hasher_state"]["theta"])
+  index = load_index(str(out))
+  assert index.nbits == 5 and index.metadata["labels"] == (np.arange(30) % 4).tolist()
+  state = json.loads((tmp_path / "hash" / "encoder.json").read_text())
   # The float32 mean of 30 N(0, 1) values: a purely relative tolerance failed when a mean fell
   # near 0 (-3.5e-4 off by 1.4e-8, i.e. 4e-5 relative), hence an absolute term at float32 scale.
-  want = feats[:, hashing["selected_dims"]].astype(np.float64).mean(0)
-  np.testing.assert_allclose(theta, want, rtol=1e-5, atol=1e-6)
-  assert hashing["features_metadata"]["model"] == "lenet_l"
-  (tmp_path / "hash" / "hash.json").write_text("{not json")
+  want = feats[:, state["order"][:5]].astype(np.float64).mean(0)
+  np.testing.assert_allclose(state["theta"], want, rtol=1e-5, atol=1e-6)
+  (tmp_path / "hash" / "db_codes.json").write_text("{not json")
   proc = _run("build", f"--features={codes}", "--nbits=5", f"--out={tmp_path / 'x.idx'}")
-  assert proc.returncode == 2 and "hash.json" in proc.stderr
+  assert proc.returncode == 2 and "db_codes.json is not valid JSON" in proc.stderr
   assert not (tmp_path / "x.idx").exists()

@@ -12,8 +12,7 @@ from cbir_jax.index import FloatIndex
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_serving_loop_matches_one_search_and_reports_rss(tmp_path):
-  rng = np.random.default_rng()
+def test_serving_loop_matches_one_search_and_reports_rss(tmp_path, rng):
   index = FloatIndex(24)
   index.add(rng.standard_normal((3001, 24)).astype(np.float32), ids=np.arange(3001) * 7)
   index.save(tmp_path / "db.index")
