@@ -126,74 +126,29 @@ def main(argv) -> None:
   command = " ".join(shlex.quote(a) for a in ["python", "bin/compare.py", *sys.argv[1:]])
 
   # Imported after flag checks: keeps --help and flag errors fast.
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from cbir_jax.eval import selection as compare  # pylint: disable=g-import-not-at-top
-  from cbir_jax.eval import selection_report as compare_report  # pylint: disable=g-import-not-at-top
-  from cbir_jax.features import extract as extract_lib  # pylint: disable=g-import-not-at-top
-
+  from cbir_jax import jobs  # pylint: disable=g-import-not-at-top
+  from cbir_jax.eval import selection  # pylint: disable=g-import-not-at-top
+  from cbir_jax.eval import selection_report  # pylint: disable=g-import-not-at-top
   start = time.time()
   try:
     if use_saved:
       db_path, q_path, info = _DATABASE_FEATURES.value, _QUERY_FEATURES.value, {}
     else:
       db_path, q_path, info = _extract(out)
-    extract_seconds = time.time() - start
-    db = extract_lib.load_features(db_path, mmap=False)
-    q = extract_lib.load_features(q_path, mmap=False)
+    report = jobs.compare_feature_files(
+        db_path, q_path, out, bits=bits, k=_K.value or None, paper_k=_PAPER_K.value,
+        random_trials=_RANDOM_TRIALS.value, seed=_SEED.value, threshold=_THRESHOLD.value,
+        query_stride=_QUERY_STRIDE.value, title=_TITLE.value, endpoint=_ENDPOINT.value,
+        command=command, extract_seconds=time.time() - start, info=info)
   except (ValueError, FileNotFoundError) as e:
     _fail(str(e))
-  for flag, f in (("database_features", db), ("query_features", q)):
-    if f.labels is None:
-      _fail(f"--{flag}: no .labels.npy sidecar next to the features (bin/extract.py writes one)")
-  d = db.features.shape[1]
-  too_wide = [b for b in bits if b > d]
-  if too_wide:
-    _fail(f"--bits {too_wide} exceed the feature width d={d}; use b in [1, {d}]")
-  queries = np.arange(0, q.features.shape[0], _QUERY_STRIDE.value)
-  if _K.value > db.features.shape[0]:
-    _fail(f"--k must be <= the database size {db.features.shape[0]}, got {_K.value}")
-
-  compare_start = time.time()
-  try:
-    rows = compare.compare_selection(
-        db.features, db.labels, q.features[queries], q.labels[queries], bits=bits,
-        k=_K.value or None, paper_k=_PAPER_K.value, random_trials=_RANDOM_TRIALS.value,
-        seed=_SEED.value, threshold=_THRESHOLD.value)
-  except ValueError as e:
-    _fail(str(e))
-  compare_seconds = time.time() - compare_start
-
-  meta = db.metadata
-  model = info.get("model") or meta.get("model", "?")
-  dataset = info.get("dataset") or meta.get("dataset", "?")
-  endpoint = _ENDPOINT.value or meta.get("endpoint", "?")
-  title = _TITLE.value or f"{dataset} {model} {endpoint}"
-  depth = f"the whole ranking ({db.features.shape[0]})" if not _K.value else f"top {_K.value}"
-  description = (
-      f"{model} endpoint `{endpoint}` ({d}-d) on {dataset}: database = "
-      f"{db.features.shape[0]} images ({meta.get('split', _DATABASE_SPLIT.value)}), queries = "
-      f"{len(queries)} held-out images ({q.metadata.get('split', _QUERY_SPLIT.value)}"
-      f"{f', every {_QUERY_STRIDE.value}th' if _QUERY_STRIDE.value > 1 else ''}); "
-      f"`map` over {depth}; random_euclidean = mean of {_RANDOM_TRIALS.value} seeded draws; "
-      f"IGR, hash thresholds (`{_THRESHOLD.value}`) and PCA fitted on the database only. "
-      f"Extraction {extract_seconds:.0f} s, comparison {compare_seconds:.0f} s.")
-  metadata = {"model": model, "dataset": dataset, "endpoint": endpoint, "dimensions": d,
-              "database_features": os.path.abspath(db_path),
-              "query_features": os.path.abspath(q_path),
-              "database_size": int(db.features.shape[0]), "queries": int(len(queries)),
-              "query_stride": _QUERY_STRIDE.value, "k": _K.value or None,
-              "paper_k": _PAPER_K.value, "random_trials": _RANDOM_TRIALS.value,
-              "seed": _SEED.value, "threshold": _THRESHOLD.value, "bits": bits,
-              "extract_seconds": extract_seconds, "compare_seconds": compare_seconds}
-  paths = compare_report.write_report(out, rows, title=title, metadata=metadata,
-                                      command=command, description=description)
-  print(f"{title}: {description}")
-  print(compare.format_table(rows, "map"))
-  paper = compare_report.paper_metric(rows)
+  print(f"{report.title}: {report.description}")
+  print(selection.format_table(report.rows, "map"))
+  paper = selection_report.paper_metric(report.rows)
   if paper:
     print(f"\n{paper}:")
-    print(compare.format_table(rows, paper))
-  for path in paths.values():
+    print(selection.format_table(report.rows, paper))
+  for path in report.paths.values():
     print(f"  {path}")
 
 

@@ -105,4 +105,4 @@ def test_bits_wider_than_the_features_is_a_clear_error(compared, tmp_path):
                   f"--query_features={out / 'features' / 'test_f6.npy'}", "--bits=16,128",
                   f"--out={tmp_path}")
   assert proc.returncode == 2
-  assert "--bits [128] exceed the feature width d=84" in proc.stderr
+  assert "bits [128] exceed the feature width d=84" in proc.stderr
