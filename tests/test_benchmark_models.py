@@ -13,6 +13,9 @@ import pytest
 
 from cbir_jax.models import flops, registry
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

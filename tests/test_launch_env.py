@@ -12,8 +12,9 @@ import pytest
 from cbir_jax._bin import launch
 
 _GLIBC = launch._glibc_version()  # pylint: disable=protected-access
-pytestmark = pytest.mark.skipif(_GLIBC is None or _GLIBC < (2, 35),
-                                reason="needs Linux with glibc >= 2.35")
+pytestmark = [pytest.mark.slow,  # re-executes launchers in subprocesses
+              pytest.mark.skipif(_GLIBC is None or _GLIBC < (2, 35),
+                                 reason="needs Linux with glibc >= 2.35")]
 
 # A launcher-like script: records each start, calls the helper first, reports what it sees.
 _SCRIPT = textwrap.dedent("""\

@@ -51,12 +51,3 @@ def test_image_size_resizes(digits_all):
   # A bilinear upscale keeps the image's mean brightness roughly.
   small_mean = digits_all.images[big.ids].mean(axis=(1, 2, 3))
   np.testing.assert_allclose(big.images.mean(axis=(1, 2, 3)), small_mean, atol=12)
-  with pytest.raises(ValueError, match="image_size"):
-    datasets.load_arrays("digits", "all", image_size=0)
-
-
-def test_errors():
-  with pytest.raises(ValueError, match="digits"):
-    datasets.load_arrays("nope", "train")
-  with pytest.raises(ValueError, match="split"):
-    datasets.load_arrays("digits", "database")

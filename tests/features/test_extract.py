@@ -101,6 +101,7 @@ def test_errors(setup, tmp_path):
     extract_lib.extract(model, variables, iter([images, images[:, :15]]), "f6", batch_size=4)
 
 
+@pytest.mark.slow  # a subprocess with 4 simulated devices
 def test_sharded_over_four_devices_matches_one():
   """Runs in a subprocess: XLA_FLAGS must be set before jax starts."""
   code = textwrap.dedent("""

@@ -16,6 +16,9 @@ from cbir_jax.features import encoder as encoder_lib
 from cbir_jax.features import hashing, igr
 from cbir_jax.train import trainer
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -96,7 +99,6 @@ def test_extract_bad_endpoint(run_dir, tmp_path):
   assert not os.listdir(tmp_path)
 
 
-@pytest.mark.slow
 def test_cli_chain_is_searchable_by_image(tmp_path):
   """cbir-train -> cbir-extract -> cbir-hash -> cbir-index build -> cbir-search --query=photo."""
   folder = tmp_path / "photos"

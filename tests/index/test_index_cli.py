@@ -7,6 +7,9 @@ import sys
 
 import numpy as np
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 

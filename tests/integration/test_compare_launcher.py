@@ -13,6 +13,9 @@ from PIL import Image
 from cbir_jax.eval import selection as compare
 from cbir_jax.train import trainer
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 BITS = (8, 16)
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -136,3 +139,17 @@ def test_search_errors_are_clear(quick_demo, tmp_path):
   bad.write_bytes(b"")
   proc = _search(f"--index={bad}", f"--query={photo}")
   assert proc.returncode != 0 and "zero.index" in proc.stderr
+
+
+@pytest.mark.parametrize("size", ["-1", "0"])
+def test_bad_image_size_fails_before_training(tmp_path, size):
+  """image_size has one spelling for native size (None in a config file); -1 / 0 are rejected
+  before any work, naming the value (they used to train, then crash)."""
+  workdir = tmp_path / "run"
+  proc = _demo(f"--workdir={workdir}", f"--config={REPO / 'configs' / 'demo.py'}:quick",
+               f"--config.dataset.image_size={size}")
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  assert f"dataset.image_size must be None (native size), a positive int or (height, width), " \
+         f"got {size}" in last, last
+  assert not workdir.exists()

@@ -19,6 +19,9 @@ import numpy as np
 
 from cbir_jax.train import trainer
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 240        # several epochs of 44 steps: the resume crosses epoch boundaries
 EVERY = 10         # checkpoint_every_steps

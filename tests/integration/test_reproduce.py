@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ("africans", "beaches", "buildings", "buses", "dinosaurs", "elephants", "flowers",
            "horses", "mountains", "food")
@@ -36,7 +39,6 @@ def corel_folder(tmp_path_factory) -> Path:
   return root
 
 
-@pytest.mark.slow
 def test_quick_corel_paper_protocol_then_resume(tmp_path, corel_folder):
   workdir = tmp_path / "w"
   args = (f"--experiment=corel_paper:data={corel_folder}", "--quick", f"--workdir={workdir}")

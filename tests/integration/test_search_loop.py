@@ -9,6 +9,9 @@ import numpy as np
 
 from cbir_jax.index import FloatIndex
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

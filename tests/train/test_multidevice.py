@@ -12,6 +12,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 _SCRIPT = textwrap.dedent("""

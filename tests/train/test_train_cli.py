@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 DIGITS_TINY = f"--config={REPO / 'configs' / 'digits.py'}:tiny"
 

@@ -99,6 +99,7 @@ def runs(tmp_path_factory):
           "resumed_metrics": second["metrics"]}
 
 
+@pytest.mark.slow  # the `runs` fixture trains in three subprocesses
 def test_resume_in_new_process_is_bitwise_exact(runs):
   assert runs["stopped_step"] == N
   _, v_straight, _ = trainer.restore(runs["straight"])
@@ -112,12 +113,14 @@ def test_resume_in_new_process_is_bitwise_exact(runs):
   assert runs["resumed_metrics"]["eval_accuracy"] == runs["metrics"]["eval_accuracy"]
 
 
+@pytest.mark.slow  # the `runs` fixture trains in three subprocesses
 def test_steps_compile_once_per_run(runs):
   # Two train_and_evaluate calls in the first process, one in the second; every step after the
   # first (hundreds of calls, restored state included) reuses the compiled functions.
   assert runs["traces"] == ({"train_step": 2, "eval_step": 2}, {"train_step": 1, "eval_step": 1})
 
 
+@pytest.mark.slow  # the `runs` fixture trains in three subprocesses
 def test_result_metrics_and_workdir(runs):
   m = runs["metrics"]
   assert m["steps"] == 2 * N
@@ -132,6 +135,7 @@ def test_result_metrics_and_workdir(runs):
   assert [r["step"] for r in resumed if "loss" in r] == [10, 20, 30, 40, 50, 60]
 
 
+@pytest.mark.slow  # the `runs` fixture trains in three subprocesses
 def test_checkpoints_keep_latest_and_best(runs):
   ckpt = checkpoint_lib.Checkpointer(os.path.join(runs["straight"], "checkpoints"))
   try:
@@ -148,6 +152,7 @@ def test_checkpoints_keep_latest_and_best(runs):
               if "tmp" in p]
 
 
+@pytest.mark.slow  # the `runs` fixture trains in three subprocesses
 def test_restore_gives_a_usable_model(runs):
   model, variables, config = trainer.restore(runs["straight"])
   assert config.model.name == "lenet_l" and config.num_steps == 2 * N
@@ -156,26 +161,13 @@ def test_restore_gives_a_usable_model(runs):
   assert logits.shape == (3, 10) and feats["f6"].shape == (3, 84)
 
 
-def test_checkpoint_of_another_model_is_a_clear_error(runs):
-  config = _config()
-  config.model.name = "resnet_tiny"
-  config.model.kwargs = ml_collections.ConfigDict({"small_input": True})
-  with pytest.raises(ValueError, match="'lenet_l'.*'resnet_tiny'"):
-    trainer.train_and_evaluate(config, runs["straight"])
+@pytest.mark.slow  # the `runs` fixture trains in three subprocesses
+def test_checkpoint_of_the_same_model_with_other_kwargs_is_a_clear_error(runs):
+  # Another model name: tests/test_bad_inputs.py (the catalogue of bad inputs).
   config = _config()
   config.model.kwargs.lk_features = 24
   with pytest.raises(ValueError, match="lk_features"):
     trainer.train_and_evaluate(config, runs["straight"])
-
-
-def test_restore_checks_config_json_against_the_checkpoint(runs, tmp_path):
-  workdir = tmp_path / "copy"
-  shutil.copytree(runs["straight"], workdir)
-  config = json.loads((workdir / "config.json").read_text())
-  config["model"] = {"name": "resnet_tiny", "kwargs": {"small_input": True}}
-  (workdir / "config.json").write_text(json.dumps(config))
-  with pytest.raises(ValueError, match="'lenet_l'.*'resnet_tiny'"):
-    trainer.restore(str(workdir))
 
 
 def test_config_validation_before_any_work():
@@ -197,8 +189,3 @@ def test_config_validation_before_any_work():
     setattr(config[section] if section else config, key, value)
     with pytest.raises(ValueError, match=match):
       trainer.validate_config(config)
-
-
-def test_restore_of_a_non_workdir_is_a_clear_error(tmp_path):
-  with pytest.raises(FileNotFoundError, match="config.json"):
-    trainer.restore(str(tmp_path))
