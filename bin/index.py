@@ -80,24 +80,15 @@ def _load_index():
 
 
 def _search() -> None:
-  from cbir_jax import atomic  # pylint: disable=import-outside-toplevel
-  from cbir_jax.index import BinaryIndex  # pylint: disable=import-outside-toplevel
-  from cbir_jax.kernels import pack_bits  # pylint: disable=import-outside-toplevel
-  index = _load_index()
-  q = _load_npy(_QUERIES)
-  if isinstance(index, BinaryIndex) and q.dtype == np.bool_:
-    q = pack_bits(q)
-  d, i = index.search(q, _K.value)
-  result = {"D": d, "I": i}
-  labels = index.metadata.get("labels")
-  if labels is not None:
-    from cbir_jax.eval import protocol  # pylint: disable=import-outside-toplevel
-    result["L"] = np.asarray(labels, np.int64)[protocol.ids_to_positions(index.ids, i)]
+  from cbir_jax import jobs  # pylint: disable=import-outside-toplevel
+  if not _INDEX.value:
+    _fail("--index is required")
+  _load_npy(_QUERIES)  # Exists and is a readable .npy.
+  result = jobs.search_index_file(_INDEX.value, _QUERIES.value, _K.value, out=_OUT.value)
   if _OUT.value:
-    with atomic.atomic_write(_OUT.value, "wb") as f:
-      np.savez(f, **result)
-    print(f"wrote {', '.join(result)} ({q.shape[0]} x {_K.value}) to {_OUT.value}")
-  for row in range(min(_SHOW.value, q.shape[0])):
+    print(f"wrote {', '.join(result)} ({result['I'].shape[0]} x {_K.value}) to {_OUT.value}")
+  d, i = result["D"], result["I"]
+  for row in range(min(_SHOW.value, i.shape[0])):
     hits = ", ".join(f"{int(ii)}:{dd:.4g}" for ii, dd in zip(i[row], d[row]))
     print(f"query {row}: {hits}")
 

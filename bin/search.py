@@ -36,48 +36,21 @@ _WEIGHTS = flags.DEFINE_string(
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Queries per search call with --query_features.")
 
 
-def _rss_mib() -> float:
-  """Current resident set size of this process in MiB (Linux /proc; else peak via resource)."""
-  try:
-    with open("/proc/self/statm", encoding="ascii") as f:
-      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-  except OSError:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _serve_features(out: str) -> None:
   """--query_features mode: batched search loop with RSS at start, after warm-up and at end."""
-  import numpy as np
-  from tqdm import tqdm
-  from cbir_jax import atomic, query
-  from cbir_jax.index import load_index
+  from cbir_jax import query  # pylint: disable=import-outside-toplevel
+  launch.load_npy("search", "query_features", _QUERY_FEATURES.value, mmap=True)  # Readable.
   try:
-    index = load_index(_INDEX.value)
-  except (ValueError, FileNotFoundError, OSError) as e:
+    served = query.serve_query_file(_INDEX.value, _QUERY_FEATURES.value, _K.value, out,
+                                    batch_size=_BATCH.value, progress=sys.stderr.isatty())
+  except (ValueError, TypeError, FileNotFoundError, OSError) as e:
     _fail(str(e))
-  queries = launch.load_npy("search", "query_features", _QUERY_FEATURES.value, mmap=True)
-  rss = {"start": _rss_mib()}
-  bar = tqdm(total=len(queries), unit="query", disable=not sys.stderr.isatty())
-  def on_batch(done: int) -> None:
-    if "warm" not in rss:
-      rss["warm"] = _rss_mib()  # after the first batch: index on device, search compiled
-    bar.update(done - bar.n)
-  try:
-    distances, ids = query.search_in_batches(index, np.asarray(queries), _K.value,
-                                                _BATCH.value, on_batch)
-  except (ValueError, TypeError) as e:
-    _fail(str(e))
-  bar.close()
-  rss["end"] = _rss_mib()
-  os.makedirs(out, exist_ok=True)
-  path = os.path.join(out, "ranking.npz")
-  with atomic.atomic_write(path, "wb") as f:
-    np.savez(f, D=distances, I=ids)
-  print(f"served {len(queries)} queries in batches of {_BATCH.value} against {len(index)} "
-        f"vectors; RSS MiB: start {rss['start']:.1f}, after first batch {rss['warm']:.1f}, "
-        f"end {rss['end']:.1f} (growth after warm-up {rss['end'] - rss['warm']:+.1f})")
-  print(f"outputs in {out}:\n  ranking {path}")
+  rss = served.rss_mib
+  print(f"served {served.queries} queries in batches of {_BATCH.value} against "
+        f"{served.index_size} vectors; RSS MiB: start {rss['start']:.1f}, after first batch "
+        f"{rss['warm']:.1f}, end {rss['end']:.1f} (growth after warm-up "
+        f"{rss['end'] - rss['warm']:+.1f})")
+  print(f"outputs in {out}:\n  ranking {served.path}")
 
 
 def _fail(message: str) -> None:

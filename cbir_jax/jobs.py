@@ -250,6 +250,25 @@ def build_index(features: str, out: str, *, ids: np.ndarray | None = None,
   return index
 
 
+def search_index_file(index_path: str, queries: str, k: int, *, out: str | None = None
+                      ) -> dict[str, np.ndarray]:
+  """{"D", "I" (ids), and "L" (labels of the hits) when the index knows labels} of a .npy of
+  queries (float, uint32 codes or bool bits, as the index); saved to `out` (.npz) atomically."""
+  index = load_index(index_path)
+  q = np.load(queries)
+  if isinstance(index, BinaryIndex) and q.dtype == np.bool_:
+    q = np.asarray(pack_bits(q))
+  d, i = index.search(q, k)
+  result = {"D": d, "I": i}
+  labels = index.metadata.get("labels")
+  if labels is not None:
+    result["L"] = np.asarray(labels, np.int64)[protocol.ids_to_positions(index.ids, i)]
+  if out:
+    with atomic.atomic_write(out, "wb") as f:
+      np.savez(f, **result)
+  return result
+
+
 # --------------------------------------------------------------------------------- evaluation
 
 

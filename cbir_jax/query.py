@@ -370,3 +370,49 @@ def search_in_batches(index: FloatIndex | BinaryIndex, queries: np.ndarray, k: i
     if on_batch is not None:
       on_batch(start + m)
   return np.concatenate(distances), np.concatenate(ids)
+
+
+@dataclasses.dataclass
+class ServedQueries:
+  queries: int
+  index_size: int
+  rss_mib: dict[str, float]   # "start", "warm" (after the first batch), "end"
+  path: str                   # ranking.npz with D and I
+
+
+def _rss_mib() -> float:
+  """Current resident set size of this process in MiB (Linux /proc; else peak via resource)."""
+  try:
+    with open("/proc/self/statm", encoding="ascii") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+  except OSError:
+    import resource  # pylint: disable=import-outside-toplevel
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def serve_query_file(index_path: str, queries_path: str, k: int, out_dir: str, *,
+                     batch_size: int = 100, progress: bool = False) -> ServedQueries:
+  """Searches a .npy of query vectors (or codes) `batch_size` at a time like a server loop
+  (`search_in_batches`), recording resident memory at the start, after the first batch and at
+  the end; writes `out_dir/ranking.npz` (D, I) atomically."""
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  index = load_index(index_path)
+  queries = np.load(queries_path, mmap_mode="r")
+  rss = {"start": _rss_mib()}
+  bar = tqdm(total=len(queries), unit="query", disable=not progress)
+
+  def on_batch(done: int) -> None:
+    if "warm" not in rss:
+      rss["warm"] = _rss_mib()  # After the first batch: index on device, search compiled.
+    bar.update(done - bar.n)
+
+  try:
+    distances, ids = search_in_batches(index, np.asarray(queries), k, batch_size, on_batch)
+  finally:
+    bar.close()
+  rss["end"] = _rss_mib()
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, "ranking.npz")
+  with atomic.atomic_write(path, "wb") as f:
+    np.savez(f, D=distances, I=ids)
+  return ServedQueries(len(queries), len(index), rss, path)

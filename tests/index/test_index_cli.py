@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 # Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
 pytestmark = pytest.mark.slow

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 # Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 # Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
 pytestmark = pytest.mark.slow
 
