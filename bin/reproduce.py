@@ -8,7 +8,9 @@
 Experiments are the files configs/experiments/<name>.py (`get_config(arg)`; the docstring of
 each holds its commands): corel_paper, corel_heldout, cifar10_schemes, caltech256_schemes.
 Every stage is skipped when its outputs exist in the workdir (training resumes from its newest
-orbax checkpoint), so an interrupted run continues where it stopped. Writes to the workdir:
+orbax checkpoint), so an interrupted run continues where it stopped. --seeds=0,1,2 runs the whole
+experiment once per seed (models, data order, subsets and validation carve all reseeded; each in
+<workdir>/seed_<s>) and reports every number as mean ± std over the seeds. Writes to the workdir:
 train/<tag>/ (checkpoints, metrics), features/*.npy, results.json, results.md and PNG figures.
 """
 
@@ -25,6 +27,8 @@ _EXPERIMENT = flags.DEFINE_string(
     "corel_heldout, cifar10_schemes, caltech256_schemes; e.g. corel_paper:cpu.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory; an existing one is resumed.")
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke-test scale: tiny images, a few steps.")
+_SEEDS = flags.DEFINE_list("seeds", [], "Seeds to run (each in <workdir>/seed_<s>, resumable), "
+                           "reported as mean ± std; empty: the config's seed, in <workdir>.")
 flags.mark_flags_as_required(["experiment", "workdir"])
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,6 +66,12 @@ def main(argv) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; all options are --flags")
   try:
+    seeds = [int(x) for x in _SEEDS.value]
+  except ValueError:
+    _fail(f"--seeds must be comma-separated ints, got {','.join(_SEEDS.value)!r}")
+  if len(set(seeds)) != len(seeds):
+    _fail(f"--seeds must be distinct, got {','.join(_SEEDS.value)}")
+  try:
     config = load_experiment(_EXPERIMENT.value, _QUICK.value)
   except (ValueError, FileNotFoundError) as e:
     _fail(f"bad --experiment={_EXPERIMENT.value}: {e}")
@@ -77,7 +87,8 @@ def main(argv) -> None:
 
   from cbir_jax import experiments  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  summary = experiments.run_experiment(config, workdir)
+  summary = (experiments.run_seeds(config, workdir, seeds) if seeds
+             else experiments.run_experiment(config, workdir))
   print(summary["markdown"])
   print(f"{config.name} ({config.scale} scale) finished in {time.perf_counter() - start:.1f} s; "
         f"outputs in {workdir}:")

@@ -96,3 +96,24 @@ def test_bad_experiment_and_missing_data_fail_clearly(tmp_path):
   proc = _reproduce("--experiment=caltech256_schemes", f"--workdir={tmp_path}",
                     tfds_dir=tmp_path, CBIR_SHARED_DATASETS=str(empty))
   assert proc.returncode == 2 and "256_ObjectCategories" in proc.stderr
+
+
+def test_quick_heldout_chooses_on_validation_over_two_seeds(tmp_path, corel_folder):
+  workdir = tmp_path / "h"
+  proc = _reproduce(f"--experiment=corel_heldout:data={corel_folder}", "--quick",
+                    f"--workdir={workdir}", "--seeds=0,1", tfds_dir=tmp_path / "tfds")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "mean ± std over seeds 0, 1" in proc.stdout
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["seeds"] == [0, 1] and set(results["runs"]) == {"0", "1"}
+  mean = results["aggregate"]["mean"]["table1"]["AL"]["metrics"]["paper_map@5"]
+  runs = [results["runs"][s]["table1"]["AL"]["metrics"]["paper_map@5"] for s in ("0", "1")]
+  assert mean == pytest.approx(np.mean(runs))
+  for seed in ("0", "1"):
+    choice = results["runs"][seed]["fusion_choice"]
+    assert choice["chosen_by"].startswith("validation mAP") and choice["variant"]
+    # 10 classes x 3 database images: 1 per class is carved out for validation.
+    assert results["runs"][seed]["table1"]["AL"]["database_size"] == 20
+  proc = _reproduce(f"--experiment=corel_heldout:data={corel_folder}", "--quick",
+                    f"--workdir={tmp_path / 'x'}", "--seeds=0,0", tfds_dir=tmp_path / "tfds")
+  assert proc.returncode == 2 and "--seeds must be distinct" in proc.stderr
