@@ -4,29 +4,33 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+import numpy as np
 
-matplotlib.use("Agg")  # files only; never needs a display.
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cbir_jax import atomic  # noqa: E402
+from cbir_jax import atomic
 
 _GOOD = "#1a9850"
 _BAD = "#d73027"
 
 
-def _save_atomic(fig: plt.Figure, path: str, dpi: int) -> str:
+def _figure(**kwargs) -> Figure:
+  """A figure drawn by Agg (PNG files, no display). Built without pyplot, so no backend is
+  chosen or switched (a notebook's backend is left alone) and no figure stays registered."""
+  fig = Figure(**kwargs)
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _save_atomic(fig: Figure, path: str, dpi: int) -> str:
   """Writes `fig` as PNG to `path` atomically (cbir_jax.atomic); returns the path."""
-  try:
-    with atomic.atomic_write(path, "wb") as f:
-      fig.savefig(f, dpi=dpi, format="png", bbox_inches="tight")
-  finally:
-    plt.close(fig)
+  with atomic.atomic_write(path, "wb") as f:
+    fig.savefig(f, dpi=dpi, format="png", bbox_inches="tight")
   return path
 
 
-def _show(ax: plt.Axes, image: np.ndarray) -> None:
+def _show(ax: Axes, image: np.ndarray) -> None:
   img = np.asarray(image)
   if img.ndim == 3 and img.shape[-1] == 1:
     img = img[..., 0]
@@ -35,7 +39,7 @@ def _show(ax: plt.Axes, image: np.ndarray) -> None:
   ax.set_yticks([])
 
 
-def _border(ax: plt.Axes, color: str, width: float = 4.0) -> None:
+def _border(ax: Axes, color: str, width: float = 4.0) -> None:
   for spine in ax.spines.values():
     spine.set_edgecolor(color)
     spine.set_linewidth(width)
@@ -61,8 +65,8 @@ def contact_sheet(path: str, query_images: np.ndarray, query_labels: np.ndarray,
   q, k = np.asarray(result_labels).shape
   name = (lambda c: class_names[c] if class_names is not None and 0 <= c < len(class_names)
           else str(c))
-  fig, axes = plt.subplots(q, k + 1, figsize=(1.3 * (k + 1), 1.55 * q), squeeze=False,
-                           layout="constrained")
+  fig = _figure(figsize=(1.3 * (k + 1), 1.55 * q), layout="constrained")
+  axes = fig.subplots(q, k + 1, squeeze=False)
   for i in range(q):
     ax = axes[i, 0]
     _show(ax, query_images[i])
@@ -91,7 +95,8 @@ def curves(path: str, x: np.ndarray, series: Mapping[str, np.ndarray], *, xlabel
 
   `reference` series (e.g. a paper's published numbers) are drawn dashed.
   """
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  fig = _figure(figsize=(5.5, 3.8))
+  ax = fig.subplots()
   for label, y in series.items():
     ax.plot(x, y, marker="o" if len(x) <= 20 else None, label=label)
   for label, y in (reference or {}).items():
@@ -108,7 +113,8 @@ def curves(path: str, x: np.ndarray, series: Mapping[str, np.ndarray], *, xlabel
 def pr_curves(path: str, curves_by_name: Mapping[str, tuple[np.ndarray, np.ndarray]],
               title: str = "", dpi: int = 110) -> str:
   """Precision (y) against recall (x) for each named (precision, recall) pair."""
-  fig, ax = plt.subplots(figsize=(5, 4))
+  fig = _figure(figsize=(5, 4))
+  ax = fig.subplots()
   for label, (precision, recall) in curves_by_name.items():
     ax.plot(recall, precision, label=label)
   ax.set_xlabel("recall")

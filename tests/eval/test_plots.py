@@ -27,3 +27,25 @@ def test_curves_and_pr(tmp_path):
   for name in ("c.png", "pr.png"):
     with Image.open(tmp_path / name) as im:
       assert im.format == "PNG"
+
+
+def test_import_leaves_the_matplotlib_backend_alone():
+  # A fresh interpreter whose backend is set by the user (as a notebook's would be): importing
+  # the module and writing a figure must not switch it.
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  script = (
+      "import matplotlib, tempfile, os, numpy as np\n"
+      "matplotlib.use('svg')\n"
+      "from cbir_jax.eval import plots\n"
+      "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+      "d = tempfile.mkdtemp()\n"
+      "plots.curves(os.path.join(d, 'c.png'), np.arange(3), {'a': np.arange(3)}, xlabel='x',"
+      " ylabel='y')\n"
+      "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+      "import matplotlib.pyplot as plt\n"
+      "assert plt.get_fignums() == [], plt.get_fignums()\n"
+      "print('OK')\n")
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
