@@ -23,8 +23,9 @@ _DEFAULTS = {
     "eps": 1e-8,
     "weight_decay": 0.0,
     "schedule": "constant",
-    "warmup_steps": 0,
-    "decay_boundaries": (0.5, 0.75),   # "step": fractions of the post-warmup steps.
+    "warmup_steps": 0,                  # linear warmup length in steps, or
+    "warmup_fraction": 0.0,             # ... as a fraction of the run's total steps (not both).
+    "decay_boundaries": (0.5, 0.75),   # "step": fractions of the run's TOTAL steps.
     "decay_factor": 0.1,                # "step": lr multiplier at each boundary.
     "end_learning_rate_factor": 0.0,    # "cosine": final lr = factor * learning_rate.
     "grad_clip_norm": 0.0,              # <= 0: no clipping.
@@ -40,15 +41,47 @@ def _fields(opt_config: Mapping[str, Any] | Any) -> dict[str, Any]:
   return {**_DEFAULTS, **given}
 
 
-def make_schedule(opt_config: Mapping[str, Any] | Any, total_steps: int) -> optax.Schedule:
-  """Learning rate as a function of the step: linear warmup, then constant / cosine / step.
+def warmup_length(opt_config: Mapping[str, Any] | Any, total_steps: int) -> int:
+  """Warmup steps of a run of `total_steps`: `warmup_steps`, or `round(warmup_fraction *
+  total_steps)` (Python's round; a short run gets a short warmup).
 
-  Warmup goes linearly from 0 to `learning_rate` over `warmup_steps`. After it:
+  Raises:
+    ValueError: both fields set (> 0), a fraction outside [0, 1), negative steps, or a warmup
+      that is not shorter than the run.
+  """
+  c = _fields(opt_config)
+  total_steps = int(total_steps)
+  steps, fraction = int(c["warmup_steps"]), float(c["warmup_fraction"])
+  if steps > 0 and fraction > 0:
+    raise ValueError(f"set optimizer.warmup_steps ({steps}) or optimizer.warmup_fraction "
+                     f"({fraction}), not both")
+  if not 0 <= fraction < 1:
+    raise ValueError(f"optimizer.warmup_fraction must be in [0, 1), got {fraction}")
+  warmup = int(round(fraction * total_steps)) if fraction > 0 else steps
+  if not 0 <= warmup < total_steps:
+    raise ValueError(f"optimizer.warmup_steps must be in [0, {total_steps}) (the number of "
+                     f"training steps), got {warmup}")
+  return warmup
+
+
+def make_schedule(opt_config: Mapping[str, Any] | Any, total_steps: int) -> optax.Schedule:
+  """Learning rate as a function of the step, laid out on the run's TOTAL step count.
+
+  Warmup goes linearly from 0 to `learning_rate` over `warmup_length(...)` steps
+  (`warmup_steps`, or `warmup_fraction` of `total_steps`). After it:
     constant: `learning_rate`.
     cosine: cosine decay from `learning_rate` to `end_learning_rate_factor * learning_rate` at
-      `total_steps`.
-    step: `learning_rate * decay_factor ** i` after the i-th boundary; boundaries are the
-      fractions `decay_boundaries` of the post-warmup steps (ImageNet-style 0.1x drops).
+      `total_steps`; the whole schedule equals `optax.warmup_cosine_decay_schedule(0,
+      learning_rate, warmup, total_steps, end_learning_rate_factor * learning_rate)`. With
+      `warmup_fraction` it is a one-cycle-style ramp up and cosine down whose shape does not
+      depend on the run's length (the option for short CPU runs).
+    step: `learning_rate * decay_factor ** i` from the i-th boundary on; the boundaries are
+      `round(f * total_steps)` for the fractions f in `decay_boundaries`, i.e. fractions of the
+      whole run, warmup included (ImageNet-style 0.1x drops). The peak rate holds from the end
+      of warmup to the first boundary: with `warmup_fraction=0.05` and boundaries (1/3, 2/3),
+      steps 8-49 of a 150-step run, 45-299 of a 900-step one.
+      (Before 2026-11-28 the boundaries were fractions of the post-warmup steps, so a fixed
+      warmup of 50 steps left a 150-step run 33 steps at the peak; issue 21.)
 
   Args:
     opt_config: the `optimizer` config section (ConfigDict or mapping).
@@ -58,32 +91,40 @@ def make_schedule(opt_config: Mapping[str, Any] | Any, total_steps: int) -> opta
     An optax schedule `step -> float32 learning rate`.
 
   Raises:
-    ValueError: unknown schedule, negative warmup or learning rate, warmup >= total_steps.
+    ValueError: unknown schedule, bad warmup (see `warmup_length`), negative learning rate,
+      boundaries that are not increasing fractions in (0, 1) or fall inside the warmup.
   """
   c = _fields(opt_config)
   total_steps = int(total_steps)
   lr = float(c["learning_rate"])
-  warmup = int(c["warmup_steps"])
   if total_steps < 1:
     raise ValueError(f"total_steps must be >= 1, got {total_steps}")
   if lr < 0:
     raise ValueError(f"optimizer.learning_rate must be >= 0, got {lr}")
-  if not 0 <= warmup < total_steps:
-    raise ValueError(f"optimizer.warmup_steps must be in [0, {total_steps}) (the number of "
-                     f"training steps), got {warmup}")
   if c["schedule"] not in SCHEDULES:
     raise ValueError(f"unknown optimizer.schedule {c['schedule']!r}; valid: {list(SCHEDULES)}")
-  rest = total_steps - warmup
+  warmup = warmup_length(c, total_steps)
   if c["schedule"] == "constant":
     main = optax.constant_schedule(lr)
   elif c["schedule"] == "cosine":
-    main = optax.cosine_decay_schedule(lr, rest, alpha=float(c["end_learning_rate_factor"]))
+    # What optax.warmup_cosine_decay_schedule builds, but with alpha given directly (its
+    # end_value / peak_value may differ from the factor in the last bit) and no zero-length
+    # warmup piece: the same floats as before the schedules moved to total steps.
+    main = optax.cosine_decay_schedule(lr, total_steps - warmup,
+                                       alpha=float(c["end_learning_rate_factor"]))
   else:
     fractions = tuple(float(f) for f in c["decay_boundaries"])
     if any(not 0 < f < 1 for f in fractions) or list(fractions) != sorted(fractions):
       raise ValueError("optimizer.decay_boundaries must be increasing fractions in (0, 1), got "
                        f"{fractions}")
-    boundaries = {max(1, int(round(f * rest))): float(c["decay_factor"]) for f in fractions}
+    steps = [int(round(f * total_steps)) for f in fractions]
+    if steps and steps[0] <= warmup:
+      raise ValueError(f"optimizer.decay_boundaries {fractions} of {total_steps} steps put a "
+                       f"drop at step {steps[0]}, inside the {warmup}-step warmup; use a "
+                       "shorter warmup (e.g. warmup_fraction) or later boundaries")
+    boundaries = {}
+    for step in steps:  # fractions that round to the same step multiply there
+      boundaries[step - warmup] = boundaries.get(step - warmup, 1.0) * float(c["decay_factor"])
     main = optax.piecewise_constant_schedule(lr, boundaries)
   if warmup == 0:
     return main
