@@ -45,6 +45,7 @@ def main(argv) -> None:
   if not flags.FLAGS["verbosity"].present:  # library INFO logs (orbax, ...) only on request
     logging.set_verbosity(logging.WARNING)
   from cbir_jax import demo  # after flag parsing: keeps --help fast
+  from cbir_jax.data import datasets
   try:
     config = _CONFIG.value  # config_flags applies --config.<field> overrides only here
   except (KeyError, AttributeError, ValueError, TypeError, OSError) as e:
@@ -53,11 +54,13 @@ def main(argv) -> None:
     with config.unlocked():
       config.dataset.name = _DATASET.value
   try:  # Every field, before any training (a bad image_size must not fail after the run).
+    datasets.check_dataset_config(config.dataset)  # An unknown name first, then:
+    if config.dataset.name != "digits" and not config.dataset.manual_dir:
+      raise ValueError(f"dataset {config.dataset.name!r} needs "
+                       "--config.dataset.manual_dir=<folder>")
     demo.check_config(config)
   except (ValueError, TypeError) as e:
     _fail(str(e))
-  if config.dataset.name != "digits" and not config.dataset.manual_dir:
-    _fail(f"dataset {config.dataset.name!r} needs --config.dataset.manual_dir=<folder>")
   workdir = launch.output_dir("demo", "workdir", _WORKDIR.value)
   result = demo.run_demo(config, workdir)
 
