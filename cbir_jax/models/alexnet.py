@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cbir_jax.models import conv, outputs
+from cbir_jax.models import conv, dense, outputs
 from cbir_jax.models.pooling import adaptive_avg_pool, max_pool
 
 
@@ -84,8 +84,8 @@ class AlexNet(nn.Module):
     # winograd_conv: on CPU, conv2-conv5 (stride 1, 5x5 and 3x3) as Winograd convolutions
     # (models.conv); conv1 (3 input channels, stride 4) and other devices lax; same parameters.
     ckw = dict(kw, conv_general_dilated=conv.winograd_conv)
-    # dense_dot_general: fc6-fc8 as width-1 1-D convolutions on CPU (models.conv), lax elsewhere.
-    dkw = dict(kw, dot_general=conv.dense_dot_general)
+    # dense_dot_general: fc6-fc8 as width-1 1-D convolutions on CPU (models.dense), lax elsewhere.
+    dkw = dict(kw, dot_general=dense.dense_dot_general)
     pool = lambda y: max_pool(y, (3, 3), strides=(2, 2), padding="VALID")
     x = jnp.asarray(x, self.dtype)
     if self.small_input:

@@ -1,24 +1,25 @@
-"""Drop-in `conv_general_dilated`s for XLA:CPU: `shift_conv`, `row_conv` and `winograd_conv`.
+"""CPU formulations of `conv_general_dilated`: `shift_conv`, `row_conv` and `winograd_conv`.
 
-`shift_conv`: convolution by shifted multiply-adds, for layers with very few channels.
+Each is a drop-in `lax.conv_general_dilated` for `flax.linen.Conv(conv_general_dilated=...)`:
+same arguments, same values and gradients to float32 rounding, same parameters. Each chooses its
+formulation by the LOWERING platform (`lax.platform_dependent`, as `kernels.euclidean` does):
+lowered for the CPU, a convolution it serves runs as below; lowered for a GPU or TPU (or any
+convolution outside its range) it is lax's own convolution. The choice is made per lowering, so
+a function traced on one host and lowered or exported for another gets that platform's code.
+Measurements behind each choice: docs/BENCHMARKS.md, "CPU formulations of models/conv.py and
+models/dense.py" and the training sections it points to.
 
-XLA:CPU runs a convolution with 3 input and 6 output channels (LeNet-L's C1 at 384x256) at under
-10 GFLOP/s. The same sum written as kh * kw * c_in shifted multiply-adds is one vectorised loop,
-but only while nothing else joins its fusion: fused with the activation after it, XLA:CPU emits
-scalar code (measured 8x slower), and `optimization_barrier` does not stop that on CPU. So the
-sum runs one block of output rows at a time under `lax.map`, whose loop body is a computation
-of its own (blocks of rows, not images, so that a batch sharded over devices stays sharded).
-Measured on this project's 2-core machine, batch 16 at 256x384, 5x5, 3 -> 6 channels: forward
-with tanh and 2x2 average pooling 164 -> 69 ms; gradient of the weights through all of it
-226 -> 121 ms. `shift_conv` is a drop-in `conv_general_dilated` for
-`flax.linen.Conv(conv_general_dilated=shift_conv)`; its gradients are XLA's own convolution
-gradients (custom VJP), so only the forward pass changes, equal to float rounding.
+`shift_conv`: convolution by shifted multiply-adds, for layers with very few channels (LeNet-L's
+C1: 3 -> 6 channels, 5x5), which XLA:CPU's convolution runs slowly. The sum, kh * kw * c_in
+shifted multiply-adds, is one vectorised loop only while nothing else joins its fusion (fused
+with the activation after it, XLA:CPU emits scalar code, and `optimization_barrier` does not stop
+that on CPU), so it runs one block of output rows at a time under `lax.map`, whose loop body is a
+computation of its own (blocks of rows, not images, so that a batch sharded over devices stays
+sharded). Its gradients are XLA's own convolution gradients (custom VJP).
 
-`row_conv`, for everything with more channels: in jax 0.10.2 XLA:CPU hands 2-D float32
-convolutions with more than 16 input or output channels to YNNPACK, and keeps 1-D ones (and
-smaller 2-D ones) for its Eigen convolution, which on this project's 2-core machine is faster
-for the same sums (AlexNet conv2-conv5 forward + backward 1.0-1.5x, conv2's input gradient 2.3x;
-docs/BENCHMARKS.md, training section). `row_conv` stacks the kh (strided) row windows of the
+`row_conv`, for everything with more channels: XLA:CPU hands 2-D float32 convolutions with more
+than 16 input or output channels to YNNPACK and keeps 1-D ones for its Eigen convolution, which
+is faster for the same sums on small CPUs. `row_conv` stacks the kh (strided) row windows of the
 input on the channel axis, so the 2-D convolution becomes a 1-D convolution along the width over
 kh * c_in channels, with the kernel reshaped to match. Batch and output rows merge into the 1-D
 batch (batch-major, so a batch sharded over devices stays sharded). Gradients are autodiff's:
@@ -31,22 +32,16 @@ overlapping n x n tiles (n = m + r - 1, stride m), each tile and the kernel are 
 (B^T d B, G g G^T: sums of strided slices, elementwise), the n * n transformed planes are
 multiplied as one batched matrix product (planes, tiles, c_in) x (planes, c_in, c_out), and each
 product tile maps back to an m x m output tile (A^T M A). F(2x2, 3x3) needs 16 products per 4
-outputs instead of 36, F(3x3, 5x5) 49 per 9 instead of 225. On this project's machine AlexNet's
-conv2-conv5 forward + backward (the layers alone) took 343 ms instead of row_conv's 583 on 1
-core, 202 instead of 305 on 2 (docs/BENCHMARKS.md). The backward pass is written out (custom
-VJP) and reuses the transformed output gradient (dy planes): the weight gradient is one batched
-product planes^T x dy planes (contracting over tiles) and the transposed kernel transform, the
-input gradient one batched product dy planes x kernel planes^T and the transposed input
-transform (overlapping tiles summed).
+outputs instead of 36, F(3x3, 5x5) 49 per 9 instead of 225. The backward pass is written out
+(custom VJP) and reuses the transformed output gradient (dy planes): the weight gradient is one
+batched product planes^T x dy planes (contracting over tiles) and the transposed kernel
+transform, the input gradient one batched product dy planes x kernel planes^T and the transposed
+input transform (overlapping tiles summed).
 Tiles are batch-major on the products' row axis, so a batch sharded over devices stays sharded.
 Values and gradients equal lax's up to the transforms' float32 rounding: relative to the largest
 magnitude, ~1e-6 for F(2x2, 3x3) (like lax's own) and ~1e-5 for F(3x3, 5x5).
 
-`dense_dot_general`, a drop-in `lax.dot_general` for `flax.linen.Dense(dot_general=...)`: on CPU
-a float32 (batch, in) x (in, out) product runs as a 1-D convolution of width 1 (Eigen's
-contraction instead of YNNPACK's matrix product), and its input gradient as one more with the
-kernel as the input (w (in, 1, out) against dy^T); the weight gradient stays a dot. AlexNet's
-fc6 (9216 -> 4096, batch 16) forward + backward: 87.5 -> 75.7 ms on 1 core, 60.0 -> 43.0 on 2.
+The Dense-layer counterpart, `dense_dot_general`, is in `models/dense.py`.
 """
 
 import fractions
@@ -132,11 +127,13 @@ def _shift_conv_bwd(strides, pads, residuals, dy):
 _shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
 
 
-def _drop_in(fast):
-  """Wraps `fast(lhs, rhs, strides, padding, rhs_dilation) -> array | None` into a drop-in
-  `lax.conv_general_dilated` (same arguments) that tries `fast` on the CPU backend for 2-D
-  NHWC/HWIO float32 convolutions without input dilation, groups or a preferred element type,
-  and runs lax.conv_general_dilated for everything else and wherever `fast` returns None."""
+def _drop_in(plan):
+  """Wraps `plan(lhs, rhs, strides, padding, rhs_dilation) -> fn(lhs, rhs) | None` into a
+  drop-in `lax.conv_general_dilated` (same arguments). For 2-D NHWC/HWIO float32 convolutions
+  without input dilation, groups or a preferred element type, `plan` looks at the shapes (at
+  trace time) and returns the CPU formulation or None; where it returns one, the convolution is
+  `lax.platform_dependent(lhs, rhs, cpu=fn, default=<lax's convolution>)`, chosen when the
+  program is lowered. Everything else is lax.conv_general_dilated."""
 
   def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
                            padding: Any, lhs_dilation: Sequence[int] | None = None,
@@ -144,31 +141,34 @@ def _drop_in(fast):
                            dimension_numbers: Any = None, feature_group_count: int = 1,
                            batch_group_count: int = 1, precision: Any = None,
                            preferred_element_type: Any = None) -> jax.Array:
-    if (jax.default_backend() == "cpu" and  # GPUs and TPUs have fast convolutions
-        _nhwc_numbers(lhs.ndim, dimension_numbers) and feature_group_count == 1 and
+    def lax_conv(lhs, rhs):
+      return lax.conv_general_dilated(lhs, rhs, window_strides, padding,
+                                      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                                      dimension_numbers=dimension_numbers,
+                                      feature_group_count=feature_group_count,
+                                      batch_group_count=batch_group_count, precision=precision,
+                                      preferred_element_type=preferred_element_type)
+
+    if (_nhwc_numbers(lhs.ndim, dimension_numbers) and feature_group_count == 1 and
         batch_group_count == 1 and preferred_element_type is None and
         all(d == 1 for d in (lhs_dilation or ())) and lhs.dtype == rhs.dtype == jnp.float32):
-      out = fast(lhs, rhs, tuple(int(s) for s in window_strides), padding,
+      cpu = plan(lhs, rhs, tuple(int(s) for s in window_strides), padding,
                  tuple(int(d) for d in (rhs_dilation or (1, 1))))
-      if out is not None:
-        return out
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-                                    rhs_dilation=rhs_dilation,
-                                    dimension_numbers=dimension_numbers,
-                                    feature_group_count=feature_group_count,
-                                    batch_group_count=batch_group_count, precision=precision,
-                                    preferred_element_type=preferred_element_type)
+      if cpu is not None:
+        # GPUs and TPUs have fast convolutions: lax's own there.
+        return lax.platform_dependent(lhs, rhs, cpu=cpu, default=lax_conv)
+    return lax_conv(lhs, rhs)
 
   # The drop-in's name and docstring, but its own (lax's) signature: no functools.wraps.
   for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
-    setattr(conv_general_dilated, attr, getattr(fast, attr))
-  conv_general_dilated.fast = fast  # for drop-ins that defer to another one's fast path
+    setattr(conv_general_dilated, attr, getattr(plan, attr))
+  conv_general_dilated.plan = plan  # for drop-ins that defer to another one's CPU formulation
   return conv_general_dilated
 
 
 @_drop_in
 def shift_conv(lhs, rhs, strides, padding, dilation):
-  """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
+  """`lax.conv_general_dilated` with the same arguments. Lowered for the CPU, 2-D NHWC/HWIO
   float32 convolutions without dilation or groups and with at most MAX_TERMS terms per output
   run as shifted multiply-adds (see the module docstring); everything else runs as
   lax.conv_general_dilated.
@@ -176,7 +176,7 @@ def shift_conv(lhs, rhs, strides, padding, dilation):
   if dilation != (1, 1) or math.prod(rhs.shape[:-1]) > MAX_TERMS:
     return None
   pads = pooling.explicit_padding(lhs.shape, rhs.shape[:2], strides, padding)
-  return _shift_conv(lhs, rhs, strides, pads)
+  return lambda x, w: _shift_conv(x, w, strides, pads)
 
 
 # `row_conv` runs as a 1-D convolution from this many input channels on (fewer: lax, whose Eigen
@@ -201,7 +201,7 @@ def _row_conv(x, w, strides, pads, dilation):
 
 @_drop_in
 def row_conv(lhs, rhs, strides, padding, dilation):
-  """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
+  """`lax.conv_general_dilated` with the same arguments. Lowered for the CPU, 2-D NHWC/HWIO
   float32 convolutions without input dilation or groups, with a window of more than one
   element, at least ROW_MIN_CHANNELS input channels, non-negative padding and a padded input at
   least as large as the (dilated) window run as a 1-D convolution over stacked row windows (see
@@ -214,7 +214,7 @@ def row_conv(lhs, rhs, strides, padding, dilation):
   fits = all(n + lo + hi >= k for n, (lo, hi), k in zip(lhs.shape[1:3], pads, window))
   if not fits or min(itertools.chain(*pads)) < 0:
     return None
-  return _row_conv(lhs, rhs, strides, pads, dilation)
+  return lambda x, w: _row_conv(x, w, strides, pads, dilation)
 
 
 # `winograd_conv`'s output tile (m x m) per square window (r x r): F(2x2, 3x3) on 4x4 input tiles,
@@ -407,7 +407,7 @@ _winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
 
 @_drop_in
 def winograd_conv(lhs, rhs, strides, padding, dilation):
-  """`lax.conv_general_dilated` with the same arguments. On the CPU backend, 2-D NHWC/HWIO
+  """`lax.conv_general_dilated` with the same arguments. Lowered for the CPU, 2-D NHWC/HWIO
   float32 convolutions with stride 1, no dilation or groups, a square window of a size in
   WINOGRAD_TILES, at least ROW_MIN_CHANNELS input channels, non-negative padding and a padded
   input at least as large as the window run as Winograd F(m x m, r x r) convolutions (see the
@@ -416,53 +416,10 @@ def winograd_conv(lhs, rhs, strides, padding, dilation):
   r = rhs.shape[0]
   if (strides != (1, 1) or dilation != (1, 1) or rhs.shape[1] != r or r not in WINOGRAD_TILES or
       rhs.shape[2] < ROW_MIN_CHANNELS):
-    return row_conv.fast(lhs, rhs, strides, padding, dilation)
+    return row_conv.plan(lhs, rhs, strides, padding, dilation)
   pads = pooling.explicit_padding(lhs.shape, (r, r), strides, padding)
   if (min(itertools.chain(*pads)) < 0 or
       any(n + lo + hi < r for n, (lo, hi) in zip(lhs.shape[1:3], pads))):
-    return row_conv.fast(lhs, rhs, strides, padding, dilation)
-  return _winograd_conv(lhs, rhs, pads, WINOGRAD_TILES[r])
-
-
-_NWC = ("NWC", "WIO", "NWC")
-
-
-def _width_one_conv(lhs, rhs):
-  """(b, k) x (k, o) -> (b, o) as a 1-D convolution of width 1."""
-  return lax.conv_general_dilated(lhs[:, None], rhs[None], (1,), "VALID",
-                                  dimension_numbers=_NWC)[:, 0]
-
-
-@jax.custom_vjp
-def _conv_dense(x, w):
-  return _width_one_conv(x, w)
-
-
-def _conv_dense_fwd(x, w):
-  return _width_one_conv(x, w), (x, w)
-
-
-def _conv_dense_bwd(residuals, dy):
-  x, w = residuals
-  dx = _width_one_conv(w, dy.T).T  # w @ dy^T: the kernel streamed as the convolution's input
-  dw = lax.dot_general(x, dy, (((0,), (0,)), ((), ())))
-  return dx, dw
-
-
-_conv_dense.defvjp(_conv_dense_fwd, _conv_dense_bwd)
-
-
-def dense_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers: Any,
-                      precision: Any = None, preferred_element_type: Any = None) -> jax.Array:
-  """`lax.dot_general` with the same arguments. On the CPU backend a float32 (b, k) x (k, o)
-  product (what `flax.linen.Dense` asks for on 2-D inputs) runs as a 1-D convolution of width
-  one, with a custom backward pass (see the module docstring); everything else runs as
-  lax.dot_general. Values and gradients equal lax's to float32 rounding."""
-  numbers = tuple(tuple(tuple(int(d) for d in dims) for dims in part)
-                  for part in dimension_numbers)
-  if (jax.default_backend() == "cpu" and lhs.ndim == rhs.ndim == 2 and
-      numbers == (((1,), (0,)), ((), ())) and preferred_element_type is None and
-      lhs.dtype == rhs.dtype == jnp.float32):
-    return _conv_dense(lhs, rhs)
-  return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                         preferred_element_type=preferred_element_type)
+    return row_conv.plan(lhs, rhs, strides, padding, dilation)
+  m = WINOGRAD_TILES[r]
+  return lambda x, w: _winograd_conv(x, w, pads, m)

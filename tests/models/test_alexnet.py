@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cbir_jax.models import alexnet, conv, registry
+from cbir_jax.models import alexnet, conv, dense, registry
 
 
 def test_local_response_norm_matches_formula():
@@ -34,7 +34,7 @@ def test_lrn_field_changes_outputs_not_params(host_init):
 
 @pytest.mark.usefixtures("cpu_backend")
 def test_winograd_convs_keep_params_outputs_and_gradients(monkeypatch, host_init):
-  # conv2-conv5 run as models.conv.winograd_conv and fc6-fc8 through conv.dense_dot_general on
+  # conv2-conv5 run as models.conv.winograd_conv and fc6-fc8 through dense.dense_dot_general on
   # CPU: the same parameters (names, shapes), logits and gradients as with lax's convolution and
   # dot, to float32 rounding.
   model = alexnet.AlexNet(num_classes=5, widths=(16, 24, 32, 24, 16), hidden=32,
@@ -57,7 +57,7 @@ def test_winograd_convs_keep_params_outputs_and_gradients(monkeypatch, host_init
 
   convs, logits, grads = run()
   monkeypatch.setattr(conv, "winograd_conv", jax.lax.conv_general_dilated)
-  monkeypatch.setattr(conv, "dense_dot_general", jax.lax.dot_general)
+  monkeypatch.setattr(dense, "dense_dot_general", jax.lax.dot_general)
   assert jax.tree.map(jnp.shape, jax.eval_shape(model.init, jax.random.key(0), x)) == \
       jax.tree.map(jnp.shape, shapes)
   lax_convs, want_logits, want_grads = run()
