@@ -1,4 +1,5 @@
-"""models.conv.shift_conv: a drop-in conv_general_dilated, equal to lax's values and gradients."""
+"""models.conv: drop-in conv_general_dilated CPU formulations (shift_conv, row_conv, winograd_conv),
+equal to lax's values and gradients, chosen by the lowering platform."""
 
 import fractions
 import os
@@ -86,17 +87,53 @@ def test_flax_conv_jit_and_vmap():
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
-def _primitives(x, w):
+def _eqns(fn, *args, platform="cpu"):
+  """fn's top-level jaxpr equations, each `lax.platform_dependent` choice replaced by the
+  equations of the branch that a lowering for `platform` keeps."""
+  out = []
+
+  def walk(eqns):
+    for e in eqns:
+      platforms = e.params.get("branches_platforms") if str(e.primitive) == "cond" else None
+      if platforms is not None:
+        index = next(i for i, ps in enumerate(platforms) if ps is None or platform in ps)
+        walk(e.params["branches"][index].jaxpr.eqns)
+      elif str(e.primitive) != "platform_index":
+        out.append(e)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr.eqns)
+  return out
+
+
+def _primitives(x, w, platform="cpu"):
   fn = lambda a, b: _shift(a, b, (1, 1), "VALID")  # noqa: E731
-  return {str(e.primitive) for e in jax.make_jaxpr(fn)(x, w).jaxpr.eqns}
+  return {str(e.primitive) for e in _eqns(fn, x, w, platform=platform)}
 
 
-def test_shifted_path_only_on_cpu(monkeypatch):
+def test_shifted_path_only_on_cpu():
   x = jnp.ones((1, 8, 8, 3), jnp.float32)
   w = jnp.ones((3, 3, 3, 2), jnp.float32)
   assert "conv_general_dilated" not in _primitives(x, w)
-  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  assert "conv_general_dilated" in _primitives(x, w)
+  for platform in ("cuda", "rocm", "tpu"):
+    assert "conv_general_dilated" in _primitives(x, w, platform)
+
+
+@pytest.mark.parametrize("drop_in, window, c_in", [
+    ("shift_conv", 5, 3), ("row_conv", 3, 16), ("winograd_conv", 3, 16)])
+def test_lowering_platform_chooses_the_formulation(drop_in, window, c_in):
+  # One trace, lowered for each platform: the CPU lowering has the CPU formulation (no 2-D
+  # convolution), the GPU and TPU lowerings lax's convolution only; whatever jax.default_backend()
+  # says on the tracing host. Shapes only: nothing runs.
+  x = jax.ShapeDtypeStruct((2, 12, 10, c_in), jnp.float32)
+  w = jax.ShapeDtypeStruct((window, window, c_in, 6), jnp.float32)
+  fn = getattr(conv, drop_in)
+  traced = jax.jit(lambda a, b: jax.grad(lambda a, b: jnp.sum(fn(
+      a, b, (1, 1), "SAME", dimension_numbers=DN) ** 2), argnums=(0, 1))(a, b)).trace(x, w)
+  for platform in ("cpu", "cuda", "tpu"):
+    text = traced.lower(lowering_platforms=(platform,)).as_text()
+    two_d = sum("stablehlo.convolution" in line and line.endswith("-> tensor<2x12x10x6xf32>")
+                for line in text.splitlines())  # the forward 2-D convolution
+    assert (two_d == 0) == (platform == "cpu"), (platform, two_d)
 
 
 _SHARDED_SCRIPT = """
@@ -184,10 +221,11 @@ def test_row_conv_values_and_gradients_match_lax(shape, window, c_out, strides, 
   _check_vjp(fn, lambda a, b: _lax_dilated(a, b, strides, padding, dilation), x, w, 1e-5, rng)
 
 
-def _conv_ranks(fn, x, w):
-  """Spatial ranks of the convolutions in fn's jaxpr (2 for lax's 2-D conv, 1 for row_conv)."""
+def _conv_ranks(fn, x, w, platform="cpu"):
+  """Spatial ranks of the convolutions in fn's jaxpr as lowered for `platform` (2 for lax's 2-D
+  conv, 1 for row_conv)."""
   ranks = []
-  for eqn in jax.make_jaxpr(fn)(x, w).jaxpr.eqns:
+  for eqn in _eqns(fn, x, w, platform=platform):
     if str(eqn.primitive) == "conv_general_dilated":
       ranks.append(eqn.invars[0].aval.ndim - 2)
   return ranks
@@ -202,7 +240,7 @@ def test_row_conv_integer_valued_inputs_are_exact():
                                 np.asarray(_lax(x, w, (1, 1), "SAME")))
 
 
-def test_row_conv_falls_back_to_lax_outside_its_range(monkeypatch):
+def test_row_conv_falls_back_to_lax_outside_its_range():
   rng = np.random.default_rng(4)
   x = jnp.asarray(rng.standard_normal((1, 9, 9, 16), np.float32))
   w = jnp.asarray(rng.standard_normal((3, 3, 16, 8), np.float32))
@@ -228,8 +266,8 @@ def test_row_conv_falls_back_to_lax_outside_its_range(monkeypatch):
   grouped = lambda a, b: conv.row_conv(a, b[:, :, :8], (1, 1), "SAME",  # noqa: E731
                                        dimension_numbers=dn, feature_group_count=2)
   assert _conv_ranks(grouped, x, w) == [2]
-  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # GPUs/TPUs keep lax's conv
-  assert _conv_ranks(lambda a, b: _rows(a, b, (1, 1), "SAME"), x, w) == [2]
+  for platform in ("cuda", "tpu"):  # GPUs/TPUs keep lax's conv
+    assert _conv_ranks(lambda a, b: _rows(a, b, (1, 1), "SAME"), x, w, platform) == [2]
 
 
 def test_row_conv_flax_conv_jit_and_vmap():
@@ -286,9 +324,10 @@ def _wino(x, w, padding, **kwargs):
   return conv.winograd_conv(x, w, (1, 1), padding, dimension_numbers=dn, **kwargs)
 
 
-def _winograd_path(fn, *args) -> bool:
-  """Whether fn's jaxpr runs its convolution as Winograd (a batched dot_general, no conv)."""
-  eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns
+def _winograd_path(fn, *args, platform="cpu") -> bool:
+  """Whether fn's jaxpr, as lowered for `platform`, runs its convolution as Winograd (a batched
+  dot_general, no conv)."""
+  eqns = _eqns(fn, *args, platform=platform)
   calls = [e for e in eqns if "custom_vjp" in str(e.primitive)]
   return bool(calls) and not any(str(e.primitive) == "conv_general_dilated" for e in eqns)
 
@@ -339,7 +378,7 @@ def test_winograd_conv_integer_valued_inputs_3x3_are_exact():
                                 np.asarray(_lax(x, w, (1, 1), "SAME")))
 
 
-def test_winograd_conv_falls_back_outside_its_range(monkeypatch):
+def test_winograd_conv_falls_back_outside_its_range():
   rng = np.random.default_rng(7)
   x = jnp.asarray(rng.standard_normal((1, 9, 9, 16), np.float32))
   w = jnp.asarray(rng.standard_normal((3, 3, 16, 8), np.float32))
@@ -347,9 +386,9 @@ def test_winograd_conv_falls_back_outside_its_range(monkeypatch):
   assert _winograd_path(lambda a, b: _wino(a, b, "SAME"), x, w)
   assert _winograd_path(lambda a, b: _wino(a, b, "SAME"), x, jnp.tile(w, (2, 2, 1, 1))[:5, :5])
 
-  def check(fn, *args, ranks):  # not Winograd; row_conv (rank 1) or lax (rank 2), same values
-    assert not _winograd_path(fn, *args)
-    assert _conv_ranks(fn, *args) == ranks
+  def check(fn, *args, ranks, platform="cpu"):  # not Winograd; row_conv (rank 1) or lax (2)
+    assert not _winograd_path(fn, *args, platform=platform)
+    assert _conv_ranks(fn, *args, platform=platform) == ranks
 
   check(lambda a, b: conv.winograd_conv(a, b, (2, 2), "SAME", dimension_numbers=dn), x, w,
         ranks=[1])  # strided: row_conv
@@ -367,8 +406,8 @@ def test_winograd_conv_falls_back_outside_its_range(monkeypatch):
     np.testing.assert_allclose(
         np.asarray(conv.winograd_conv(x, w, strides, padding, dimension_numbers=dn)),
         np.asarray(_lax(x, w, strides, padding)), rtol=1e-5, atol=1e-5)
-  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # GPUs/TPUs keep lax's conv
-  check(lambda a, b: _wino(a, b, "SAME"), x, w, ranks=[2])
+  for platform in ("cuda", "tpu"):  # GPUs/TPUs keep lax's conv
+    check(lambda a, b: _wino(a, b, "SAME"), x, w, ranks=[2], platform=platform)
 
 
 def _check_second_order(plain, fast, params, x, tolerance):
@@ -406,87 +445,3 @@ def test_winograd_conv_batch_sharded_over_8_devices_stays_sharded():
       "(3, 3, 16, 24)", "(5, 5, 16, 24)")
   assert "winograd_conv" in script and "(5, 5, 16, 24)" in script
   _run_on_8_devices(script)
-
-
-# --- dense_dot_general: Dense layers' products as width-1 1-D convolutions. ---
-
-
-def _dense(x, w):
-  return conv.dense_dot_general(x, w, (((1,), (0,)), ((), ())))
-
-
-def _dense_path(fn, *args) -> bool:
-  eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns
-  return (any("custom_vjp" in str(e.primitive) for e in eqns) and
-          not any(str(e.primitive) == "dot_general" for e in eqns))
-
-
-@pytest.mark.parametrize("b,k,o", [(16, 37, 20), (1, 9, 5), (3, 64, 1)])
-def test_dense_dot_general_values_and_gradients_match_lax(b, k, o):
-  rng = np.random.default_rng(b * 100 + k + o)
-  x = jnp.asarray(rng.standard_normal((b, k), np.float32))
-  w = jnp.asarray(rng.standard_normal((k, o), np.float32))
-  assert _dense_path(_dense, x, w)
-  _check_vjp(_dense, lambda a, c: a @ c, x, w, 1e-5, rng)
-
-
-def test_dense_dot_general_falls_back_to_lax(monkeypatch):
-  rng = np.random.default_rng(9)
-  x = jnp.asarray(rng.standard_normal((4, 6), np.float32))
-  w = jnp.asarray(rng.standard_normal((6, 3), np.float32))
-  x3 = jnp.asarray(rng.standard_normal((2, 4, 6), np.float32))
-  others = [
-      (lambda a, c: conv.dense_dot_general(a, c, (((2,), (0,)), ((), ()))), (x3, w)),
-      (lambda a, c: conv.dense_dot_general(a, c, (((0,), (1,)), ((), ()))), (x.T, w.T)),
-      (lambda a, c: conv.dense_dot_general(a, c, (((1,), (0,)), ((), ())),
-                                           preferred_element_type=jnp.float32), (x, w)),
-      (lambda a, c: _dense(a.astype(jnp.float16), c.astype(jnp.float16)), (x, w)),
-  ]
-  for fn, args in others:
-    assert not _dense_path(fn, *args)
-  np.testing.assert_array_equal(np.asarray(others[0][0](x3, w)), np.asarray(x3 @ w))
-  assert _dense_path(_dense, x, w)
-  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # a new function: not cached
-  assert not _dense_path(lambda a, c: _dense(a, c), x, w)
-
-
-def test_dense_dot_general_flax_dense_jit_vmap_and_second_order():
-  rng = np.random.default_rng(10)
-  x = jnp.asarray(rng.standard_normal((3, 5, 12), np.float32))
-  plain = nn.Dense(7)
-  fast = nn.Dense(7, dot_general=conv.dense_dot_general)
-  params = plain.init(jax.random.PRNGKey(0), x[0])
-  assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.PRNGKey(0), x[0])) == \
-      jax.tree_util.tree_map(jnp.shape, params)
-  want = jax.vmap(lambda a: plain.apply(params, a))(x)
-  got = jax.jit(jax.vmap(lambda a: fast.apply(params, a)))(x)
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
-  _check_second_order(plain, fast, params, x[0], 1e-5)
-
-
-_DENSE_SHARDED_SCRIPT = """
-import numpy as np, jax, jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from cbir_jax.models import conv
-assert len(jax.devices()) == 8
-mesh = Mesh(np.array(jax.devices()), ("data",))
-rng = np.random.default_rng(0)
-x = jax.device_put(jnp.asarray(rng.standard_normal((16, 40)), jnp.float32),
-                   NamedSharding(mesh, P("data")))
-w = jnp.asarray(rng.standard_normal((40, 24)) * 0.1, jnp.float32)
-def loss(w, x, fn):
-  return jnp.sum(jnp.tanh(fn(x, w, (((1,), (0,)), ((), ())))) ** 2)
-grad = jax.jit(jax.grad(lambda w, x: loss(w, x, conv.dense_dot_general), argnums=(0, 1)))
-text = grad.lower(w, x).compile().as_text()
-assert "all-gather" not in text and "all-to-all" not in text, text
-got = grad(w, x)
-assert got[1].sharding.spec == P("data"), got[1].sharding
-want = jax.grad(lambda w, x: loss(w, x, jax.lax.dot_general), argnums=(0, 1))(w, np.asarray(x))
-for a, b in zip(got, want):
-  np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5 * np.abs(b).max())
-print("OK")
-"""
-
-
-def test_dense_dot_general_batch_sharded_over_8_devices_stays_sharded():
-  _run_on_8_devices(_DENSE_SHARDED_SCRIPT)
