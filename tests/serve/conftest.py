@@ -130,3 +130,21 @@ def corel_demo(tmp_path_factory) -> Path:
     if not (workdir / "binary.index").exists():
       _build_corel_demo(workdir, corel)
   return workdir
+
+
+@pytest.fixture(scope="module")
+def corel_service(corel_demo):
+  """(base URL of a uvicorn server on a free loopback port serving the Corel demo's float and
+  binary indexes, their searchers, the Corel folder)."""
+  from cbir_jax.serve import server  # pylint: disable=import-outside-toplevel
+  from cbir_jax.serve.app import ServeConfig, create_app  # pylint: disable=import-outside-toplevel
+  searchers = server.open_searchers([str(corel_demo / "float.index"),
+                                     str(corel_demo / "binary.index")])
+  app = create_app(searchers, ServeConfig(), warmup=True)
+  with server.running(app) as url:
+    yield url, searchers, config_util.shared_dataset("corel1k")
+
+
+def corel_file(corel: str, image_id: int, class_names: list[str]) -> Path:
+  """The Corel-1K file of an image id (class = id // 100)."""
+  return Path(corel) / class_names[image_id // 100] / f"{image_id}.jpg"
