@@ -59,6 +59,34 @@ def test_dfs_nets_at_paper_size(name, hw, dfs_dim, pool_dim):
   assert "head" not in variables["params"]["backbone"]
 
 
+# DFS-Nets at 1000 classes: params, params + batch_stats, and the DFS module's own params.
+# "fig2" (the default since 2026-11-28, issue 21): 1x1 compression to half the backbone's
+# channels, then 1x1 | 1x3+3x1 | 3x3 -> 3x1+1x3 | avg pool + 1x1; e.g. DFS-Net-R's module:
+# 2048*1024 + 1024*512 + 2*(1024*256*3) + 1024*256*9 + 2*(256*256*3) + 1024*512 weights + BN
+# scale/bias (2 per channel) = 7,477,760. "v1" (the layout before, per-branch 1x1 reductions):
+# the counts docs/MODELS.md has always listed (30,280,744 for DFS-Net-R).
+DFS_COUNTS = [
+    ("dfs_resnet50", (224, 224), "fig2", 33_034_792, 33_094_568, 7_477_760),
+    ("dfs_resnet50", (224, 224), "v1", 30_280_744, 30_338_984, 4_723_712),
+    ("dfs_inception_v3", (299, 299), "fig2", 31_295_112, 31_336_200, 7_477_760),
+    ("dfs_inception_v3", (299, 299), "v1", 28_541_064, 28_580_616, 4_723_712),
+    ("dfs_mobilenet_v2", (224, 224), "fig2", 6_427_432, 6_465_704, 2_922_560),
+    ("dfs_mobilenet_v2", (224, 224), "v1", 5_351_272, 5_388_584, 1_846_400),
+]
+
+
+@pytest.mark.parametrize("name,hw,layout,n_params,n_total,n_module", DFS_COUNTS)
+def test_dfs_net_counts(name, hw, layout, n_params, n_total, n_module):
+  variables, _, _ = _shapes(name, hw, layout=layout)
+  assert _count(variables["params"]) == n_params
+  assert _count(variables) == n_total
+  assert _count(variables["params"]["dfs"]) == n_module
+  if layout == "v1":  # v1 = backbone without its classifier + module + 2048/1280 -> 1000 head
+    backbone = {"dfs_resnet50": 25_557_032, "dfs_inception_v3": 23_817_352,
+                "dfs_mobilenet_v2": 3_504_872}[name]
+    assert n_params - n_module == backbone
+
+
 @pytest.mark.parametrize("name,kwargs", [
     ("alexnet", {"small_input": True}),
     ("resnet50", {"small_input": True}),
