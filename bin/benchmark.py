@@ -12,7 +12,7 @@ from absl import app
 
 from cbir_jax._bin import launch
 
-SUITES = ("search", "models", "train")
+SUITES = ("search", "models", "train", "serve")
 
 
 def run() -> None:
