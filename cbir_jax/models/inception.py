@@ -1,4 +1,5 @@
-"""InceptionV3, Keras layout (23,851,784 parameters + BN statistics, no aux head); `pool`."""
+"""InceptionV3, Keras layout (23,851,784 parameters + BN statistics, no aux head); `pool`;
+`variant="torchvision"` matches torchvision's inception_v3 exactly (imported weights)."""
 
 import functools
 from collections.abc import Sequence
@@ -42,8 +43,10 @@ class ConvBN(nn.Module):
     return nn.relu(x)
 
 
-def _avg_pool_same(x: jax.Array) -> jax.Array:
-  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding="SAME", count_include_pad=False)
+def _avg_pool_same(x: jax.Array, count_include_pad: bool = False) -> jax.Array:
+  """3x3/1 average pool, SAME; padding counted (torch's default) or not (TF/Keras)."""
+  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding="SAME",
+                     count_include_pad=count_include_pad)
 
 
 def _max_pool_valid(x: jax.Array) -> jax.Array:
@@ -55,13 +58,14 @@ class InceptionA(nn.Module):
 
   pool_features: int
   conv: ModuleDef
+  count_include_pad: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     b1 = self.conv(64, (1, 1))(x)
     b5 = self.conv(64, (5, 5))(self.conv(48, (1, 1))(x))
     b3 = self.conv(96, (3, 3))(self.conv(96, (3, 3))(self.conv(64, (1, 1))(x)))
-    bp = self.conv(self.pool_features, (1, 1))(_avg_pool_same(x))
+    bp = self.conv(self.pool_features, (1, 1))(_avg_pool_same(x, self.count_include_pad))
     return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
@@ -83,6 +87,7 @@ class InceptionC(nn.Module):
 
   channels_7x7: int
   conv: ModuleDef
+  count_include_pad: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -92,7 +97,7 @@ class InceptionC(nn.Module):
     bd = self.conv(c7, (1, 1))(x)
     for features, kernel in ((c7, (7, 1)), (c7, (1, 7)), (c7, (7, 1)), (192, (1, 7))):
       bd = self.conv(features, kernel)(bd)
-    bp = self.conv(192, (1, 1))(_avg_pool_same(x))
+    bp = self.conv(192, (1, 1))(_avg_pool_same(x, self.count_include_pad))
     return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
@@ -113,6 +118,7 @@ class InceptionE(nn.Module):
   """8x8 block with parallel 1x3/3x1 splits (Keras mixed9-10): 320 + 768 + 768 + 192 out."""
 
   conv: ModuleDef
+  count_include_pad: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -121,7 +127,7 @@ class InceptionE(nn.Module):
     b3 = jnp.concatenate([self.conv(384, (1, 3))(b3), self.conv(384, (3, 1))(b3)], axis=-1)
     bd = self.conv(384, (3, 3))(self.conv(448, (1, 1))(x))
     bd = jnp.concatenate([self.conv(384, (1, 3))(bd), self.conv(384, (3, 1))(bd)], axis=-1)
-    bp = self.conv(192, (1, 1))(_avg_pool_same(x))
+    bp = self.conv(192, (1, 1))(_avg_pool_same(x, self.count_include_pad))
     return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
@@ -168,6 +174,9 @@ class InceptionV3(nn.Module):
       adds 3,325,800 params + 1,792 batch statistics at 1000 classes.
     dropout_rate: dropout before the classifier in train mode (torchvision uses 0.5; Keras 0).
     small_input: CIFAR stem.
+    variant: "default" (Keras applications InceptionV3 exactly) or "torchvision"
+      (torchvision's inception_v3: BN with scale, +17,216 params; the 3x3 average pools of the
+      blocks count padding). Parameter names are the same; the aux head is ours in both.
     width: channel multiplier for every conv (1.0 = InceptionV3; tests use tiny widths).
     head: when False, `__call__(x, train)` returns the final feature map (used by DFS-Nets).
     dtype, param_dtype: computation and parameter dtypes; outputs are float32.
@@ -177,11 +186,13 @@ class InceptionV3(nn.Module):
   """
 
   ENDPOINTS: ClassVar[tuple[str, ...]] = ("pool",)
+  VARIANTS: ClassVar[tuple[str, ...]] = ("default", "torchvision")
 
   num_classes: int
   aux_logits: bool = False
   dropout_rate: float = 0.5
   small_input: bool = False
+  variant: str = "default"
   width: float = 1.0
   head: bool = True
   dtype: Any = jnp.float32
@@ -203,8 +214,11 @@ class InceptionV3(nn.Module):
                        f"{x.shape[1]}x{x.shape[2]}{hint}")
     if self.width <= 0:
       raise ValueError(f"width must be > 0, got {self.width}")
-    conv = functools.partial(ConvBN, width=self.width, train=train, dtype=self.dtype,
-                             param_dtype=self.param_dtype)
+    if self.variant not in self.VARIANTS:
+      raise ValueError(f"variant must be one of {self.VARIANTS}, got {self.variant!r}")
+    torch = self.variant == "torchvision"
+    conv = functools.partial(ConvBN, width=self.width, train=train, bn_scale=torch,
+                             dtype=self.dtype, param_dtype=self.param_dtype)
     x = jnp.asarray(x, self.dtype)
     stride = (1, 1) if self.small_input else (2, 2)
     x = conv(32, (3, 3), stride, padding="VALID")(x)
@@ -217,17 +231,17 @@ class InceptionV3(nn.Module):
     if not self.small_input:
       x = _max_pool_valid(x)
     for pool_features in (32, 64, 64):
-      x = InceptionA(pool_features, conv=conv)(x)
+      x = InceptionA(pool_features, conv=conv, count_include_pad=torch)(x)
     x = InceptionB(conv=conv)(x)
     for channels_7x7 in (128, 160, 160, 192):
-      x = InceptionC(channels_7x7, conv=conv)(x)
+      x = InceptionC(channels_7x7, conv=conv, count_include_pad=torch)(x)
     values = {}
     if self.aux_logits and self.head:
       values["aux"] = InceptionAux(self.num_classes, conv=conv, dtype=self.dtype,
                                    param_dtype=self.param_dtype, name="aux")(x)
     x = InceptionD(conv=conv)(x)
-    x = InceptionE(conv=conv)(x)
-    x = InceptionE(conv=conv)(x)
+    x = InceptionE(conv=conv, count_include_pad=torch)(x)
+    x = InceptionE(conv=conv, count_include_pad=torch)(x)
     if not self.head:
       return x
     pooled = jnp.mean(x, axis=(1, 2))

@@ -1,4 +1,5 @@
-"""MobileNetV2 (torchvision layout; width 1.0 = 3,504,872 parameters) with a `pool` endpoint."""
+"""MobileNetV2 (torchvision layout; width 1.0 = 3,504,872 parameters) with a `pool` endpoint;
+`variant="keras"` matches Keras applications' MobileNetV2 exactly (imported weights)."""
 
 import functools
 from collections.abc import Callable, Sequence
@@ -29,7 +30,8 @@ class InvertedResidual(nn.Module):
   """1x1 expand (if t > 1) -> 3x3 depthwise (stride) -> 1x1 linear projection, BN after each.
 
   `x: [b, h, w, c_in] -> [b, h / s, w / s, features]`; identity shortcut when stride is 1 and
-  c_in == features.
+  c_in == features. `strided_padding`: the depthwise conv's padding when strides > 1 (torch's
+  symmetric ((1, 1), (1, 1)), or "SAME" as Keras pads it: (0, 1) on even sizes).
   """
 
   features: int
@@ -38,6 +40,7 @@ class InvertedResidual(nn.Module):
   conv: ModuleDef
   norm: ModuleDef
   act: Callable[[jax.Array], jax.Array]
+  strided_padding: Any = ((1, 1), (1, 1))
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -46,7 +49,8 @@ class InvertedResidual(nn.Module):
     y = x
     if self.expansion != 1:
       y = self.act(self.norm()(self.conv(hidden, (1, 1))(y)))
-    y = self.conv(hidden, (3, 3), (self.strides, self.strides), padding=((1, 1), (1, 1)),
+    padding = self.strided_padding if self.strides > 1 else ((1, 1), (1, 1))
+    y = self.conv(hidden, (3, 3), (self.strides, self.strides), padding=padding,
                   feature_group_count=hidden)(y)
     y = self.act(self.norm()(y))
     y = self.norm()(self.conv(self.features, (1, 1))(y))
@@ -71,6 +75,9 @@ class MobileNetV2(nn.Module):
     last_channels: width of the final 1x1 conv before the width multiplier (>= 1.0 scales it).
     dropout_rate: dropout before the classifier in train mode (needs a "dropout" rng).
     small_input: stride-1 stem.
+    variant: "default" (torchvision's mobilenet_v2 exactly) or "keras" (Keras applications
+      MobileNetV2: stride-2 convs padded "SAME", i.e. (0, 1) on even sizes, BN epsilon 1e-3);
+      same parameters and names.
     head: when False, `__call__(x, train)` returns the final feature map
       `f32[b, h', w', last]` (used by DFS-Nets).
     dtype, param_dtype: computation and parameter dtypes; outputs are float32.
@@ -80,6 +87,7 @@ class MobileNetV2(nn.Module):
   """
 
   ENDPOINTS: ClassVar[tuple[str, ...]] = ("pool",)
+  VARIANTS: ClassVar[tuple[str, ...]] = ("default", "keras")
 
   num_classes: int
   width_mult: float = 1.0
@@ -87,6 +95,7 @@ class MobileNetV2(nn.Module):
   last_channels: int = 1280
   dropout_rate: float = 0.2
   small_input: bool = False
+  variant: str = "default"
   head: bool = True
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -101,20 +110,26 @@ class MobileNetV2(nn.Module):
       raise ValueError(f"features={features!r} needs head=True; head=False returns the feature map")
     if self.width_mult <= 0:
       raise ValueError(f"width_mult must be > 0, got {self.width_mult}")
+    if self.variant not in self.VARIANTS:
+      raise ValueError(f"variant must be one of {self.VARIANTS}, got {self.variant!r}")
+    keras = self.variant == "keras"
+    strided_padding = "SAME" if keras else ((1, 1), (1, 1))
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
                              param_dtype=self.param_dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype, param_dtype=self.param_dtype)
+                             epsilon=1e-3 if keras else 1e-5, dtype=self.dtype,
+                             param_dtype=self.param_dtype)
     act = nn.relu6
     x = jnp.asarray(x, self.dtype)
     stem_stride = 1 if self.small_input else 2
     x = conv(make_divisible(32 * self.width_mult), (3, 3), (stem_stride, stem_stride),
-             padding=((1, 1), (1, 1)), name="conv_stem")(x)
+             padding=strided_padding if stem_stride > 1 else ((1, 1), (1, 1)),
+             name="conv_stem")(x)
     x = act(norm(name="bn_stem")(x))
     for t, c, n, s in self.settings:
       for i in range(n):
         x = InvertedResidual(make_divisible(c * self.width_mult), t, s if i == 0 else 1,
-                             conv=conv, norm=norm, act=act)(x)
+                             conv=conv, norm=norm, act=act, strided_padding=strided_padding)(x)
     last = make_divisible(self.last_channels * max(1.0, self.width_mult))
     x = act(norm(name="bn_last")(conv(last, (1, 1), name="conv_last")(x)))
     if not self.head:

@@ -1,4 +1,5 @@
-"""ResNet (v1.5, torchvision layout; ResNet50 = 25,557,032 parameters) with a `pool` endpoint."""
+"""ResNet (v1.5, torchvision layout; ResNet50 = 25,557,032 parameters) with a `pool` endpoint;
+`variant="torchvision"` / `"keras"` match those frameworks' ResNet50 exactly (imported weights)."""
 
 import functools
 from collections.abc import Callable, Sequence
@@ -17,8 +18,10 @@ ModuleDef = Any
 class BottleneckBlock(nn.Module):
   """1x1 -> 3x3 (stride here, v1.5) -> 1x1 (4x) bottleneck with a projection when shapes change.
 
-  `x: [b, h, w, c] -> [b, h / s, w / s, 4 * filters]`. Convs have no bias; each is followed by
-  batch norm (the last one's scale starts at zero, so each block starts as the identity).
+  `x: [b, h, w, c] -> [b, h / s, w / s, 4 * filters]`. Each conv is followed by batch norm (the
+  last one's scale starts at zero, so each block starts as the identity). `stride_in_1x1`: the
+  stride goes on the first 1x1 conv instead (ResNet v1, Keras). `padding_3x3`: the 3x3 conv's
+  padding ("SAME", or ((1, 1), (1, 1)) as torch pads it: they differ for stride 2 on even sizes).
   """
 
   filters: int
@@ -26,12 +29,15 @@ class BottleneckBlock(nn.Module):
   norm: ModuleDef
   act: Callable[[jax.Array], jax.Array]
   strides: tuple[int, int] = (1, 1)
+  stride_in_1x1: bool = False
+  padding_3x3: Any = "SAME"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x
-    y = self.act(self.norm()(self.conv(self.filters, (1, 1))(x)))
-    y = self.act(self.norm()(self.conv(self.filters, (3, 3), self.strides)(y)))
+    s1, s3 = (self.strides, (1, 1)) if self.stride_in_1x1 else ((1, 1), self.strides)
+    y = self.act(self.norm()(self.conv(self.filters, (1, 1), s1)(x)))
+    y = self.act(self.norm()(self.conv(self.filters, (3, 3), s3, padding=self.padding_3x3)(y)))
     y = self.norm(scale_init=nn.initializers.zeros_init())(self.conv(self.filters * 4, (1, 1))(y))
     if residual.shape != y.shape:
       residual = self.conv(self.filters * 4, (1, 1), self.strides, name="conv_proj")(residual)
@@ -53,6 +59,10 @@ class ResNet(nn.Module):
     stage_sizes: blocks per stage.
     num_filters: stem width and first-stage bottleneck width.
     small_input: CIFAR stem.
+    variant: "default" (as above; the stride-2 3x3 convs use SAME padding, (0, 1) on even
+      sizes), "torchvision" (torchvision's resnet50 exactly: those convs padded (1, 1)) or
+      "keras" (Keras applications ResNet50, v1: stride on the first 1x1 conv of a block, convs
+      with biases (+26,560 params), BN epsilon 1.001e-5). Parameter names are the same in all.
     head: when False, `__call__(x, train)` returns the final feature map
       `f32[b, h', w', 32 * num_filters]` (no pool, no classifier; used by DFS-Nets).
     dtype, param_dtype: computation and parameter dtypes; outputs are float32.
@@ -62,11 +72,13 @@ class ResNet(nn.Module):
   """
 
   ENDPOINTS: ClassVar[tuple[str, ...]] = ("pool",)
+  VARIANTS: ClassVar[tuple[str, ...]] = ("default", "torchvision", "keras")
 
   num_classes: int
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
   num_filters: int = 64
   small_input: bool = False
+  variant: str = "default"
   head: bool = True
   act: Callable[[jax.Array], jax.Array] = nn.relu
   dtype: Any = jnp.float32
@@ -80,10 +92,15 @@ class ResNet(nn.Module):
       raise ValueError(f"x must be [batch, height, width, channels], got shape {x.shape}")
     if not self.head and requested is not None:
       raise ValueError(f"features={features!r} needs head=True; head=False returns the feature map")
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+    if self.variant not in self.VARIANTS:
+      raise ValueError(f"variant must be one of {self.VARIANTS}, got {self.variant!r}")
+    keras = self.variant == "keras"
+    conv = functools.partial(nn.Conv, use_bias=keras, dtype=self.dtype,
                              param_dtype=self.param_dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype, param_dtype=self.param_dtype)
+                             epsilon=1.001e-5 if keras else 1e-5, dtype=self.dtype,
+                             param_dtype=self.param_dtype)
+    padding_3x3 = "SAME" if self.variant == "default" else ((1, 1), (1, 1))
     x = jnp.asarray(x, self.dtype)
     if self.small_input:
       x = conv(self.num_filters, (3, 3), padding=((1, 1), (1, 1)), name="conv_init")(x)
@@ -96,7 +113,7 @@ class ResNet(nn.Module):
       for j in range(block_size):
         strides = (2, 2) if i > 0 and j == 0 else (1, 1)
         x = BottleneckBlock(self.num_filters * 2**i, conv=conv, norm=norm, act=self.act,
-                            strides=strides)(x)
+                            strides=strides, stride_in_1x1=keras, padding_3x3=padding_3x3)(x)
     if not self.head:
       return x
     pooled = jnp.mean(x, axis=(1, 2))
