@@ -66,8 +66,6 @@ def main(argv) -> None:
     _fail("--index is required")
   if not os.path.isfile(_INDEX.value):
     _fail(f"--index {_INDEX.value!r} is not a file")
-  if _K.value < 1:
-    _fail(f"--k must be >= 1, got {_K.value}")
   out = os.path.abspath(_OUT.value or os.path.join(os.path.dirname(_INDEX.value), "search"))
   if _QUERY_FEATURES.value:
     if _QUERY.value:

@@ -202,10 +202,10 @@ def run_corel(config, workdir: str) -> dict:
   table1.update(sorted(results.items(), key=lambda kv: -kv[1].metrics[first_k]))
 
   sweep = protocol.Sweep("LeNet-L K sweep (F6)", "K")
-  for k_value in config.k_sweep.k_values:  # Reported as the paper's Fig. 3; no choice is made.
-    tag = f"lenet_k{k_value}"
-    (db, _, _), (q, _, _) = pair(f"{tag}:{config.k_sweep.endpoint}")
-    sweep.add(int(k_value), evaluate(f"F6 K={k_value}", db, q).metrics)
+  for lk in config.lk_sweep.widths:  # Reported as the paper's Fig. 3; no choice is made.
+    tag = f"lenet_lk{lk}"
+    (db, _, _), (q, _, _) = pair(f"{tag}:{config.lk_sweep.endpoint}")
+    sweep.add(int(lk), evaluate(f"F6 K={lk}", db, q).metrics)
 
   ks = tuple(config.ks)
   cols, heads = _ks_columns(ks)
@@ -232,8 +232,8 @@ def run_corel(config, workdir: str) -> dict:
                                    headers=heads + ["mAP (full)"])]
     best_k, best = sweep.best(cols[0])
     md.append(f"\nBest K by {heads[0]}: {best_k} ({best:.4f}).\n")
-    files["k_sweep.png"] = plots.curves(
-        os.path.join(workdir, "k_sweep.png"), sweep.values(),
+    files["lk_sweep.png"] = plots.curves(
+        os.path.join(workdir, "lk_sweep.png"), sweep.values(),
         {h: sweep.series(c) for c, h in zip(cols, heads)}, xlabel="K (width of layer L-K)",
         ylabel="mAP(Top k)", title=f"{config.name}: LeNet-L F6 for each K (Fig. 3)")
   md += ["\n### Training\n", _training_table(train, "held-out acc")]
@@ -256,7 +256,7 @@ def run_corel(config, workdir: str) -> dict:
              "table1": {k: r.to_json() for k, r in table1.items()},
              "fusion_variants": {k: r.to_json() for k, r in variants.items()},
              "fusion_choice": choice,
-             "k_sweep": sweep.to_json(), "paper": paper}
+             "lk_sweep": sweep.to_json(), "paper": paper}
   return _finish(workdir, payload, "\n".join(md), files)
 
 

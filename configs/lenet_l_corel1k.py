@@ -6,7 +6,7 @@ CPU-scale (64x64 inputs, a few minutes on 2 cores):
   python bin/train.py --config=configs/lenet_l_corel1k.py:cpu --workdir=runs/lenet_corel_cpu
 K sweep (the paper tries K in {800, 1000, ..., 1800}):
   for k in 800 1000 1200 1400 1600 1800; do
-    python bin/train.py --config=configs/lenet_l_corel1k.py:cpu --workdir=runs/lenet_k$k \
+    python bin/train.py --config=configs/lenet_l_corel1k.py:cpu --workdir=runs/lenet_lk$k \
         --config.model.kwargs.lk_features=$k
   done
 The data folder defaults to ../shared/datasets/corel1k (env CBIR_SHARED_DATASETS overrides the

@@ -32,11 +32,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.protocol = "heldout"
   c.dataset.database_split = "database"
   c.dataset.query_split = "query"
-  c.models = paper.corel_models(scale, c.dataset.manual_dir, "database", "query", k_sweep=False)
+  c.models = paper.corel_models(scale, c.dataset.manual_dir, "database", "query", lk_sweep=False)
   # The fusion variant is chosen on a seeded, stratified 10 % of the database split that the
   # models never train on; the query split decides nothing.
   c.validation_fraction = 0.1
   for m in c.models.values():
     m.dataset.validation_fraction = c.validation_fraction
-  c.k_sweep.k_values = ()
+  c.lk_sweep.widths = ()
   return c

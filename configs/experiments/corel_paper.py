@@ -28,7 +28,7 @@ PAPER_TABLE1 = {
     "Fc8": (0.9277, 0.9032, 0.8814, 0.8635, 0.8464),
     "F6": (0.7962, 0.745, 0.7103, 0.6807, 0.6552),
 }
-K_SWEEP = (800, 1000, 1200, 1400, 1600, 1800)
+LK_SWEEP = (800, 1000, 1200, 1400, 1600, 1800)
 
 
 def parse_arg(arg: str, name: str) -> tuple[str, str]:
@@ -73,25 +73,25 @@ def _train_config(base: ml_collections.ConfigDict, *, scale: str, image_size, ep
 
 
 def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
-                 k_sweep: bool) -> ml_collections.ConfigDict:
-  """Training configs keyed by tag: lenet_k<K> (the sweep or K = 1400 only) and alexnet."""
+                 lk_sweep: bool) -> ml_collections.ConfigDict:
+  """Training configs keyed by tag: lenet_lk<K> (the sweep or K = 1400 only) and alexnet."""
   lenet_base = config_util.load_sibling(__file__, "../lenet_l_corel1k.py").get_config("")
   alex_base = config_util.load_sibling(__file__, "../alexnet_corel1k.py").get_config("")
   if scale == "quick":
     lenet_size, alex_size, alex_model, epochs = (24, 36), 32, "alexnet_tiny", 1
-    ks = (1400,)
+    widths = (1400,)
   elif scale == "cpu":
     lenet_size, alex_size, alex_model, epochs = (64, 96), 64, "alexnet", 15
-    ks = K_SWEEP if k_sweep else (1400,)
+    widths = LK_SWEEP if lk_sweep else (1400,)
   else:
     lenet_size, alex_size, alex_model, epochs = (256, 384), 227, "alexnet", 0
-    ks = K_SWEEP if k_sweep else (1400,)
+    widths = LK_SWEEP if lk_sweep else (1400,)
   models = ml_collections.ConfigDict()
-  for k in ks:
-    models[f"lenet_k{k}"] = _train_config(
+  for lk in widths:  # LeNet-L's K, the width of its L-K layer.
+    models[f"lenet_lk{lk}"] = _train_config(
         lenet_base, scale=scale, image_size=lenet_size, epochs=epochs or lenet_base.num_epochs,
         train_split=train_split, eval_split=eval_split, manual_dir=manual_dir,
-        kwargs={"lk_features": k})
+        kwargs={"lk_features": lk})
   alex_kwargs = {"small_input": True} if scale == "quick" else {}
   models["alexnet"] = _train_config(
       alex_base, scale=scale, image_size=alex_size, epochs=epochs or alex_base.num_epochs,
@@ -116,9 +116,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.manual_dir = data or config_util.shared_dataset("corel1k")
   c.dataset.database_split = "train"   # corel1k `train` = all 1,000 images.
   c.dataset.query_split = "train"
-  c.models = corel_models(scale, c.dataset.manual_dir, "train", "", k_sweep=True)
+  c.models = corel_models(scale, c.dataset.manual_dir, "train", "", lk_sweep=True)
   # Retrieval features: name -> "<model tag>:<endpoint>".
-  c.features = ml_collections.ConfigDict({"F6": "lenet_k1400:f6", "Fc8": "alexnet:fc8"})
+  c.features = ml_collections.ConfigDict({"F6": "lenet_lk1400:f6", "Fc8": "alexnet:fc8"})
   # AL = fuse(F6, Fc8). The choice was measured on corel_heldout:cpu (docs/RESULTS.md): plain
   # concatenation (the paper's) had the best mean mAP(Top10..Top50), 0.548 against 0.543 for
   # per-part L2 and 0.543 / 0.530 for L2 with F6 weighted 2 / 0.5; the spread is within noise.
@@ -131,7 +131,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       "l2_w05": {"normalize": "l2", "weights": (0.5, 1.0)},
       "l2_w2": {"normalize": "l2", "weights": (2.0, 1.0)},
   })
-  c.k_sweep = ml_collections.ConfigDict({"k_values": (1400,) if scale == "quick" else K_SWEEP,
+  c.lk_sweep = ml_collections.ConfigDict({"widths": (1400,) if scale == "quick" else LK_SWEEP,
                                          "endpoint": "f6"})
   c.ks = (5, 10) if scale == "quick" else (10, 20, 30, 40, 50)
   c.recall_max = 100 if scale != "quick" else 20   # Fig. 4: recall at 1..recall_max returned.

@@ -58,14 +58,14 @@ def test_quick_corel_paper_protocol_then_resume(tmp_path, corel_folder):
     assert row["metrics"]["paper_map@10"] <= 0.5 + 1e-9
     assert np.all(np.diff(row["recall_curve"]) >= 0) and row["recall_curve"][-1] <= 1.0
   assert set(results["fusion_variants"]) >= {"AL[concat]", "AL[l2]", "AL"}
-  assert [r["value"] for r in results["k_sweep"]["rows"]] == [1400]
-  for png in ("map_vs_k.png", "recall_vs_returned.png", "pr_curves.png", "k_sweep.png"):
+  assert [r["value"] for r in results["lk_sweep"]["rows"]] == [1400]
+  for png in ("map_vs_k.png", "recall_vs_returned.png", "pr_curves.png", "lk_sweep.png"):
     with Image.open(workdir / png) as im:
       assert im.format == "PNG"
   assert (workdir / "results.md").read_text().startswith("## corel_paper")
 
   # A second run finds every stage's outputs: nothing retrains, the numbers are the same.
-  marker = workdir / "train" / "lenet_k1400" / "train_result.json"
+  marker = workdir / "train" / "lenet_lk1400" / "train_result.json"
   before = marker.stat().st_mtime_ns
   again = _reproduce(*args, tfds_dir=tmp_path / "tfds")
   assert again.returncode == 0, again.stderr[-3000:]
@@ -79,7 +79,7 @@ def test_quick_corel_paper_protocol_then_resume(tmp_path, corel_folder):
   out = tmp_path / "eval"
   proc = subprocess.run(
       [sys.executable, str(REPO / "bin" / "evaluate.py"), "--ks=5,10", "--recall_max=20",
-       f"--database={workdir / 'features' / 'lenet_k1400_f6_train.npy'}", f"--out={out}"],
+       f"--database={workdir / 'features' / 'lenet_lk1400_f6_train.npy'}", f"--out={out}"],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "each query's own entry removed" in proc.stdout
