@@ -36,8 +36,8 @@ _INDEX = flags.DEFINE_string("index", "runs/demo/float.index", "The digits demo'
 _BIG_N = flags.DEFINE_integer("big_n", 1_000_000, "Rows of the large FloatIndex (0: skip it).")
 _REQUESTS = flags.DEFINE_integer("requests", 400, "Service requests per (index, concurrency).")
 _CONCURRENCY = flags.DEFINE_list("concurrency", ["1", "8"], "Client threads to measure.")
-_CLI_ROUNDS = flags.DEFINE_integer("cli_rounds", 2, "cbir-search processes per client at each "
-                                   "concurrency (so 2 x 8 processes at concurrency 8).")
+_CLI_MIN = flags.DEFINE_integer("cli_processes", 3, "cbir-search processes at each concurrency: "
+                                "this many, or the concurrency if larger (8 at once at 8).")
 _K = flags.DEFINE_integer("k", 10, "Results per query.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the large index's synthetic rows.")
 _OUT = flags.DEFINE_string("out", "", "If set, append the Markdown table to this file.")
@@ -153,7 +153,7 @@ def _load_test(url: str, pngs: list[bytes], clients: int, requests: int) -> dict
           "mean_batch": (after["queries"] - before["queries"]) / max(batches, 1)}
 
 
-def _cli_test(index: str, paths: list[str], clients: int, rounds: int, out_dir: str) -> dict:
+def _cli_test(index: str, paths: list[str], clients: int, processes: int, out_dir: str) -> dict:
   def one(job: int) -> float:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, os.path.join(_BIN, "search.py"), f"--index={index}",
@@ -166,7 +166,7 @@ def _cli_test(index: str, paths: list[str], clients: int, rounds: int, out_dir: 
 
   started = time.perf_counter()
   with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-    latencies = list(pool.map(one, range(clients * rounds)))
+    latencies = list(pool.map(one, range(processes)))
   wall = time.perf_counter() - started
   return {"latencies": np.asarray(latencies) * 1e3, "wall": wall, "requests": len(latencies),
           "mean_batch": None}
@@ -177,7 +177,11 @@ def _row(name, n, path, clients, result, load, note=""):
   batch = "" if result["mean_batch"] is None else f"{result['mean_batch']:.2f}"
   return (f"| {name} | {n:,} | {path} | {clients} | {result['requests']} | "
           f"{np.percentile(lat, 50):,.1f} | {np.percentile(lat, 99):,.1f} | "
-          f"{result['requests'] / result['wall']:,.1f} | {batch} | {load:.1f} | {note} |")
+          f"{_rate(result['requests'] / result['wall'])} | {batch} | {load:.1f} | {note} |")
+
+
+def _rate(per_second: float) -> str:
+  return f"{per_second:,.1f}" if per_second >= 10 else f"{per_second:.3g}"
 
 
 def main(argv) -> None:
@@ -220,7 +224,7 @@ def main(argv) -> None:
           _stop(proc)
       for clients in concurrency:
         load = _load()
-        result = _cli_test(index, paths, clients, _CLI_ROUNDS.value, tmp)
+        result = _cli_test(index, paths, clients, max(clients, _CLI_MIN.value), tmp)
         rows.append(_row(name, n, "cbir-search, a process per query", clients, result, load))
         print(rows[-1], flush=True)
   header = ("| index | N | path | concurrency | requests | p50 ms | p99 ms | requests/s | "
