@@ -94,7 +94,7 @@ def torch_names(model_name: str, model: nn.Module) -> list[tuple[str, str]]:
 
 
 def torch_tensors(name: str, kind: str, state: Mapping, fc6_hwc=None) -> dict:
-  """{(collection, leaf): (source name, array in our layout)} of one torchvision module."""
+  """{(collection, leaf): (source name, array in our layout, file shape)} of a torchvision module."""
   roles = {"bn": (("weight", "params", "scale"), ("bias", "params", "bias"),
                   ("running_mean", "batch_stats", "mean"), ("running_var", "batch_stats", "var"))
            }.get(kind, (("weight", "params", "kernel"), ("bias", "params", "bias")))
@@ -104,6 +104,7 @@ def torch_tensors(name: str, kind: str, state: Mapping, fc6_hwc=None) -> dict:
     if key not in state:
       continue
     w = np.asarray(state[key])
+    file_shape = w.shape
     if leaf == "kernel" and kind == "dense" and w.ndim == 2:
       if fc6_hwc is not None and w.shape[1] == int(np.prod(fc6_hwc)):
         # torch flattens the pooled map as (c, h, w), we as (h, w, c): permute fc6's inputs.
@@ -112,7 +113,7 @@ def torch_tensors(name: str, kind: str, state: Mapping, fc6_hwc=None) -> dict:
       w = w.T
     elif leaf == "kernel" and w.ndim == 4:  # (out, in / groups, kh, kw) -> (kh, kw, in / g, out)
       w = w.transpose(2, 3, 1, 0)
-    out[(collection, leaf)] = (key, w)
+    out[(collection, leaf)] = (key, w, file_shape)
   return out
 
 
@@ -126,9 +127,10 @@ def keras_tensors(name: str, roles: Mapping[str, np.ndarray]) -> dict:
   out = {}
   for role, w in roles.items():
     w = np.asarray(w)
+    file_shape = w.shape
     if role == "depthwise_kernel" and w.ndim == 4:  # (kh, kw, c, 1) -> (kh, kw, 1, c)
       w = w.transpose(0, 1, 3, 2)
-    out[_KERAS_ROLES.get(role, ("?", role))] = (f"{name}/{role}", w)
+    out[_KERAS_ROLES.get(role, ("?", role))] = (f"{name}/{role}", w, file_shape)
   return out
 
 
@@ -153,5 +155,7 @@ def keras_order(model_name: str, calls: list, kind: str) -> list:
   return ours
 
 
-def fmt_shape(a) -> str:
-  return "x".join(str(d) for d in a.shape) if a.shape else "scalar"
+def fmt_shape(value) -> str:
+  """'3x3x64x128' for an array, a ShapeDtypeStruct or a shape tuple; 'scalar' for ()."""
+  shape = tuple(getattr(value, "shape", value))
+  return "x".join(str(d) for d in shape) if shape else "scalar"

@@ -72,15 +72,16 @@ def _assemble(pairs, shapes, problems: list[str]) -> dict:
         problems.append(f"missing in file: {where}/{key[1]} ({key[0]}, expected "
                         f"{layouts.fmt_shape(sd)})")
         continue
-      name, w = tensors[key]
+      name, w, file_shape = tensors[key]
       if w.shape != sd.shape:
-        problems.append(f"shape mismatch: {name} {layouts.fmt_shape(w)} (as {where}/{key[1]}, expected "
-                        f"{layouts.fmt_shape(sd)})")
+        problems.append(f"shape mismatch: {name} {layouts.fmt_shape(file_shape)} in the file (as {where}/"
+                        f"{key[1]}: {layouts.fmt_shape(w.shape)} in our layout, expected {layouts.fmt_shape(sd.shape)})")
         continue
       flat[(key[0], *path, key[1])] = jnp.asarray(w, sd.dtype)
-    for key, (name, w) in tensors.items():
+    for key, (name, _, file_shape) in tensors.items():
       if key not in expected:
-        problems.append(f"unexpected in file: {name} {layouts.fmt_shape(w)} (no {key[1]} in {where})")
+        problems.append(f"unexpected in file: {name} {layouts.fmt_shape(file_shape)} (no {key[1]} in "
+                        f"{where})")
   variables = {}
   for key, value in flat.items():
     node = variables
@@ -171,7 +172,7 @@ def load_pretrained(path: str | os.PathLike, model_name: str, *, format: str | N
     for (_, kind_ours), (name, kind) in zip(calls, names):
       if kind_ours != kind:
         problems.append(f"{name} is a {kind} in torchvision, a {kind_ours} in ours")
-    used = {n for _, t in pairs for n, _ in t.values()}
+    used = {n for _, t in pairs for n, _, _ in t.values()}
     for key in sorted(state):
       if key in used or key.endswith(".num_batches_tracked"):
         continue
