@@ -6,10 +6,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from cbir_jax.kernels import ffi
 from cbir_jax.kernels import topk as topk_lib
 
-METHODS = ("popcount", "gemm")
-DEFAULT_METHOD = "popcount"
+# "auto": on CPU the native kernel (ffi.hamming_topk_keys) where built and k <= its limit, else
+# "popcount"; "popcount": pure-JAX XOR + population count; "gemm": pure-JAX +-1 GEMM.
+METHODS = ("auto", "popcount", "gemm")
+DEFAULT_METHOD = "auto"
 
 
 def check_code_pair(a: Any, b: Any, a_name: str, b_name: str) -> None:
@@ -61,7 +64,8 @@ def hamming_distances(a_codes: Any, b_codes: Any, *, method: str = DEFAULT_METHO
   Args:
     a_codes: (m, w) uint32, b_codes: (n, w) uint32, bit j in word j // 32 at position j % 32.
       All 32 w bits count, so padding bits must agree (pack_bits leaves them 0).
-    method: "popcount" (XOR + population count) or "gemm" (+-1 matrix product); same result.
+    method: "popcount" (XOR + population count; also what "auto" does here) or "gemm" (+-1
+      matrix product); same result.
 
   Returns:
     (m, n) int32 jax array.
@@ -128,13 +132,29 @@ class _GemmScorer:
 def hamming_topk_keys(query_codes: jax.Array, database_codes: jax.Array, k: int, chunk: int,
                       window: int, method: str = DEFAULT_METHOD, n_valid: Any = None,
                       offset: Any = 0) -> tuple[jax.Array, jax.Array]:
-  """Traceable core without input checks: (distances (q, k) int32, indices (q, k) int32)."""
+  """Traceable core without input checks: (distances (q, k) int32, indices (q, k) int32).
+
+  With method "auto", on CPU, when the native extension is built and k <= ffi.HAMMING_MAX_K,
+  the native kernel (`chunk` and `window` do not apply), chosen per lowering platform by
+  `lax.platform_dependent`; elsewhere the pure-JAX popcount kernel.
+  """
   query_codes = jnp.asarray(query_codes)
   database_codes = jnp.asarray(database_codes)
-  scorer = (_GemmScorer if method == "gemm" else _PopcountScorer)(query_codes, database_codes)
-  return topk_lib.stream_topk(scorer, num_queries=query_codes.shape[0],
-                              n=database_codes.shape[0], k=k, chunk=chunk, window=window,
-                              n_valid=n_valid, offset=offset)
+  n = database_codes.shape[0]
+
+  def pure(query_codes, database_codes, n_valid, offset):
+    cls = _GemmScorer if method == "gemm" else _PopcountScorer
+    return topk_lib.stream_topk(cls(query_codes, database_codes),
+                                num_queries=query_codes.shape[0], n=n, k=k, chunk=chunk,
+                                window=window, n_valid=n_valid, offset=offset)
+
+  args = (query_codes, database_codes, jnp.asarray(n if n_valid is None else n_valid, jnp.int32),
+          jnp.asarray(offset, jnp.int32))
+  if method == "auto" and ffi.available() and k <= ffi.HAMMING_MAX_K:
+    def native(query_codes, database_codes, n_valid, offset):
+      return ffi.hamming_topk_keys(query_codes, database_codes, k, n_valid, offset)
+    return jax.lax.platform_dependent(*args, cpu=native, default=pure)
+  return pure(*args)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "window", "method"))
@@ -159,7 +179,10 @@ def hamming_topk(query_codes: Any, database_codes: Any, k: int, *, chunk_size: i
       float32 product block of 16 MiB for gemm. Memory beyond the inputs: O(q * chunk / window
       + q * k * window * w) for popcount, O(q * chunk) for gemm.
     window: window length of the exact two-stage selection (1 disables it).
-    method: "popcount" (XOR + population count) or "gemm" (+-1 float32 matrix product).
+    method: "auto" (default: on CPU the native kernel of cbir_jax.kernels.ffi where built,
+      which scores 8 codes per AVX-512 step and keeps O(threads * q * k) memory, chunk_size and
+      window not applying; elsewhere "popcount"), "popcount" (pure-JAX XOR + population count)
+      or "gemm" (pure-JAX +-1 float32 matrix product). Same results for all three.
 
   Returns:
     (distances (q, k) int32 ascending, indices (q, k) int32), FAISS order. Equal distances rank
@@ -170,5 +193,5 @@ def hamming_topk(query_codes: Any, database_codes: Any, k: int, *, chunk_size: i
   k = topk_lib.check_k(k, n)
   method = check_method(method)
   chunk = topk_lib.resolve_chunk(chunk_size, n, query_codes.shape[0], window,
-                                 rows_per_element=window if method == "popcount" else 1)
+                                 rows_per_element=1 if method == "gemm" else window)
   return _hamming_topk(query_codes, database_codes, k, chunk, int(window), method)

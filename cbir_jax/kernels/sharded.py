@@ -110,7 +110,7 @@ def sharded_hamming_topk(query_codes: Any, database_codes: Any, k: int, *, mesh:
   k = topk_lib.check_k(k, n)
   shard_n, local_k = _shards(n, k, parts)
   chunk = topk_lib.resolve_chunk(chunk_size, shard_n, query_codes.shape[0], window,
-                                 window if method == "popcount" else 1)
+                                 1 if method == "gemm" else window)
   db = _shard_database(database_codes, shard_n, parts, mesh, axis_name)
   return _sharded_search(jnp.asarray(query_codes), db, metric="hamming", method=method, n=n,
                          k=k, local_k=local_k, chunk=chunk, window=int(window), mesh=mesh,

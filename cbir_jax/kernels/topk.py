@@ -75,6 +75,41 @@ def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int,
   return chunk
 
 
+def varying_axes(*trees: Any) -> tuple[str, ...]:
+  """Sorted mesh axes along which any array (or ShapeDtypeStruct) in `trees` varies.
+
+  Inside a `shard_map` with `check_vma=True` every value carries the set of manual mesh axes it
+  varies along; outside one (or with `check_vma=False`) the set is empty.
+  """
+  axes = set()
+  for leaf in jax.tree.leaves(trees):
+    aval = leaf if isinstance(leaf, jax.ShapeDtypeStruct) else jax.typeof(leaf)
+    axes |= set(getattr(getattr(aval, "manual_axis_type", None), "varying", ()) or ())
+  return tuple(sorted(axes))
+
+
+def cast_varying(tree: Any, axes: tuple[str, ...]) -> Any:
+  """`tree` with every array made varying along `axes` (those it does not vary along yet)."""
+  def cast(x):
+    missing = tuple(a for a in axes if a not in varying_axes(x))
+    return jax.lax.pcast(x, missing, to="varying") if missing else x
+  return jax.tree.map(cast, tree) if axes else tree
+
+
+def loop_init(body: Any, init: Any) -> Any:
+  """`init` typed for `lax.fori_loop(lower, upper, body, init)` inside any user's shard_map.
+
+  A fresh constant varies along no mesh axis, but one step of the loop makes the carry vary
+  along every axis its inputs vary along (a database shard varies along the axis it is sharded
+  over), and a loop needs equal carry types in and out. The carry's type after one step is
+  found abstractly (`jax.eval_shape`, nothing computed) and `init` is cast to it, so the carries
+  are typed from the inputs wherever the kernels are traced: plain `jit`, `vmap`, `shard_map`
+  with `check_vma` on or off.
+  """
+  out = jax.eval_shape(lambda c: body(0, c), init)
+  return cast_varying(init, varying_axes(out, init))
+
+
 def float_keys(distances: jax.Array) -> jax.Array:
   """Maps float32 distances to int32 keys with the same order.
 
@@ -126,7 +161,7 @@ def smallest_k(keys: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     return keys, out_keys, out_pos
 
   out = jnp.zeros(keys.shape[:-1] + (k,), jnp.int32)
-  _, out_keys, out_pos = jax.lax.fori_loop(0, k, body, (keys, out, out))
+  _, out_keys, out_pos = jax.lax.fori_loop(0, k, body, loop_init(body, (keys, out, out)))
   return out_keys, out_pos
 
 
@@ -240,7 +275,7 @@ def stream_topk(scorer: ChunkScorer, *, num_queries: int, n: int, k: int, chunk:
 
   init = (jnp.full((num_queries, k), PAD_KEY, jnp.int32),
           jnp.zeros((num_queries, k), jnp.int32))
-  keys, idx = jax.lax.fori_loop(0, num_chunks, body, init)
+  keys, idx = jax.lax.fori_loop(0, num_chunks, body, loop_init(body, init))
   return keys, idx + jnp.asarray(offset, jnp.int32)
 
 

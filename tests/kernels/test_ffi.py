@@ -118,3 +118,72 @@ def test_unavailable_native_raises_clearly(monkeypatch):
   assert not ffi.available()
   with pytest.raises(RuntimeError, match="CBIR_JAX_NATIVE=0"):
     ffi.l2_topk_keys(jnp.zeros((1, 2)), jnp.zeros((3, 2)), 1)
+
+
+# ---- the native Hamming kernel (csrc/hamming_topk.h) ----
+
+def _native_hamming(q, x, k, n_valid=None, offset=0):
+  keys, idx = jax.jit(ffi.hamming_topk_keys, static_argnums=2)(q, x, k, n_valid, offset)
+  return np.asarray(keys), np.asarray(idx)
+
+
+@native
+@pytest.mark.parametrize("words,q,n,k", [
+    (1, 3, 150_001, 10),   # 32 bits: portable loop, several 64k-row tiles
+    (2, 1, 70_007, 7),     # 64 bits: 8 rows per AVX-512 step, a tail of 7 rows
+    (3, 9, 20_001, 25),    # 96 bits: odd words, portable; 9 queries: small tiles
+    (4, 2, 20_003, 1),     # 128 bits
+    (8, 12, 9_001, 100),   # 256 bits, k > unrolled selection
+    (16, 1, 4_099, 4_099),  # 512 bits, k = n
+    (10, 2, 3_001, 5)])    # 320 bits: 5 64-bit words, portable
+def test_hamming_ties_tiles_words(rng, words, q, n, k):
+  # Sparse bits: small distances, thousands of exact ties spread over tiles and workers.
+  x = pack_bits_words(rng.random((n, 32 * words)) < 0.03)
+  queries = pack_bits_words(rng.random((q, 32 * words)) < 0.03)
+  x[n // 2] = x[3]
+  queries[0] = x[3]
+  ref_d, ref_i = reference.rank(reference.hamming(queries, x), k) if n * q <= 2e6 else (None,
+                                                                                          None)
+  keys, idx = _native_hamming(queries, x, k)
+  if ref_d is None:  # large cases: check against the pure-JAX kernel and FAISS's distances
+    from cbir_jax.kernels import hamming  # pylint: disable=import-outside-toplevel
+    ref_d, ref_i = (np.asarray(a) for a in hamming.hamming_topk(queries, x, k,
+                                                               method="popcount"))
+  np.testing.assert_array_equal(keys, ref_d)
+  np.testing.assert_array_equal(idx, ref_i)
+
+
+def pack_bits_words(bits):
+  from cbir_jax.kernels import pack_bits  # pylint: disable=import-outside-toplevel
+  return np.asarray(pack_bits(bits))
+
+
+@native
+def test_hamming_n_valid_offset_and_faiss(rng):
+  import faiss  # pylint: disable=import-outside-toplevel
+  from cbir_jax.kernels import to_faiss_bytes  # pylint: disable=import-outside-toplevel
+  x = pack_bits_words(rng.random((500, 64)) < 0.2)
+  queries = pack_bits_words(rng.random((4, 64)) < 0.2)
+  for n_valid, k in ((500, 9), (77, 9), (3, 9), (0, 2)):
+    keys, idx = _native_hamming(queries, x, k, jnp.int32(n_valid), jnp.int32(1000))
+    real = keys != topk.PAD_KEY
+    assert real.sum() == 4 * min(n_valid, k) and (idx[~real] == 1000).all()
+    if n_valid:
+      ref_d, ref_i = reference.rank(reference.hamming(queries, x[:n_valid]), min(n_valid, k))
+      np.testing.assert_array_equal(keys[:, :ref_d.shape[1]], ref_d)
+      np.testing.assert_array_equal(idx[:, :ref_d.shape[1]], ref_i + 1000)
+  index = faiss.IndexBinaryFlat(64)
+  index.add(to_faiss_bytes(x, 64))
+  fd, _ = index.search(to_faiss_bytes(queries, 64), 9)
+  np.testing.assert_array_equal(_native_hamming(queries, x, 9)[0], fd)
+
+
+@native
+def test_hamming_custom_call_only_in_cpu_lowering():
+  from cbir_jax.kernels import hamming  # pylint: disable=import-outside-toplevel
+  x = jnp.zeros((64, 2), jnp.uint32)
+  for platform, method, present in (("cpu", "auto", True), ("cpu", "popcount", False),
+                                    ("cuda", "auto", False), ("tpu", "auto", False)):
+    fn = jax.jit(lambda q, x, m=method: hamming.hamming_topk(q, x, 3, method=m))
+    text = fn.trace(x[:5], x).lower(lowering_platforms=(platform,)).as_text()
+    assert (ffi.HAMMING_TOPK_TARGET in text) == present, (platform, method)

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from cbir_jax.kernels import hamming_distances, hamming_topk, pack_bits, to_faiss_bytes
 from tests.kernels import reference
 
-METHODS = ("popcount", "gemm")
+METHODS = ("auto", "popcount", "gemm")
 
 
 def _codes(rng, n, nbits, p=0.5):

@@ -9,7 +9,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
 
+#include "hamming_topk.h"
 #include "l2_topk.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -79,7 +81,44 @@ ffi::Error L2TopKImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> queries,
   return ffi::Error::Success();
 }
 
+ffi::Error HammingTopKImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> queries,
+                           ffi::Buffer<ffi::U32> database, ffi::Buffer<ffi::S32> n_valid,
+                           ffi::Buffer<ffi::S32> offset, ffi::ResultBuffer<ffi::S32> keys,
+                           ffi::ResultBuffer<ffi::S32> indices) {
+  auto qdims = queries.dimensions(), xdims = database.dimensions(), kdims = keys->dimensions();
+  if (qdims.size() != 2 || xdims.size() != 2 || kdims.size() != 2 || qdims[1] != xdims[1] ||
+      kdims[0] != qdims[0] || n_valid.element_count() != 1 || offset.element_count() != 1) {
+    return ffi::Error::InvalidArgument(
+        "cbir_jax_hamming_topk: expected query codes (q, w), database codes (n, w), scalar "
+        "n_valid and offset, results (q, k)");
+  }
+  const int64_t q = qdims[0], w = qdims[1], n = xdims[0], k = kdims[1];
+  if (k < 1 || k > n) {
+    return ffi::Error::InvalidArgument("cbir_jax_hamming_topk: k outside [1, n]");
+  }
+  if (q == 0) return ffi::Error::Success();
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  cbir_jax::SearchHamming(
+      queries.typed_data(), database.typed_data(), q, n, w, k, n_valid.typed_data()[0],
+      offset.typed_data()[0], threads,
+      [&pool](int64_t count, const std::function<void(int64_t)>& fn) {
+        RunOnPool(pool, count, fn);
+      },
+      keys->typed_data(), indices->typed_data());
+  return ffi::Error::Success();
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CbirJaxHammingTopK, HammingTopKImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::U32>>()
+                                  .Arg<ffi::Buffer<ffi::U32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CbirJaxL2TopK, L2TopKImpl,
                               ffi::Ffi::Bind()
@@ -96,14 +135,18 @@ namespace {
 PyObject* Targets(PyObject*, PyObject*) {
   PyObject* targets = PyDict_New();
   if (targets == nullptr) return nullptr;
-  PyObject* capsule =
-      PyCapsule_New(reinterpret_cast<void*>(&CbirJaxL2TopK), nullptr, nullptr);
-  if (capsule == nullptr || PyDict_SetItemString(targets, "cbir_jax_l2_topk", capsule) != 0) {
-    Py_XDECREF(capsule);
-    Py_DECREF(targets);
-    return nullptr;
+  const std::pair<const char*, void*> handlers[] = {
+      {"cbir_jax_l2_topk", reinterpret_cast<void*>(&CbirJaxL2TopK)},
+      {"cbir_jax_hamming_topk", reinterpret_cast<void*>(&CbirJaxHammingTopK)}};
+  for (const auto& [name, fn] : handlers) {
+    PyObject* capsule = PyCapsule_New(fn, nullptr, nullptr);
+    if (capsule == nullptr || PyDict_SetItemString(targets, name, capsule) != 0) {
+      Py_XDECREF(capsule);
+      Py_DECREF(targets);
+      return nullptr;
+    }
+    Py_DECREF(capsule);
   }
-  Py_DECREF(capsule);
   return targets;
 }
 

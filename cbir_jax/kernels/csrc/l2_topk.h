@@ -119,6 +119,28 @@ struct WorkerState {
   std::vector<float> norms;        // tile row norms
 };
 
+// Merges the workers' heaps: keys/indices (q, k), ascending (key, index); slots without a row
+// hold kPadKey and index `offset`.
+inline void MergeWorkers(const std::vector<WorkerState>& workers, int64_t q, int64_t k,
+                         int32_t offset, int32_t* out_keys, int32_t* out_idx) {
+  std::vector<std::pair<int32_t, int32_t>> all;
+  for (int64_t qi = 0; qi < q; ++qi) {
+    all.clear();
+    for (const WorkerState& w : workers) {
+      if (w.size.empty()) continue;  // a worker slot that never ran
+      for (int64_t s = 0; s < w.size[qi]; ++s) {
+        all.emplace_back(w.keys[qi * k + s], w.idx[qi * k + s]);
+      }
+    }
+    const int64_t take = std::min<int64_t>(k, all.size());
+    std::partial_sort(all.begin(), all.begin() + take, all.end());
+    for (int64_t s = 0; s < k; ++s) {
+      out_keys[qi * k + s] = s < take ? all[s].first : kPadKey;
+      out_idx[qi * k + s] = (s < take ? all[s].second : 0) + offset;
+    }
+  }
+}
+
 struct L2Problem {
   const float* queries;   // (q, d) row-major
   const float* database;  // (n, d) row-major
@@ -237,26 +259,9 @@ class L2TopK {
     }
   }
 
-  // Merges the workers' heaps: keys/indices (q, k), ascending (key, index); slots without a
-  // row hold kPadKey and index `offset`.
   void Merge(const std::vector<WorkerState>& workers, int32_t offset, int32_t* out_keys,
              int32_t* out_idx) const {
-    std::vector<std::pair<int32_t, int32_t>> all;
-    for (int64_t qi = 0; qi < p_.q; ++qi) {
-      all.clear();
-      for (const WorkerState& w : workers) {
-        if (w.size.empty()) continue;  // a worker slot that never ran
-        for (int64_t s = 0; s < w.size[qi]; ++s) {
-          all.emplace_back(w.keys[qi * p_.k + s], w.idx[qi * p_.k + s]);
-        }
-      }
-      const int64_t take = std::min<int64_t>(p_.k, all.size());
-      std::partial_sort(all.begin(), all.begin() + take, all.end());
-      for (int64_t s = 0; s < p_.k; ++s) {
-        out_keys[qi * p_.k + s] = s < take ? all[s].first : kPadKey;
-        out_idx[qi * p_.k + s] = (s < take ? all[s].second : 0) + offset;
-      }
-    }
+    MergeWorkers(workers, p_.q, p_.k, offset, out_keys, out_idx);
   }
 
  private:
