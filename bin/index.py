@@ -10,7 +10,8 @@
 given, go into the index metadata under "labels"; ids and labels default to the features'
 `.ids.npy` / `.labels.npy` sidecars. The provenance record of the features' `.json` sidecar
 (written by `extract` and `hash`: model, endpoint, run, data set, hash encoder) goes into the
-metadata too, so `cbir-search --query=photo.jpg` works on the index (`cbir_jax.jobs.build_index`). `search`
+metadata too, so `cbir-search --query=photo.jpg` works on the index (`cbir_jax.jobs.build_index`);
+several --features files of the same images are fused into one descriptor (--fusion). `search`
 writes D, I (user ids) and, when the index has labels, L (labels of the hits) to --out as .npz,
 and prints the first rows.
 """
@@ -24,8 +25,14 @@ from cbir_jax._bin import launch
 
 COMMANDS = ("build", "search", "info")
 
-_FEATURES = flags.DEFINE_string("features", None, "build: .npy of float features (n, d), uint32 "
-                                "codes (n, ceil(nbits/32)) or bool bits (n, nbits).")
+_FEATURES = flags.DEFINE_list("features", None, "build: .npy of float features (n, d), uint32 "
+                              "codes (n, ceil(nbits/32)) or bool bits (n, nbits); several float "
+                              "files of the same images (comma separated) are fused into one "
+                              "descriptor, e.g. seed 000's AL = F6,fc8.")
+_FUSION = flags.DEFINE_enum("fusion", "none", ["none", "l2"], "build, several --features: "
+                            "'none' concatenates, 'l2' L2-normalises each part first.")
+_FUSION_WEIGHTS = flags.DEFINE_list("fusion_weights", None, "build, several --features: one "
+                                    "weight per part (default all 1).")
 _IDS = flags.DEFINE_string("ids", None, "build: optional .npy of (n,) integer ids (int64).")
 _LABELS = flags.DEFINE_string("labels", None, "build: optional .npy of (n,) integer labels.")
 _NBITS = flags.DEFINE_integer("nbits", None, "build: code length for uint32 codes "
@@ -57,7 +64,13 @@ def _build() -> None:
     _fail("--out is required for build")
   if not _FEATURES.value:
     _fail("--features is required for build")
-  launch.load_npy("index", "features", _FEATURES.value, mmap=True)  # Exists, readable .npy.
+  for path in _FEATURES.value:
+    launch.load_npy("index", "features", path, mmap=True)  # Exists and is a readable .npy.
+  try:
+    weights = None if _FUSION_WEIGHTS.value is None else [float(w) for w in
+                                                          _FUSION_WEIGHTS.value]
+  except ValueError:
+    _fail(f"--fusion_weights must be numbers, got {','.join(_FUSION_WEIGHTS.value)!r}")
   metadata = {}
   for item in _METADATA.value:
     if "=" not in item:
@@ -66,7 +79,7 @@ def _build() -> None:
     metadata[key] = value
   index = jobs.build_index(_FEATURES.value, _OUT.value, ids=_load_npy(_IDS, required=False),
                            labels=_load_npy(_LABELS, required=False), nbits=_NBITS.value,
-                           metadata=metadata)
+                           metadata=metadata, fusion=_FUSION.value, fusion_weights=weights)
   searchable = "provenance" in index.metadata
   print(f"wrote {type(index).__name__} with {len(index)} rows to {_OUT.value}"
         + ("" if searchable else " (no provenance record: search it with vectors, not images)"))

@@ -18,6 +18,7 @@ Launcher-level: nothing in the library imports this module.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Sequence
 
@@ -28,6 +29,7 @@ from cbir_jax.data import datasets
 from cbir_jax.eval import plots, protocol, selection, selection_report
 from cbir_jax.features import encoder as encoder_lib
 from cbir_jax.features import extract as extract_lib
+from cbir_jax.features import fuse as fuse_lib
 from cbir_jax.features import provenance as provenance_lib
 from cbir_jax.index import BinaryIndex, FloatIndex, load_index
 from cbir_jax.kernels import pack_bits
@@ -40,12 +42,29 @@ DATASET_OVERRIDES = ("name", "manual_dir", "data_dir", "image_size")
 
 @dataclasses.dataclass
 class Restored:
-  """A training run restored once for several extractions."""
-  workdir: str
+  """A network ready for several extractions: a restored training run, or imported weights.
+
+  `source(endpoint)` is its provenance entry; `preprocess` maps uint8 images to its input
+  (None: the project's own normalisation, what its training runs use).
+  """
   model: Any
   variables: Any
-  config: Any
-  step: int
+  model_name: str
+  workdir: str | None = None
+  config: Any = None
+  step: int | None = None
+  weights: dict[str, Any] | None = None
+  preprocessing: Any = None
+
+  @property
+  def preprocess(self):
+    return None if self.preprocessing is None else self.preprocessing.apply
+
+  def source(self, endpoint: str) -> provenance_lib.Source:
+    return provenance_lib.Source(
+        self.model_name, endpoint, train_workdir=self.workdir, checkpoint_step=self.step,
+        weights=self.weights, preprocessing=(None if self.preprocessing is None else
+                                             json.loads(self.preprocessing.to_json())))
 
 
 def restore(train_workdir: str, step: int | None = None) -> Restored:
@@ -59,7 +78,21 @@ def restore(train_workdir: str, step: int | None = None) -> Restored:
       step = ckpt.latest_step()
     finally:
       ckpt.close()
-  return Restored(workdir, model, variables, config, int(step))
+  return Restored(model, variables, config.model.name, workdir=workdir, config=config,
+                  step=int(step))
+
+
+def import_weights(path: str, model_name: str, *, format: str | None = None) -> Restored:
+  """A published checkpoint (torchvision .pth / .safetensors, Keras .h5) as a network: the
+  weights, our model in the matching variant and the preprocessing they expect
+  (`models.pretrained.load_pretrained`)."""
+  from cbir_jax.models import pretrained  # pylint: disable=import-outside-toplevel
+  loaded = pretrained.load_pretrained(path, model_name, format=format)
+  weights = {"path": os.path.abspath(path), "file": loaded.source["file"],
+             "sha256": loaded.source["sha256"], "format": loaded.format,
+             "framework": loaded.source["framework"], "variant": loaded.variant}
+  return Restored(loaded.model, loaded.variables, model_name, weights=weights,
+                  preprocessing=loaded.preprocessing)
 
 
 def check_endpoint(model_name: str, endpoint: str) -> None:
@@ -82,6 +115,18 @@ def dataset_config(config: Any, overrides: dict[str, Any] | None = None) -> Any:
   return ds
 
 
+def dataset_from_flags(fields: dict[str, Any]) -> Any:
+  """A `dataset` block from launcher flags (None values: defaults), checked."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  ds = ml_collections.ConfigDict({"name": None, "manual_dir": "", "data_dir": "",
+                                  "image_size": None, "train_split": "train"})
+  for key, value in fields.items():
+    if value is not None:
+      ds[key] = value
+  datasets.check_dataset_config(ds)
+  return ds
+
+
 def extract_split(run: Restored, split: str, endpoint: str, out: str, *, batch_size: int = 256,
                   dataset: Any = None, seed: int | None = None, subset: int = 0,
                   subset_seed: int = 0, carve_validation: bool = False
@@ -93,25 +138,28 @@ def extract_split(run: Restored, split: str, endpoint: str, out: str, *, batch_s
   ids. subset > 0: a seeded, class-stratified subset of that many images.
   carve_validation: the training split without its validation part (`datasets.load_split`).
   """
-  check_endpoint(run.config.model.name, endpoint)
+  check_endpoint(run.model_name, endpoint)
+  if dataset is None and run.config is None:
+    raise ValueError("imported weights have no data set of their own: give the dataset")
   ds = dataset if dataset is not None else run.config.dataset
-  seed = int(run.config.seed) if seed is None else int(seed)
+  seed = (int(run.config.seed) if run.config is not None else 0) if seed is None else int(seed)
   arrays = datasets.load_split(ds, split, seed=seed, carve_validation=carve_validation)
   rows = protocol.stratified_subset(arrays.labels, int(subset), int(subset_seed))
-  record = provenance_lib.Provenance(
-      [provenance_lib.Source(run.config.model.name, endpoint, train_workdir=run.workdir,
-                             checkpoint_step=run.step)],
-      dataset=dataset_record(ds, split, seed, arrays))
+  record = provenance_lib.Provenance([run.source(endpoint)],
+                                     dataset=dataset_record(ds, split, seed, arrays))
   metadata = {"provenance": record.to_dict(), "class_names": list(arrays.class_names),
-              "dataset": ds.name, "split": split, "model": run.config.model.name,
-              "checkpoint_step": run.step}
+              "dataset": ds.name, "split": split, "model": run.model_name,
+              "checkpoint_step": run.step, "weights": run.weights}
   if carve_validation and datasets.validation_fraction(ds) > 0:
     metadata["without_validation"] = True
   if len(rows) != len(arrays):
     metadata["subset"] = {"size": int(len(rows)), "seed": int(subset_seed)}
+  if run.preprocessing is not None:
+    metadata["preprocessing"] = run.preprocessing.to_json()
   extract_lib.extract(run.model, run.variables, arrays.images[rows], endpoint,
                       batch_size=batch_size, out=out, metadata=metadata,
-                      labels=arrays.labels[rows], ids=arrays.ids[rows])
+                      labels=arrays.labels[rows], ids=arrays.ids[rows],
+                      preprocess=run.preprocess)
   return extract_lib.load_features(out)
 
 
@@ -215,17 +263,45 @@ def hash_feature_files(database: str, queries: Sequence[str], out_dir: str,
 # ----------------------------------------------------------------------------------- indexes
 
 
-def build_index(features: str, out: str, *, ids: np.ndarray | None = None,
+def build_index(features: str | Sequence[str], out: str, *, ids: np.ndarray | None = None,
                 labels: np.ndarray | None = None, nbits: int | None = None,
-                metadata: dict[str, Any] | None = None) -> FloatIndex | BinaryIndex:
-  """A FloatIndex (float features) or BinaryIndex (uint32 codes / bool bits) of a .npy file.
+                metadata: dict[str, Any] | None = None, fusion: str = "none",
+                fusion_weights: Sequence[float] | None = None) -> FloatIndex | BinaryIndex:
+  """A FloatIndex (float features) or BinaryIndex (uint32 codes / bool bits) of .npy file(s).
 
   Ids and labels default to the file's `.ids.npy` / `.labels.npy` sidecars; the provenance
   record and class names come from its `.json` sidecar, so the index is searchable by image
-  when the vectors came from `extract_split` / `hash_feature_files`. Saved atomically to `out`.
+  when the vectors came from `extract_split` / `hash_feature_files`. Several float feature files
+  of the same images (equal ids) are fused into one descriptor (`features.fuse`: `fusion`
+  "none" = concatenation or "l2" = each part L2-normalised, `fusion_weights` per part), e.g.
+  seed 000's AL = F6 + fc8; the record then lists every source. Saved atomically to `out`.
   """
-  saved = extract_lib.load_features(features, mmap=False, require_metadata=False)
+  paths = [features] if isinstance(features, str) else list(features)
+  if not paths:
+    raise ValueError("no features file given")
+  parts = [extract_lib.load_features(p, mmap=False, require_metadata=False) for p in paths]
+  saved = parts[0]
   x = saved.features
+  records = [provenance_lib.from_metadata(p.metadata) for p in parts]
+  record = records[0]
+  if len(parts) > 1:
+    for path, part in zip(paths, parts):
+      if part.features.ndim != 2 or part.features.dtype.kind != "f":
+        raise ValueError(f"fused parts must be float features (n, d), got {part.features.dtype}"
+                         f"{list(part.features.shape)} in {path}")
+      if part.features.shape[0] != x.shape[0] or (part.ids is not None and saved.ids is not None
+                                                  and not np.array_equal(part.ids, saved.ids)):
+        raise ValueError(f"{path} holds other images than {paths[0]} (row count or ids differ);"
+                         " fused parts must describe the same images in the same order")
+    x = fuse_lib.fuse([p.features for p in parts], normalize=fusion,
+                      weights=None if fusion_weights is None else list(fusion_weights))
+    if all(r is not None for r in records):
+      record = dataclasses.replace(
+          records[0], sources=[src for r in records for src in r.sources],
+          fusion={"normalize": fusion, "weights": None if fusion_weights is None
+                  else [float(w) for w in fusion_weights]})
+    else:
+      record = None
   if x.ndim != 2:
     raise ValueError(f"features must be 2-D, got shape {x.shape}")
   ids = saved.ids if ids is None else np.asarray(ids)
@@ -233,10 +309,9 @@ def build_index(features: str, out: str, *, ids: np.ndarray | None = None,
   if labels is not None and (labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu"):
     raise ValueError(f"labels must be ({x.shape[0]},) integers, got {labels.shape} "
                      f"{labels.dtype}")
-  sidecar = saved.metadata
-  record = provenance_lib.from_metadata(sidecar)
-  meta = index_metadata(record, labels, sidecar.get("class_names"),
-                        source=os.path.abspath(features), **(metadata or {}))
+  meta = index_metadata(record, labels, saved.metadata.get("class_names"),
+                        source=[os.path.abspath(p) for p in paths] if len(paths) > 1
+                        else os.path.abspath(paths[0]), **(metadata or {}))
   if x.dtype == np.bool_:
     index, x = BinaryIndex(x.shape[1], metadata=meta), np.asarray(pack_bits(x))
   elif x.dtype == np.uint32:

@@ -33,20 +33,19 @@ from cbir_jax.features import fuse as fuse_lib
 from cbir_jax.features import provenance as provenance_lib
 from cbir_jax.index import BinaryIndex, FloatIndex, load_index
 from cbir_jax.kernels.topk import check_k
-from cbir_jax.train import trainer
 
 
 def _restore(source: provenance_lib.Source, train_workdir: str | None, weights: str | None):
-  """(model, variables, preprocess) of one provenance source (overrides win)."""
-  if weights or (source.weights and not (train_workdir or source.train_workdir)):
-    from cbir_jax.models import pretrained  # pylint: disable=import-outside-toplevel
-    path = weights or source.weights["path"]
-    loaded = pretrained.load_pretrained(path, source.model)
-    return loaded.model, loaded.variables, loaded.preprocessing.apply
-  workdir = train_workdir or source.train_workdir
-  step = None if train_workdir else source.checkpoint_step
-  model, variables, _ = trainer.restore(workdir, step)
-  return model, variables, None
+  """(model, variables, preprocess) of one provenance source (the overrides win)."""
+  from cbir_jax import jobs  # pylint: disable=import-outside-toplevel
+  if weights or (source.weights and not train_workdir):
+    record = source.weights or {}
+    run = jobs.import_weights(weights or record["path"], source.model,
+                              format=None if weights else record.get("format"))
+  else:
+    run = jobs.restore(train_workdir or source.train_workdir,
+                       None if train_workdir else source.checkpoint_step)
+  return run.model, run.variables, run.preprocess
 
 
 class ImageSearcher:

@@ -96,6 +96,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   except TypeError as e:
     raise ValueError(f"model.kwargs {model_kwargs(config)} do not fit model "
                      f"{config.model.name}: {e}") from e
+  size = datasets.config_image_size(config.dataset.get("image_size", None))
+  if size is not None:  # A size the model cannot take fails here, before the data is loaded.
+    registry.check_input_size(config.model.name, size, warn=False, **model_kwargs(config))
 
 
 def _load(config: ml_collections.ConfigDict, split: str) -> datasets.ImageArrays:
@@ -186,6 +189,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train = _load(config, train_split)
   held_out = _load(config, eval_split) if eval_split else None
   num_classes = len(train.class_names)
+  # The input-size guard, before any compilation: an error where the model would produce
+  # nothing at this size, a loud warning where its last feature map is below the rule.
+  registry.check_input_size(config.model.name, train.images.shape[1:3],
+                            channels=train.images.shape[3], **model_kwargs(config))
   model = build_model(config, num_classes)
 
   batch_size = int(config.batch_size)
