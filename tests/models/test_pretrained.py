@@ -106,9 +106,11 @@ def test_keras_exact(app, name, hw, prep, variant, rng, tmp_path):
   ref_logits, ref_pool = (np.asarray(a) for a in both(x, training=False))
   model.save_weights(tmp_path / "w.weights.h5")  # Keras 3 format
   model.save(tmp_path / "model.h5")  # legacy full-model HDF5 (the published files' layout)
+  model.save(tmp_path / "model.keras")  # zip holding model.weights.h5
   p = pretrained.load_pretrained(tmp_path / "w.weights.h5", name)
-  legacy = pretrained.load_pretrained(tmp_path / "model.h5", name)
-  assert _same_variables(p.variables, legacy.variables)
+  for other in ("model.h5", "model.keras"):
+    assert _same_variables(p.variables, pretrained.load_pretrained(tmp_path / other,
+                                                                   name).variables), other
   assert (p.variant, p.preprocessing.name, p.format, p.num_classes) == (variant, prep, "keras",
                                                                           1000)
   assert p.source["framework"] == "keras" and len(p.source["sha256"]) == 64
@@ -349,7 +351,8 @@ def test_merge_trunk_into_dfs_net(rng):
   assert _count({k: v for k, v in trunk["params"].items() if k != "head"}) == sum(
       int(np.prod(leaf.shape)) for leaf, m in zip(jax.tree.leaves(merged["params"]),
                                                   jax.tree.leaves(mask)) if m)
-  np.testing.assert_array_equal(merged["params"]["head"]["kernel"], fresh["params"]["head"]["kernel"])
+  np.testing.assert_array_equal(merged["params"]["head"]["kernel"],
+                                fresh["params"]["head"]["kernel"])
   x = rng.normal(size=(2, *hw, 3)).astype(np.float32)
   _, ours = dfs.apply(merged, x, features="pool")
   _, ref = trunk_model.apply(trunk, x, features="pool")

@@ -94,7 +94,7 @@ def torch_names(model_name: str, model: nn.Module) -> list[tuple[str, str]]:
 
 
 def torch_tensors(name: str, kind: str, state: Mapping, fc6_hwc=None) -> dict:
-  """{(collection, leaf): (source name, array in our layout, file shape)} of a torchvision module."""
+  """{(collection, leaf): (source name, array in our layout, file shape)}, one torch module."""
   roles = {"bn": (("weight", "params", "scale"), ("bias", "params", "bias"),
                   ("running_mean", "batch_stats", "mean"), ("running_var", "batch_stats", "var"))
            }.get(kind, (("weight", "params", "kernel"), ("bias", "params", "bias")))

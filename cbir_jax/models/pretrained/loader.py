@@ -5,6 +5,7 @@ import os
 from collections.abc import Mapping
 
 import flax.linen as nn
+from absl import logging
 import jax.numpy as jnp
 
 from cbir_jax.models import registry
@@ -74,13 +75,15 @@ def _assemble(pairs, shapes, problems: list[str]) -> dict:
         continue
       name, w, file_shape = tensors[key]
       if w.shape != sd.shape:
-        problems.append(f"shape mismatch: {name} {layouts.fmt_shape(file_shape)} in the file (as {where}/"
-                        f"{key[1]}: {layouts.fmt_shape(w.shape)} in our layout, expected {layouts.fmt_shape(sd.shape)})")
+        shape = layouts.fmt_shape
+        problems.append(f"shape mismatch: {name} {shape(file_shape)} in the file (as {where}/"
+                        f"{key[1]}: {shape(w)} in our layout, expected {shape(sd)})")
         continue
       flat[(key[0], *path, key[1])] = jnp.asarray(w, sd.dtype)
     for key, (name, _, file_shape) in tensors.items():
       if key not in expected:
-        problems.append(f"unexpected in file: {name} {layouts.fmt_shape(file_shape)} (no {key[1]} in "
+        problems.append(f"unexpected in file: {name} {layouts.fmt_shape(file_shape)} (no "
+                        f"{key[1]} in "
                         f"{where})")
   variables = {}
   for key, value in flat.items():
@@ -150,7 +153,8 @@ def load_pretrained(path: str | os.PathLike, model_name: str, *, format: str | N
                      f"{sorted(k for k in _VARIANTS if k[1] == framework)}")
   problems, dropped = [], []
   if framework == "torchvision":
-    state = readers.strip_module_prefix(readers.read_torch(path) if fmt == "torch" else readers.read_safetensors(path))
+    read = readers.read_torch if fmt == "torch" else readers.read_safetensors
+    state = readers.strip_module_prefix(read(path))
     file_classes = _torch_num_classes(model_name, state)
   else:
     layers = readers.read_keras(path)
@@ -167,7 +171,8 @@ def load_pretrained(path: str | os.PathLike, model_name: str, *, format: str | N
   if framework == "torchvision":
     hwc = (6, 6, model.widths[-1]) if model_name == "alexnet" else None
     names = layouts.torch_names(model_name, model)
-    pairs = [(path_, layouts.torch_tensors(name, kind, state, hwc if name == "classifier.1" else None))
+    pairs = [(path_, layouts.torch_tensors(name, kind, state,
+                                           hwc if name == "classifier.1" else None))
              for (path_, kind_ours), (name, kind) in _pair(calls, names, "modules", problems)]
     for (_, kind_ours), (name, kind) in zip(calls, names):
       if kind_ours != kind:
@@ -190,6 +195,11 @@ def load_pretrained(path: str | os.PathLike, model_name: str, *, format: str | N
   note = f" ({framework}, variant {kwargs.get('variant', 'default')!r})"
   _fail(problems, path, model_name, note)
   preprocessing = _PREPROCESSING.get((model_name, framework), TORCHVISION)
+  logging.info("imported %s (%s, %s) into %s with variant=%r (%d classes), preprocessing %r%s",
+               os.path.basename(os.fspath(path)), framework, fmt, model_name,
+               kwargs.get("variant", "default"), file_classes, preprocessing.name,
+               f"; dropped {len(dropped)} tensors ({dropped[0].split('.')[0]}.*)" if dropped
+               else "")
   source = {"file": os.path.basename(os.fspath(path)), "sha256": readers.file_sha256(path),
             "format": fmt, "framework": framework, "dropped": dropped}
   return Pretrained(model=model, variables=variables, preprocessing=preprocessing, source=source,

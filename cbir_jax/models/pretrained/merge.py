@@ -1,4 +1,4 @@
-"""merge_pretrained: a pretrained trunk inside a model with another head, and which params it set."""
+"""merge_pretrained: a pretrained trunk in a model with another head, plus a mask of its params."""
 
 from collections.abc import Mapping
 from typing import Any

@@ -1,4 +1,4 @@
-"""Reading checkpoint files into NumPy: torch .pth, .safetensors, Keras .h5 / .weights.h5 / .keras."""
+"""Checkpoint files -> NumPy: torch .pth, .safetensors, Keras .h5 / .weights.h5 / .keras."""
 
 import hashlib
 import io
