@@ -6,6 +6,7 @@ run with -s to see them). Keras tests always run (tensorflow is a dependency); t
 without torch; the .safetensors path is also tested without torch against a lax reference.
 """
 
+import dataclasses
 import sys
 
 import jax
@@ -121,6 +122,34 @@ def test_keras_exact(app, name, hw, prep, variant, rng, tmp_path):
   out = _apply(p, x, "pool")
   _report(f"keras {app}", {"logits": _rel_err(out["logits"], ref_logits),
                            "pool": _rel_err(out["pool"], ref_pool)})
+  if name == "mobilenet_v2":  # same parameter tree, but our default variant is not Keras'
+    default = dataclasses.replace(p, model=registry.get_model(name, num_classes=1000))
+    assert _rel_err(_apply(default, x, "pool")["logits"], ref_logits) > 1e-3
+
+
+def test_keras_notop_trunk_into_dfs_net(rng, tmp_path):
+  """A Keras file saved without its classifier imports as the trunk alone (head=False)."""
+  keras = pytest.importorskip("keras", reason="the Keras tests need keras (tensorflow)")
+  keras.utils.set_random_seed(int(rng.integers(2**31)))
+  model = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(64, 64, 3))
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      n = layer.get_weights()[0].shape[0]
+      layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
+                         rng.uniform(0.5, 1.5, n)])
+  model.save_weights(tmp_path / "notop.weights.h5")
+  p = pretrained.load_pretrained(tmp_path / "notop.weights.h5", "mobilenet_v2")
+  assert p.num_classes is None and p.model.head is False and "head" not in p.variables["params"]
+  x = rng.normal(size=(2, 64, 64, 3)).astype(np.float32)
+  fmap = jax.jit(lambda v, x: p.model.apply(v, x, train=False))(p.variables, x)
+  _report("keras MobileNetV2 include_top=False", {
+      "feature map": _rel_err(fmap, np.asarray(model(x, training=False)))})
+  dfs = registry.get_model("dfs_mobilenet_v2", num_classes=5, backbone_kwargs=p.model_kwargs)
+  fresh = jax.eval_shape(lambda: dfs.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+  merged, mask = pretrained.merge_pretrained(fresh, p.variables)
+  assert all(jax.tree.leaves(mask["backbone"])) and not any(jax.tree.leaves(mask["dfs"]))
+  assert _same_variables(merged["params"]["backbone"], p.variables["params"])
+  assert _same_variables(merged["batch_stats"]["backbone"], p.variables["batch_stats"])
 
 
 # ------------------------------------------------------------------------------ torchvision
@@ -212,6 +241,9 @@ def test_torch_exact(name, hw, endpoints, prep, variant, rng, tmp_path, monkeypa
   assert _count(p.variables.get("batch_stats", {})) == n_stats
   out = _apply(p, x, endpoints)
   _report(f"torchvision {name}", {k: _rel_err(out[k], ref[k]) for k in ("logits", *endpoints)})
+  if name == "resnet50":  # same parameter tree, but our default variant pads differently
+    default = dataclasses.replace(p, model=registry.get_model(name, num_classes=1000))
+    assert _rel_err(_apply(default, x, endpoints)["logits"], ref["logits"]) > 1e-3
 
 
 # ------------------------------------------------- .safetensors without torch (runs in CI)

@@ -34,14 +34,18 @@ class Pretrained:
 
   Attributes:
     model: the unbound Linen module (`registry.get_model(model_name, num_classes=...,
-      **model_kwargs)`).
+      **model_kwargs)`); for a Keras file without classifier (include_top=False, "_notop"),
+      the trunk only (built with `head=False`: `apply` returns the final feature map
+      `f32[b, h', w', c]`; what `merge_pretrained` needs to start a DFS-Net).
     variables: `{"params": ..., "batch_stats": ...}` (no batch_stats for AlexNet), float32.
     preprocessing: what the weights expect of their input.
     source: `{"file": base name, "sha256": hex digest, "format", "framework", "dropped": [source
       tensors deliberately not imported, e.g. torchvision inception's AuxLogits.*]}`.
     format: "torch", "safetensors" or "keras".
     variant: our model's `variant` field that matches the source ("default" when none differs).
-    model_name, model_kwargs, num_classes: how to rebuild `model`.
+    model_name, model_kwargs, num_classes: how to rebuild `model`; `model_kwargs` are the
+      variant's fields (pass them as a DFS-Net's `backbone_kwargs`); num_classes None: the file
+      has no classifier and the model was built with `head=False`.
   """
 
   model: nn.Module
@@ -52,7 +56,7 @@ class Pretrained:
   variant: str
   model_name: str
   model_kwargs: dict
-  num_classes: int
+  num_classes: int | None
 
 
 def _assemble(pairs, shapes, problems: list[str]) -> dict:
@@ -120,8 +124,8 @@ def load_pretrained(path: str | os.PathLike, model_name: str, *, format: str | N
   Args:
     path: a torchvision state dict (`.pth`/`.pt`/`.bin`, read with torch; `.safetensors`, read
       with NumPy), or Keras applications weights (`.h5` legacy/full-model, `.weights.h5`,
-      `.keras`, read with h5py) of ResNet50, InceptionV3 or MobileNetV2 with their classifier
-      (include_top=True).
+      `.keras`, read with h5py) of ResNet50, InceptionV3 or MobileNetV2, with their classifier
+      or without it (include_top=False: the trunk alone, `head=False`).
     model_name: "alexnet", "resnet50", "mobilenet_v2" or "inception_v3" (torchvision: all
       four; Keras: all but alexnet).
     format: "torch", "safetensors" or "keras"; None: from the extension.
@@ -159,14 +163,15 @@ def load_pretrained(path: str | os.PathLike, model_name: str, *, format: str | N
   else:
     layers = readers.read_keras(path)
     file_classes = int(layers["dense"][-1][1]["kernel"].shape[-1]) if layers["dense"] else None
-  if file_classes is None:
-    raise ValueError(f"{os.fspath(path)!r} has no {model_name} classifier; files saved without "
-                     f"their top (include_top=False) are not supported")
-  if num_classes is not None and num_classes != file_classes:
-    raise ValueError(f"num_classes={num_classes} but the file's classifier has {file_classes} "
-                     f"outputs")
   kwargs = dict(_VARIANTS[(model_name, framework)])
-  model = registry.get_model(model_name, num_classes=file_classes, **kwargs)
+  trunk_only = file_classes is None and framework == "keras"  # include_top=False
+  if file_classes is None and not trunk_only:  # the mismatch list below names the classifier
+    file_classes = num_classes or 1000
+  if num_classes is not None and num_classes != file_classes:
+    raise ValueError(f"num_classes={num_classes} but the file's classifier has "
+                     f"{file_classes or 'no'} outputs")
+  model = registry.get_model(model_name, num_classes=file_classes or 1,
+                             **(dict(kwargs, head=False) if trunk_only else kwargs))
   calls, shapes = layouts.trace_layers(model, 299 if model_name == "inception_v3" else 224)
   if framework == "torchvision":
     hwc = (6, 6, model.widths[-1]) if model_name == "alexnet" else None
@@ -195,9 +200,9 @@ def load_pretrained(path: str | os.PathLike, model_name: str, *, format: str | N
   note = f" ({framework}, variant {kwargs.get('variant', 'default')!r})"
   _fail(problems, path, model_name, note)
   preprocessing = _PREPROCESSING.get((model_name, framework), TORCHVISION)
-  logging.info("imported %s (%s, %s) into %s with variant=%r (%d classes), preprocessing %r%s",
+  logging.info("imported %s (%s, %s) into %s with variant=%r (%s classes), preprocessing %r%s",
                os.path.basename(os.fspath(path)), framework, fmt, model_name,
-               kwargs.get("variant", "default"), file_classes, preprocessing.name,
+               kwargs.get("variant", "default"), file_classes or "no", preprocessing.name,
                f"; dropped {len(dropped)} tensors ({dropped[0].split('.')[0]}.*)" if dropped
                else "")
   source = {"file": os.path.basename(os.fspath(path)), "sha256": readers.file_sha256(path),
