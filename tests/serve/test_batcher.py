@@ -116,3 +116,11 @@ def test_mixed_images_and_vectors_in_one_batch():
   answers = run.run([batcher.Query(k=1, image=searcher.database[6]),
                      batcher.Query(k=1, vector=vector)])
   assert answers[0]["ids"].tolist() == [106] and answers[1]["ids"].tolist() == [104]
+
+
+def test_label_table_matches_the_searcher(rng):
+  searcher = FakeSearcher("float")
+  run = batcher.SearchBatch(searcher, max_batch=2)
+  ids = rng.permutation(np.concatenate([searcher.ids, [-1, 5, 10**9]]))
+  np.testing.assert_array_equal(run.labels(ids),
+                                np.where(np.isin(ids, searcher.ids), searcher.labels(ids), -1))
