@@ -122,9 +122,10 @@ def test_keras_exact(app, name, hw, prep, variant, rng, tmp_path):
   out = _apply(p, x, "pool")
   _report(f"keras {app}", {"logits": _rel_err(out["logits"], ref_logits),
                            "pool": _rel_err(out["pool"], ref_pool)})
-  if name == "mobilenet_v2":  # same parameter tree, but our default variant is not Keras'
+  if name == "mobilenet_v2":  # same parameter tree, but our default variant is not Keras':
+    # the tolerance tells them apart (measured 8.6e-4 at the least, so far).
     default = dataclasses.replace(p, model=registry.get_model(name, num_classes=1000))
-    assert _rel_err(_apply(default, x, "pool")["logits"], ref_logits) > 1e-3
+    assert _rel_err(_apply(default, x, "pool")["logits"], ref_logits) > TOLERANCE
 
 
 def test_keras_notop_trunk_into_dfs_net(rng, tmp_path):
@@ -243,7 +244,7 @@ def test_torch_exact(name, hw, endpoints, prep, variant, rng, tmp_path, monkeypa
   _report(f"torchvision {name}", {k: _rel_err(out[k], ref[k]) for k in ("logits", *endpoints)})
   if name == "resnet50":  # same parameter tree, but our default variant pads differently
     default = dataclasses.replace(p, model=registry.get_model(name, num_classes=1000))
-    assert _rel_err(_apply(default, x, endpoints)["logits"], ref["logits"]) > 1e-3
+    assert _rel_err(_apply(default, x, endpoints)["logits"], ref["logits"]) > TOLERANCE
 
 
 # ------------------------------------------------- .safetensors without torch (runs in CI)

@@ -37,6 +37,8 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def read_torch(path) -> dict[str, np.ndarray]:
+  """A torch state dict (`torch.load(weights_only=True)`; a {"state_dict": ...} wrapper is
+  unwrapped) -> {name: array}, floating tensors as float32."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -51,11 +53,17 @@ def read_torch(path) -> dict[str, np.ndarray]:
   if not isinstance(state, Mapping):
     raise ValueError(f"{os.fspath(path)!r} holds a {type(state).__name__}, not a state dict; "
                      f"save model.state_dict()")
-  return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "numpy")}
+  return {k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()).numpy()
+          for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def read_safetensors(path) -> dict[str, np.ndarray]:
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  """A .safetensors file -> {name: array}, read with NumPy (no torch)."""
+  try:
+    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(f"reading {os.fspath(path)!r} needs the safetensors package: pip install "
+                      f"'cbir_jax[pretrained]'") from e
   return dict(load_file(os.fspath(path)))
 
 
