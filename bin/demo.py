@@ -35,6 +35,16 @@ _DATASET = flags.DEFINE_string(
     "--config.dataset.manual_dir.")
 
 
+_WEIGHTS = flags.DEFINE_string(
+    "weights", None, "Index an imported network instead of training: a torchvision state dict "
+    "(.pth, .safetensors) or Keras weights (.h5) of --weights_model; --config.retrieval."
+    "endpoint names its layer (e.g. fc8 for AlexNet, pool for the backbones).")
+_WEIGHTS_MODEL = flags.DEFINE_string("weights_model", None, "The model of --weights: alexnet, "
+                                     "resnet50, mobilenet_v2 or inception_v3.")
+_WEIGHTS_FORMAT = flags.DEFINE_enum("weights_format", None, ["torch", "safetensors", "keras"],
+                                    "Format of --weights when its extension does not say.")
+
+
 def _fail(message: str) -> None:
   launch.fail("demo", message)
 
@@ -58,13 +68,27 @@ def main(argv) -> None:
     if config.dataset.name != "digits" and not config.dataset.manual_dir:
       raise ValueError(f"dataset {config.dataset.name!r} needs "
                        "--config.dataset.manual_dir=<folder>")
+    if _WEIGHTS.value:
+      if not os.path.isfile(_WEIGHTS.value):
+        raise ValueError(f"--weights {_WEIGHTS.value!r} is not a file")
+      if not _WEIGHTS_MODEL.value:
+        raise ValueError("--weights needs --weights_model (alexnet, resnet50, mobilenet_v2 or "
+                         "inception_v3)")
+      with config.unlocked():  # The checks below concern the imported model, not LeNet-L.
+        config.model.name = _WEIGHTS_MODEL.value
+        config.model.kwargs = {}
     demo.check_config(config)
   except (ValueError, TypeError) as e:
     _fail(str(e))
   workdir = launch.output_dir("demo", "workdir", _WORKDIR.value)
-  result = demo.run_demo(config, workdir)
+  try:
+    result = demo.run_demo(config, workdir, weights=_WEIGHTS.value,
+                           weights_model=_WEIGHTS_MODEL.value,
+                           weights_format=_WEIGHTS_FORMAT.value)
+  except ImportError as e:  # A .pth file without torch: the message names the extra.
+    _fail(str(e))
 
-  ks = tuple(config.retrieval.ks)
+  ks = result.ks
   header = ["index"] + [f"mAP@{k}" for k in ks] + ["mAP (full)", "search s"]
   rows = [[r.name] + [f"{r.metrics[f'paper_map@{k}']:.4f}" for k in ks]
           + [f"{r.metrics['map']:.4f}", f"{r.search_seconds:.3f}"] for r in result.reports]

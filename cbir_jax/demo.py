@@ -38,6 +38,7 @@ class RetrievalReport:
 @dataclasses.dataclass
 class DemoResult:
   workdir: str
+  ks: tuple[int, ...]     # the cut-offs reported (retrieval.ks up to the database size)
   reports: list[RetrievalReport]
   train_metrics: dict[str, float]
   files: dict[str, str]
@@ -80,51 +81,71 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"retrieval.ks must be ints >= 1, got {tuple(r.ks)}")
 
 
-def run_demo(config: ml_collections.ConfigDict, workdir: str) -> DemoResult:
+def run_demo(config: ml_collections.ConfigDict, workdir: str, *, weights: str | None = None,
+             weights_model: str | None = None, weights_format: str | None = None
+             ) -> DemoResult:
   """Trains the configured model, indexes its features both ways and evaluates held-out queries.
 
   The database is the whole training split (`dataset.train_split`), the queries the held-out
   split (`dataset.eval_split`). Writes to `workdir`: the training run (checkpoints, metrics),
   `features/*.npy`, the two indexes (`float.index`, `binary.index`, each with its provenance
-  record), `results.json` and `contact_sheet_*.png`.
+  record), `results.json` and `contact_sheet_*.png`. With `weights` (a torchvision or Keras
+  checkpoint of `weights_model`, see `models.pretrained`) nothing is trained: the imported
+  network's `retrieval.endpoint` features (with the file's preprocessing) are indexed.
   """
   check_config(config)
   os.makedirs(workdir, exist_ok=True)
   seconds: dict[str, float] = {}
   t0 = time.perf_counter()
-  train_dir = os.path.abspath(os.path.join(workdir, "train"))
-  result = trainer.train_and_evaluate(config, train_dir)
-  seconds["train"] = time.perf_counter() - t0
-  model, variables = result.model, result.state.variables()
-
   ds = config.dataset
   train_split, eval_split = trainer.splits(config)
-  database = result.train_data
-  if datasets.validation_fraction(ds) > 0:  # The trainer held out a validation part.
-    database = datasets.load_split(ds, train_split, seed=int(config.seed), carve_validation=False)
-  queries = result.eval_data
+  endpoint = config.retrieval.endpoint
+  if weights is None:  # Train the configured model; the trainer hands back its data.
+    train_dir = os.path.abspath(os.path.join(workdir, "train"))
+    result = trainer.train_and_evaluate(config, train_dir)
+    train_metrics = result.metrics
+    network = jobs.Restored(result.model, result.state.variables(), config.model.name,
+                            workdir=train_dir, config=config, step=int(result.metrics["steps"]),
+                            preprocessing=trainer.preprocessing_of(config))
+    database, queries = result.train_data, result.eval_data
+    if datasets.validation_fraction(ds) > 0:  # The trainer held out a validation part.
+      database = datasets.load_split(ds, train_split, seed=int(config.seed),
+                                     carve_validation=False)
+  else:  # Imported weights: no training; the configured data set is indexed and queried.
+    network = jobs.import_weights(weights, weights_model, format=weights_format)
+    jobs.check_endpoint(weights_model, endpoint)
+    train_metrics = {}
+    database = datasets.load_split(ds, train_split, seed=int(config.seed),
+                                   carve_validation=False)
+    queries = (datasets.load_split(ds, eval_split, seed=int(config.seed)) if eval_split
+               else None)
+  seconds["train" if weights is None else "import"] = time.perf_counter() - t0
   if queries is None:
     raise ValueError("the demo needs held-out queries: set dataset.eval_split")
 
   t0 = time.perf_counter()
-  endpoint = config.retrieval.endpoint
-  db_feats = extract_lib.extract(model, variables, database.images, endpoint,
-                                 batch_size=config.batch_size)
-  q_feats = extract_lib.extract(model, variables, queries.images, endpoint,
-                                batch_size=config.batch_size)
+  db_feats = extract_lib.extract(network.model, network.variables, database.images, endpoint,
+                                 batch_size=config.batch_size, preprocess=network.preprocess)
+  q_feats = extract_lib.extract(network.model, network.variables, queries.images, endpoint,
+                                batch_size=config.batch_size, preprocess=network.preprocess)
   seconds["extract"] = time.perf_counter() - t0
   feat_dir = os.path.join(workdir, "features")
   os.makedirs(feat_dir, exist_ok=True)
   for name, arr in (("database", db_feats), ("queries", q_feats)):
     np.save(os.path.join(feat_dir, f"{name}_{endpoint}.npy"), arr)
 
-  ks = tuple(int(k) for k in config.retrieval.ks)
+  ks = tuple(int(k) for k in config.retrieval.ks if int(k) <= len(database))
+  if len(ks) < len(config.retrieval.ks):  # A small collection: the cut-offs adapt to it.
+    logging.warning("retrieval.ks %s: cut-offs above the database size %d are left out",
+                    tuple(config.retrieval.ks), len(database))
+  if not ks:
+    raise ValueError(f"every retrieval.ks {tuple(config.retrieval.ks)} exceeds the database "
+                     f"size {len(database)}")
   keep = int(config.retrieval.sheet_k)
   files: dict[str, str] = {}
 
   record = provenance_lib.Provenance(
-      [provenance_lib.Source(config.model.name, endpoint, train_workdir=train_dir,
-                             checkpoint_step=int(result.metrics["steps"]))],
+      [network.source(endpoint)],
       dataset=jobs.dataset_record(ds, train_split, int(config.seed), database))
   float_index = FloatIndex(db_feats.shape[1], metadata=jobs.index_metadata(
       record, database.labels, database.class_names))
@@ -171,7 +192,7 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str) -> DemoResult:
       xlabel="k (results returned)", ylabel="paper mAP@k (formula 3)",
       title=f"{ds.name}: held-out queries")
 
-  train_metrics = {k: float(v) for k, v in (result.metrics or {}).items()
+  train_metrics = {k: float(v) for k, v in (train_metrics or {}).items()
                    if isinstance(v, (int, float, np.floating, np.integer))}
   files["results"] = os.path.join(workdir, "results.json")
   atomic.write_json(files["results"], {
@@ -181,4 +202,4 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str) -> DemoResult:
       "indexes": [{"name": r.name, "metrics": r.metrics, "search_seconds": r.search_seconds}
                   for r in reports]})
   logging.info("demo finished: %s", files)
-  return DemoResult(workdir, reports, train_metrics, files, seconds)
+  return DemoResult(workdir, ks, reports, train_metrics, files, seconds)

@@ -79,7 +79,7 @@ def restore(train_workdir: str, step: int | None = None) -> Restored:
     finally:
       ckpt.close()
   return Restored(model, variables, config.model.name, workdir=workdir, config=config,
-                  step=int(step))
+                  step=int(step), preprocessing=trainer.preprocessing_of(config))
 
 
 def import_weights(path: str, model_name: str, *, format: str | None = None) -> Restored:

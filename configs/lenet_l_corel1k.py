@@ -61,6 +61,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0
   c.aux_loss_weight = 0.0
   c.augment = True
+  # Fine-tuning from imported weights (torchvision .pth/.safetensors, Keras .h5; README "Using
+  # pretrained weights"): the file, its model when not this one's minus "dfs_", its format when
+  # the extension does not say, and how many steps the imported trunk stays frozen.
+  c.init_from = ""
+  c.init_from_model = ""
+  c.init_from_format = ""
+  c.freeze_trunk_steps = 0
   c.log_every_steps = 10
   c.eval_every_steps = -1
   c.checkpoint_every_steps = 500

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -105,7 +105,8 @@ def _resolve_process(process_index: int | None, process_count: int | None) -> tu
 
 def train_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
                   start_step: int = 0, augment: bool = False, process_index: int | None = None,
-                  process_count: int | None = None, prefetch: int = 2) -> Iterator[dict]:
+                  process_count: int | None = None, prefetch: int = 2,
+                  preprocess: Callable[[np.ndarray], Any] | None = None) -> Iterator[dict]:
   """Infinite, seeded training batches that resume exactly at any step.
 
   Global batch `step` is `global_batch_indices(n, batch_size, seed, step)`: epoch
@@ -123,6 +124,8 @@ def train_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, se
     seed: integer seed of the order and the augmentation.
     start_step: first step to yield (>= 0).
     augment: random flip + random crop with padding (see `augment_batch`).
+    preprocess: uint8 images -> float32 network input (e.g. imported weights' preprocessing);
+      None: `normalize`.
     process_index, process_count: this process's slot; default jax.process_index() /
       jax.process_count().
     prefetch: number of batches prepared ahead in a background thread (0: none).
@@ -151,7 +154,7 @@ def train_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, se
     if augment:
       batch = augment_batch(batch, np.random.default_rng((seed, step // steps_per_epoch, step)))
     part = slice(process_index * local, (process_index + 1) * local)
-    return {"image": normalize(batch[part]), "label": labels[index[part]]}
+    return {"image": _prepare(batch[part], preprocess), "label": labels[index[part]]}
 
   return _prefetched(make, start_step, prefetch)
 
@@ -179,9 +182,13 @@ def _prefetched(make, start_step: int, prefetch: int) -> Iterator[dict]:
     executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _prepare(images: np.ndarray, preprocess) -> np.ndarray:
+  return normalize(images) if preprocess is None else np.asarray(preprocess(images), np.float32)
+
+
 def eval_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
-                 process_index: int | None = None,
-                 process_count: int | None = None) -> Iterator[dict]:
+                 process_index: int | None = None, process_count: int | None = None,
+                 preprocess: Callable[[np.ndarray], Any] | None = None) -> Iterator[dict]:
   """All examples once, in order, in global batches of exactly `batch_size` (the last padded).
 
   Global batch j holds examples [j * batch_size, (j + 1) * batch_size), the rows past n being
@@ -193,6 +200,7 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
     labels: int[n].
     batch_size: global batch size >= 1, divisible by process_count.
     process_index, process_count: default jax.process_index() / jax.process_count().
+    preprocess: as in `train_batches`.
 
   Yields:
     {"image": float32[b, h, w, c] normalised, "label": int32[b], "mask": bool[b]}:
@@ -216,4 +224,4 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
     if valid < local:
       image = np.concatenate([image, np.zeros((local - valid,) + image.shape[1:], np.uint8)])
       label = np.concatenate([label, np.zeros(local - valid, np.int32)])
-    yield {"image": normalize(image), "label": label, "mask": np.arange(local) < valid}
+    yield {"image": _prepare(image, preprocess), "label": label, "mask": np.arange(local) < valid}

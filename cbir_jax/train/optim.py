@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -181,3 +182,19 @@ def make_optimizer(opt_config: Mapping[str, Any] | Any,
   else:
     parts.append(optax.adam(schedule, b1=float(c["b1"]), b2=float(c["b2"]), eps=float(c["eps"])))
   return optax.chain(*parts)
+
+
+def freeze_for(tx: optax.GradientTransformation, frozen: Any, steps: int
+               ) -> optax.GradientTransformation:
+  """`tx`, except that parameters where `frozen` is True get zero updates for `steps` steps.
+
+  For fine-tuning from imported weights: the pretrained trunk (`frozen`, a pytree of bools
+  shaped like the params, e.g. `models.pretrained.merge_pretrained`'s mask) stays put while the
+  fresh head and DFS module settle, then trains with the same optimizer. Built with
+  `optax.multi_transform`, so each part keeps its own optimizer state.
+  """
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+    raise ValueError(f"freeze steps must be an int >= 0, got {steps!r}")
+  gate = optax.scale_by_schedule(lambda count: jnp.where(count < steps, 0.0, 1.0))
+  labels = jax.tree.map(lambda f: "trunk" if f else "rest", frozen)
+  return optax.multi_transform({"rest": tx, "trunk": optax.chain(tx, gate)}, labels)

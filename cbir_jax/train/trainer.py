@@ -15,12 +15,13 @@ from typing import Any, Callable
 from absl import logging
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from cbir_jax import atomic
 from cbir_jax.data import datasets, input_pipeline
-from cbir_jax.models import registry
+from cbir_jax.models import pretrained, registry
 from cbir_jax.train import checkpoint as checkpoint_lib
 from cbir_jax.train import mesh as mesh_lib
 from cbir_jax.train import metric_log, optim, state as state_lib, steps
@@ -101,6 +102,60 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     registry.check_input_size(config.model.name, size, warn=False, **model_kwargs(config))
 
 
+def _load_trunk(config: ml_collections.ConfigDict):
+  """`config.init_from`'s imported weights (`models.pretrained.Pretrained`), or None.
+
+  The source model is `init_from_model` or the config's model without its "dfs_" prefix; the
+  variant of our model that matches the file (e.g. torchvision's ResNet padding) is written into
+  `model.kwargs` (a DFS-Net's `backbone_kwargs`), and the file's preprocessing into
+  `config.preprocessing`, so config.json restores exactly what was trained.
+  """
+  path = config.get("init_from", "") or ""
+  if not path:
+    return None
+  name = config.model.name
+  source = config.get("init_from_model", "") or (name[len("dfs_"):] if name.startswith("dfs_")
+                                                  else name)
+  trunk = pretrained.load_pretrained(path, source, format=config.get("init_from_format") or None)
+  with config.unlocked():
+    if "kwargs" not in config.model or config.model.kwargs is None:
+      config.model.kwargs = ml_collections.ConfigDict()
+    if name.startswith("dfs_"):
+      kwargs = dict(config.model.kwargs.get("backbone_kwargs", None) or {})
+      kwargs.update(trunk.model_kwargs)
+      config.model.kwargs.backbone_kwargs = kwargs
+    else:
+      for key, value in trunk.model_kwargs.items():
+        config.model.kwargs[key] = value
+    config.preprocessing = trunk.preprocessing.to_json()
+  return trunk
+
+
+def _with_frozen_trunk(tx, model, model_name: str, input_shape, freeze: int):
+  """`tx` with the imported trunk frozen for `freeze` steps (`optim.freeze_for`); the trunk is
+  what `pretrained.merge_pretrained` fills: every parameter but the classifier ("head", "fc8",
+  "aux"), under "backbone" for a DFS-Net. Structural, so a restore needs no weights file."""
+  if freeze <= 0:
+    return tx
+  params = jax.eval_shape(lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+      jnp.zeros(input_shape, jnp.float32), train=False))["params"]
+  exclude = ("head", "fc8", "aux")
+
+  def mark(path, _):
+    names = [getattr(k, "key", str(k)) for k in path]
+    if model_name.startswith("dfs_"):
+      return names[0] == "backbone" and names[1] not in exclude
+    return names[0] not in exclude
+  return optim.freeze_for(tx, jax.tree_util.tree_map_with_path(mark, params), freeze)
+
+
+def preprocessing_of(config: ml_collections.ConfigDict):
+  """The `models.pretrained.Preprocessing` a run was trained with, or None (`normalize`)."""
+  text = config.get("preprocessing", "") or ""
+  return pretrained.Preprocessing.from_json(text) if text else None
+
+
 def _load(config: ml_collections.ConfigDict, split: str) -> datasets.ImageArrays:
   return datasets.load_split(config.dataset, split, seed=int(config.seed))
 
@@ -131,7 +186,8 @@ def initial_state(create: Callable[[jax.Array], state_lib.TrainState], rng: jax.
 
 def evaluate(state: state_lib.TrainState, eval_fn: Callable[..., dict[str, jax.Array]],
              images: np.ndarray, labels: np.ndarray, *, batch_size: int,
-             sharding: jax.sharding.NamedSharding) -> dict[str, float]:
+             sharding: jax.sharding.NamedSharding,
+             preprocess: Callable[[np.ndarray], Any] | None = None) -> dict[str, float]:
   """Loss and accuracy of `state` on all of (images, labels): {"eval_loss", "eval_accuracy"}.
 
   Args:
@@ -140,9 +196,11 @@ def evaluate(state: state_lib.TrainState, eval_fn: Callable[..., dict[str, jax.A
     images: uint8[n, h, w, c]; labels: int[n] (each process passes the whole split).
     batch_size: global eval batch (the last one padded and masked).
     sharding: the batch sharding.
+    preprocess: uint8 -> network input (imported weights' preprocessing); None: normalize.
   """
   totals = None
-  for batch in input_pipeline.eval_batches(images, labels, batch_size=batch_size):
+  for batch in input_pipeline.eval_batches(images, labels, batch_size=batch_size,
+                                           preprocess=preprocess):
     sums = eval_fn(state, mesh_lib.global_batch(batch, sharding))
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
   totals = jax.device_get(totals)
@@ -189,6 +247,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train = _load(config, train_split)
   held_out = _load(config, eval_split) if eval_split else None
   num_classes = len(train.class_names)
+  trunk = _load_trunk(config)  # Imported weights to start from (sets the matching variant).
+  preprocess = None if trunk is None else trunk.preprocessing.apply
   # The input-size guard, before any compilation: an error where the model would produce
   # nothing at this size, a loud warning where its last feature map is below the rule.
   registry.check_input_size(config.model.name, train.images.shape[1:3],
@@ -214,12 +274,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   input_shape = (1,) + tuple(train.images.shape[1:])
   tx = optim.make_optimizer(config.optimizer, num_steps)
   schedule = optim.make_schedule(config.optimizer, num_steps)
-  create = lambda rng: state_lib.create_train_state(model, tx, rng, input_shape)
   rng = jax.random.PRNGKey(int(config.seed))
+  freeze = int(config.get("freeze_trunk_steps", 0) or 0) if trunk is not None else 0
+  tx = _with_frozen_trunk(tx, model, config.model.name, input_shape, freeze)
+  create = lambda rng: state_lib.create_train_state(model, tx, rng, input_shape)
   meta = {"model": config.model.name,
           "model_kwargs": checkpoint_lib.json_compatible(model_kwargs(config)),
           "num_classes": num_classes, "input_shape": list(input_shape),
           "dataset": config.dataset.name, "num_steps": num_steps}
+  if trunk is not None:  # Where the starting weights came from, in every checkpoint.
+    meta["init_from"] = {"file": trunk.source["file"], "sha256": trunk.source["sha256"],
+                         "format": trunk.format, "variant": trunk.variant,
+                         "freeze_trunk_steps": freeze}
 
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      keep=int(config.get("keep_checkpoints", 2)))
@@ -230,6 +296,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info("resumed from %s at step %d", ckpt.directory, int(state.step))
   else:
     state = initial_state(create, rng, replicated)
+    if trunk is not None:
+      merged, _ = pretrained.merge_pretrained(state.variables(), trunk.variables)
+      merged = jax.device_put(merged, replicated)
+      state = state.replace(params=merged["params"],
+                            batch_stats=merged.get("batch_stats", state.batch_stats))
+      logging.info("started from %s (%s, sha256 %s)", trunk.source["file"], trunk.format,
+                   trunk.source["sha256"][:12])
   if lead:
     _write_config(config, workdir)
   start_step = int(jax.device_get(state.step))
@@ -241,8 +314,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                     aux_loss_weight=float(config.get("aux_loss_weight", 0.0)))
   eval_fn = steps.jit_eval_step(replicated, data_sharding)
   batches = input_pipeline.train_batches(train.images, train.labels, batch_size=batch_size,
-                                   seed=int(config.seed), start_step=start_step,
-                                   augment=bool(config.get("augment", False)))
+                                         seed=int(config.seed), start_step=start_step,
+                                         augment=bool(config.get("augment", False)),
+                                         preprocess=preprocess)
   log_every = int(config.get("log_every_steps", 50))
   checkpoint_every = int(config.get("checkpoint_every_steps", 1000))
   log = metric_log.MetricLog(os.path.join(workdir, "metrics.jsonl"), total_steps=num_steps,
@@ -286,7 +360,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if held_out is not None and (done % eval_every == 0 or done == num_steps):
         pause = time.perf_counter()
         eval_metrics = evaluate(state, eval_fn, held_out.images, held_out.labels,
-                                batch_size=eval_batch_size, sharding=data_sharding)
+                                batch_size=eval_batch_size, sharding=data_sharding,
+                                preprocess=preprocess)
         log.write(done, eval_metrics)
         results.update(eval_metrics)
         interval_start += time.perf_counter() - pause
@@ -296,7 +371,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         interval_start += time.perf_counter() - pause
     if held_out is not None and "eval_accuracy" not in results:  # Nothing left to train.
       results.update(evaluate(state, eval_fn, held_out.images, held_out.labels,
-                              batch_size=eval_batch_size, sharding=data_sharding))
+                              batch_size=eval_batch_size, sharding=data_sharding,
+                                preprocess=preprocess))
   finally:
     batches.close()  # Stops the prefetch thread.
     log.close()
@@ -352,6 +428,8 @@ def restore(workdir: str, step: int | None = None) -> tuple[nn.Module, dict[str,
         directory, str(step if step is not None else ckpt.latest_step())))
     model = build_model(config, meta["num_classes"])
     tx = optim.make_optimizer(config.optimizer, int(meta["num_steps"]))
+    tx = _with_frozen_trunk(tx, model, config.model.name, tuple(meta["input_shape"]),
+                            int((meta.get("init_from") or {}).get("freeze_trunk_steps", 0)))
     create = lambda rng: state_lib.create_train_state(model, tx, rng, tuple(meta["input_shape"]))
     sharding = mesh_lib.replicated(mesh_lib.make_mesh(jax.local_devices()))
     state = ckpt.restore(_abstract_state(create, jax.random.PRNGKey(0), sharding), step)
