@@ -336,7 +336,7 @@ def test_mismatched_tensors_listed_in_one_message(rng, tmp_path):
   with pytest.raises(ValueError) as info:
     pretrained.load_pretrained(tmp_path / "bad.safetensors", "alexnet")
   message = str(info.value)
-  assert "3 tensor(s) differ, nothing was loaded" in message
+  assert "3 difference(s), nothing was loaded" in message
   assert "missing in file: conv2/bias (params, expected 192)" in message
   assert ("shape mismatch: features.6.weight 384x192x2x3 in the file (as conv3/kernel: 2x3x192x384 "
           "in our layout, expected 3x3x192x384)") in message

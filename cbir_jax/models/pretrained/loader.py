@@ -87,8 +87,7 @@ def _assemble(pairs, shapes, problems: list[str]) -> dict:
     for key, (name, _, file_shape) in tensors.items():
       if key not in expected:
         problems.append(f"unexpected in file: {name} {layouts.fmt_shape(file_shape)} (no "
-                        f"{key[1]} in "
-                        f"{where})")
+                        f"{key[1]} in {where})")
   variables = {}
   for key, value in flat.items():
     node = variables
@@ -99,8 +98,14 @@ def _assemble(pairs, shapes, problems: list[str]) -> dict:
 
 
 def _pair(ours: list, theirs: list, what: str, problems: list[str]) -> list:
+  """Pairs our modules with the source's in order; the unpaired rest of either is a problem."""
   if len(ours) != len(theirs):
     problems.append(f"{what}: the file has {len(theirs)}, the model {len(ours)}")
+    for item in ours[len(theirs):]:  # a module path, or (module path, kind)
+      path = item[0] if isinstance(item[0], tuple) else item
+      problems.append(f"missing in file: our {'/'.join(path)}")
+    for item in theirs[len(ours):]:
+      problems.append(f"unexpected in file: {item[0]}")
   return list(zip(ours, theirs))
 
 
@@ -108,7 +113,7 @@ def _fail(problems: list[str], path, model_name: str, note: str = "") -> None:
   if problems:
     shown = "\n  ".join(problems)
     raise ValueError(f"{os.fspath(path)!r} does not fit {model_name}{note}; "
-                     f"{len(problems)} tensor(s) differ, nothing was loaded:\n  {shown}")
+                     f"{len(problems)} difference(s), nothing was loaded:\n  {shown}")
 
 
 def _torch_num_classes(model_name: str, state: Mapping) -> int | None:
