@@ -187,3 +187,27 @@ def test_hamming_custom_call_only_in_cpu_lowering():
     fn = jax.jit(lambda q, x, m=method: hamming.hamming_topk(q, x, 3, method=m))
     text = fn.trace(x[:5], x).lower(lowering_platforms=(platform,)).as_text()
     assert (ffi.HAMMING_TOPK_TARGET in text) == present, (platform, method)
+
+
+# ---- the native L2 kernel's two paths: GEMV (q <= 16) and GEMM (q > 16) ----
+
+@native
+@pytest.mark.parametrize("q", [1, 2, 16, 17, 33])
+@pytest.mark.parametrize("d", [3, 17, 64])
+def test_gemv_and_gemm_paths_exact_with_ties_nan_and_n_valid(rng, q, d):
+  # Integer data: exact distances, heavy ties across 2,048-row GEMV tiles and 16-row blocks;
+  # a NaN row ranks last; n_valid / offset cut and shift like the sharded path's.
+  n = 4_101
+  x = rng.integers(-1, 2, size=(n, d)).astype(np.float32)
+  x[4_000] = x[5]  # identical rows in different lanes of a 16-row block
+  x[77, 0] = np.nan
+  queries = rng.integers(-1, 2, size=(q, d)).astype(np.float32)
+  queries[0] = x[5]
+  full = reference.l2(queries, x)
+  for k, n_valid in ((9, n), (n, n), (20, 3_000)):
+    keys, idx = _native_keys(queries, x, k, jnp.int32(n_valid), jnp.int32(7))
+    ref_d, ref_i = reference.rank(full[:, :n_valid], min(k, n_valid))
+    m = ref_d.shape[1]
+    np.testing.assert_array_equal(np.asarray(topk.keys_to_float(keys[:, :m])), ref_d)
+    np.testing.assert_array_equal(idx[:, :m], ref_i + 7)
+    assert (keys[:, m:] == topk.PAD_KEY).all()

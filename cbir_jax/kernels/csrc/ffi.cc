@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "hamming_topk.h"
+#include "l2_gemv.h"
 #include "l2_topk.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -71,7 +72,8 @@ ffi::Error L2TopKImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> queries,
   // The caller's thread plus the pool's: on a pool of P threads with the caller outside it,
   // P workers keep P cores busy (the caller mostly waits on the others at the end).
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  cbir_jax::SearchL2(
+  auto search = q <= cbir_jax::kGemvMaxQ ? cbir_jax::SearchL2Gemv : cbir_jax::SearchL2;
+  search(
       queries.typed_data(), database.typed_data(), q, n, d, k, n_valid.typed_data()[0],
       offset.typed_data()[0], threads,
       [&pool](int64_t count, const std::function<void(int64_t)>& fn) {
