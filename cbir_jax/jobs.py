@@ -299,7 +299,10 @@ def build_index(features: str | Sequence[str], out: str, *, ids: np.ndarray | No
       record = dataclasses.replace(
           records[0], sources=[src for r in records for src in r.sources],
           fusion={"normalize": fusion, "weights": None if fusion_weights is None
-                  else [float(w) for w in fusion_weights]})
+                  else [float(w) for w in fusion_weights],
+                  # Each part's input size (seed 000 fuses LeNet-L at 384x256 with AlexNet at
+                  # 227x227); query-by-image resizes a photo for each part.
+                  "image_shapes": [(r.dataset or {}).get("image_shape") for r in records]})
     else:
       record = None
   if x.ndim != 2:

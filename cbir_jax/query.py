@@ -138,9 +138,16 @@ class ImageSearcher:
     if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
       raise ValueError(f"images must have shape (q, {', '.join(map(str, self.image_shape))}), "
                        f"got {images.shape}")
+    shapes = (self.provenance.fusion or {}).get("image_shapes") or [None] * len(self._networks)
     parts = []
-    for (model, variables, preprocess), source in zip(self._networks, self.provenance.sources):
-      parts.append(extract_lib.extract(model, variables, images, source.endpoint,
+    for (model, variables, preprocess), source, shape in zip(
+        self._networks, self.provenance.sources, shapes):
+      x = images
+      if shape is not None and tuple(shape) != self.image_shape:
+        # A fused part trained at another size (seed 000: LeNet-L at 384x256, AlexNet at
+        # 227x227) sees the query resized once more from the first part's size.
+        x = np.stack([decode_shape(image, shape) for image in images])
+      parts.append(extract_lib.extract(model, variables, x, source.endpoint,
                                        batch_size=self.batch_size, progress=False,
                                        preprocess=preprocess))
     if len(parts) == 1:
@@ -264,14 +271,19 @@ def decode_image(data: bytes, image_shape: Sequence[int] | None = None) -> np.nd
     image = images_lib.decode_rgb(data)
   except (OSError, SyntaxError) as e:
     raise ValueError(str(e)) from e
-  if image_shape is None:
-    return image
+  return image if image_shape is None else decode_shape(image, image_shape)
+
+
+def decode_shape(image: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+  """A decoded uint8[h, w, c] image resized / turned grey to `image_shape` (h, w, c)."""
   h, w, c = (int(s) for s in image_shape)
   if image.shape[:2] != (h, w):
     image = images_lib.resize(image, (h, w))
-  if c == 1:
+  if c == 1 and image.shape[-1] != 1:
     grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     image = np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None]
+  elif c == 3 and image.shape[-1] == 1:
+    image = np.repeat(image, 3, axis=-1)
   return image
 
 
