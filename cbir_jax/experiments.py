@@ -39,6 +39,9 @@ class Stages:
     if os.path.exists(marker):
       with open(marker, encoding="utf-8") as f:
         return json.load(f)
+    model_config = self.config.models[tag]
+    if model_config.get("imported_weights", ""):  # Imported, not trained (e.g. ImageNet AlexNet).
+      return {"imported": os.path.basename(model_config.imported_weights)}
     logging.info("stage train: %s -> %s", tag, path)
     start = time.perf_counter()
     result = trainer.train_and_evaluate(self.config.models[tag], path)
@@ -65,7 +68,11 @@ class Stages:
       logging.info("stage extract: %s %s on %s -> %s", tag, endpoint, split, path)
       start = time.perf_counter()
       if tag not in self._restored:
-        self._restored[tag] = jobs.restore(os.path.join(self.workdir, "train", tag))
+        m = self.config.models[tag]
+        self._restored[tag] = (
+            jobs.import_weights(m.imported_weights, m.imported_model)
+            if m.get("imported_weights", "") else
+            jobs.restore(os.path.join(self.workdir, "train", tag)))
       jobs.extract_split(self._restored[tag], split, endpoint, path,
                          batch_size=int(self.config.extract_batch_size),
                          dataset=self.config.models[tag].dataset,

@@ -88,6 +88,10 @@ def import_weights(path: str, model_name: str, *, format: str | None = None) -> 
   (`models.pretrained.load_pretrained`)."""
   from cbir_jax.models import pretrained  # pylint: disable=import-outside-toplevel
   loaded = pretrained.load_pretrained(path, model_name, format=format)
+  if loaded.num_classes is None:
+    raise ValueError(f"{path} holds {model_name} without its classifier (saved with "
+                     "include_top=False): it can start a training run (--config.init_from) but "
+                     "not be indexed; save the weights with their classifier to extract from them")
   weights = {"path": os.path.abspath(path), "file": loaded.source["file"],
              "sha256": loaded.source["sha256"], "format": loaded.format,
              "framework": loaded.source["framework"], "variant": loaded.variant}

@@ -26,7 +26,7 @@ from cbir_jax import config_util
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the corel_heldout experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>")."""
   paper = config_util.load_sibling(__file__, "corel_paper.py")
-  scale, _ = paper.parse_arg(arg, "corel_heldout")
+  scale, _, weights = paper.parse_arg(arg, "corel_heldout")
   c = paper.get_config(arg)
   c.name = "corel_heldout"
   c.protocol = "heldout"
@@ -36,6 +36,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # The fusion variant is chosen on a seeded, stratified 10 % of the database split that the
   # models never train on; the query split decides nothing.
   c.validation_fraction = 0.1
+  if weights:
+    c.models.alexnet = paper.imported_alexnet(weights, c.dataset.manual_dir, "database")
   for m in c.models.values():
     m.dataset.validation_fraction = c.validation_fraction
   c.lk_sweep.widths = ()

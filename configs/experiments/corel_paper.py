@@ -31,18 +31,32 @@ PAPER_TABLE1 = {
 LK_SWEEP = (800, 1000, 1200, 1400, 1600, 1800)
 
 
-def parse_arg(arg: str, name: str) -> tuple[str, str]:
-  """"cpu,data=/x" -> ("cpu", "/x"); scale is "", "cpu" or "quick"."""
-  scale, data = "", ""
+def parse_arg(arg: str, name: str) -> tuple[str, str, str]:
+  """"cpu,data=/x,alexnet_weights=/w.pth" -> ("cpu", "/x", "/w.pth"); scale "", "cpu", "quick"."""
+  scale, data, weights = "", "", ""
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     if part in ("cpu", "quick"):
       scale = part
     elif part.startswith("data="):
       data = part[len("data="):]
+    elif part.startswith("alexnet_weights="):
+      weights = part[len("alexnet_weights="):]
     else:
-      raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'quick' and 'data=<folder>', "
-                       f"got {part!r}")
-  return scale, data
+      raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'quick', 'data=<folder>' and "
+                       f"'alexnet_weights=<file>', got {part!r}")
+  return scale, data, weights
+
+
+def imported_alexnet(weights: str, manual_dir: str, train_split: str, image_size=227
+                     ) -> ml_collections.ConfigDict:
+  """The seed-000 AlexNet as the paper uses it: ImageNet weights you bring (torchvision .pth /
+  .safetensors), not trained here; its fc8 is the 1,000-d ImageNet layer."""
+  return ml_collections.ConfigDict({
+      "imported_weights": weights, "imported_model": "alexnet", "seed": 0,
+      "model": {"name": "alexnet"},
+      "dataset": {"name": "corel1k", "manual_dir": manual_dir, "data_dir": "",
+                  "image_size": image_size, "train_split": train_split,
+                  "validation_fraction": 0.0}})
 
 
 def _train_config(base: ml_collections.ConfigDict, *, scale: str, image_size, epochs: int,
@@ -101,8 +115,9 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  """Returns the corel_paper experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>")."""
-  scale, data = parse_arg(arg, "corel_paper")
+  """Returns the corel_paper experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>",
+  ",alexnet_weights=<torchvision AlexNet file>")."""
+  scale, data, weights = parse_arg(arg, "corel_paper")
   c = ml_collections.ConfigDict()
   c.name = "corel_paper"
   c.kind = "corel_fusion"
@@ -117,6 +132,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.database_split = "train"   # corel1k `train` = all 1,000 images.
   c.dataset.query_split = "train"
   c.models = corel_models(scale, c.dataset.manual_dir, "train", "", lk_sweep=True)
+  if weights:  # alexnet_weights=<file>: Fc8 is ImageNet's 1,000-d layer, as in the paper.
+    c.models.alexnet = imported_alexnet(weights, c.dataset.manual_dir, "train")
   # Retrieval features: name -> "<model tag>:<endpoint>".
   c.features = ml_collections.ConfigDict({"F6": "lenet_lk1400:f6", "Fc8": "alexnet:fc8"})
   # AL = fuse(F6, Fc8). The choice was measured on corel_heldout:cpu (docs/RESULTS.md): plain

@@ -117,3 +117,32 @@ def test_quick_heldout_chooses_on_validation_over_two_seeds(tmp_path, corel_fold
   proc = _reproduce(f"--experiment=corel_heldout:data={corel_folder}", "--quick",
                     f"--workdir={tmp_path / 'x'}", "--seeds=0,0", tfds_dir=tmp_path / "tfds")
   assert proc.returncode == 2 and "--seeds must be distinct" in proc.stderr
+
+
+def test_quick_corel_with_imported_imagenet_alexnet(tmp_path, corel_folder):
+  """alexnet_weights=<file>: Fc8 comes from the imported network (1,000-d), nothing trains it."""
+  from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  shapes = {"features.0": (64, 3, 11, 11), "features.3": (192, 64, 5, 5),
+            "features.6": (384, 192, 3, 3), "features.8": (256, 384, 3, 3),
+            "features.10": (256, 256, 3, 3), "classifier.1": (4096, 9216),
+            "classifier.4": (4096, 4096), "classifier.6": (1000, 4096)}
+  state = {}
+  for name, shape in shapes.items():
+    state[f"{name}.weight"] = (rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
+                               ).astype(np.float32)
+    state[f"{name}.bias"] = np.zeros(shape[0], np.float32)
+  save_file(state, str(tmp_path / "alexnet.safetensors"))
+  workdir = tmp_path / "w"
+  proc = _reproduce(f"--experiment=corel_paper:data={corel_folder},"
+                    f"alexnet_weights={tmp_path / 'alexnet.safetensors'}", "--quick",
+                    f"--workdir={workdir}", tfds_dir=tmp_path / "tfds")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["train"]["alexnet"] == {"imported": "alexnet.safetensors"}
+  assert not (workdir / "train" / "alexnet").exists()
+  fc8 = np.load(workdir / "features" / "alexnet_fc8_train.npy")
+  assert fc8.shape == (60, 1000)
+  sidecar = json.loads((workdir / "features" / "alexnet_fc8_train.json").read_text())
+  assert sidecar["provenance"]["sources"][0]["weights"]["file"] == "alexnet.safetensors"
+  assert "AL" in results["table1"]
