@@ -33,6 +33,8 @@ _TRAIN_WORKDIR = flags.DEFINE_string(
 _WEIGHTS = flags.DEFINE_string(
     "weights", None, "Use these imported weights (.pth, .safetensors, .h5) instead of the model "
     "the index records; single-network indexes only.")
+_WEIGHTS_FORMAT = flags.DEFINE_enum("weights_format", None, ["torch", "safetensors", "keras"],
+                                    "Format of --weights when its extension does not say.")
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Queries per search call with --query_features.")
 
 
@@ -79,8 +81,9 @@ def main(argv) -> None:
   from cbir_jax import query
   try:
     result = query.search_images(_INDEX.value, _QUERY.value, _K.value, out,
-                                 train_workdir=_TRAIN_WORKDIR.value, weights=_WEIGHTS.value)
-  except (ValueError, FileNotFoundError) as e:
+                                 train_workdir=_TRAIN_WORKDIR.value, weights=_WEIGHTS.value,
+                                 weights_format=_WEIGHTS_FORMAT.value)
+  except (ValueError, FileNotFoundError, ImportError) as e:
     _fail(str(e))
   for i, path in enumerate(result.paths):
     print(f"query {path}")

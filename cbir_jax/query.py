@@ -35,13 +35,14 @@ from cbir_jax.index import BinaryIndex, FloatIndex, load_index
 from cbir_jax.kernels.topk import check_k
 
 
-def _restore(source: provenance_lib.Source, train_workdir: str | None, weights: str | None):
+def _restore(source: provenance_lib.Source, train_workdir: str | None, weights: str | None,
+             weights_format: str | None = None):
   """(model, variables, preprocess) of one provenance source (the overrides win)."""
   from cbir_jax import jobs  # pylint: disable=import-outside-toplevel
   if weights or (source.weights and not train_workdir):
     record = source.weights or {}
     run = jobs.import_weights(weights or record["path"], source.model,
-                              format=None if weights else record.get("format"))
+                              format=weights_format if weights else record.get("format"))
   else:
     run = jobs.restore(train_workdir or source.train_workdir,
                        None if train_workdir else source.checkpoint_step)
@@ -83,7 +84,8 @@ class ImageSearcher:
   # ------------------------------------------------------------------------------- loading
   @classmethod
   def open(cls, index_path: str, *, train_workdir: str | None = None,
-           weights: str | None = None, batch_size: int = 64) -> "ImageSearcher":
+           weights: str | None = None, weights_format: str | None = None,
+           batch_size: int = 64) -> "ImageSearcher":
     """Loads `index_path` and what its provenance names; `train_workdir` / `weights` replace
     the recorded model of a single-network index (e.g. a moved run folder)."""
     index = load_index(index_path)
@@ -106,7 +108,7 @@ class ImageSearcher:
     if missing:
       raise ValueError(f"index {index_path!r} cannot be searched with images: its provenance "
                        f"lacks {'; '.join(missing)}")
-    networks = [_restore(s, train_workdir, weights) for s in record.sources]
+    networks = [_restore(s, train_workdir, weights, weights_format) for s in record.sources]
     ds = record.dataset
     shape = ds.get("image_shape")
     searcher = cls(index, record, networks, (0, 0, 0), batch_size=batch_size,
@@ -313,14 +315,15 @@ def read_query_images(paths: list[str], image_shape: Sequence[int] | None
 
 
 def search_images(index_path: str, query: str, k: int, out_dir: str, *, batch_size: int = 64,
-                  train_workdir: str | None = None, weights: str | None = None) -> QueryResult:
+                  train_workdir: str | None = None, weights: str | None = None,
+                  weights_format: str | None = None) -> QueryResult:
   """Query-by-image: the photos in `query` (file or folder) searched in an index.
 
   Writes `ranking.json`, `ranking.csv` and `contact_sheet.png` (queries with their ranked
   results; database thumbnails when the data set can be loaded) into `out_dir`.
   """
   searcher = ImageSearcher.open(index_path, train_workdir=train_workdir, weights=weights,
-                                batch_size=batch_size)
+                                weights_format=weights_format, batch_size=batch_size)
   check_k(k, len(searcher.index))
   images, paths, skipped = read_query_images(list_query_files(query), searcher.image_shape)
   distances, ids = searcher.search(images, k)
