@@ -5,11 +5,24 @@
   python bin/benchmark.py search --cases=l2_1M_d128,ham64_1M --repeats=5 --out=docs/BENCHMARKS.md
   python bin/benchmark.py search --engines=faiss,faiss1,jax,jax_gemm,jax_pure
   python bin/benchmark.py search --cases=l2_1M_d128 --engines=faiss,faiss1,jax --processes=4
+  python bin/benchmark.py search --queries=1,10,100 --cases=l2_1M_d128,ham64_1M,ham256_1M \
+      --engines=faiss,faiss1,jax --processes=2 --repeats=5     # the latency regime, one table per Q
+  python bin/benchmark.py search --serving=300 --cases=l2_1M_d128,ham64_1M \
+      --engines=faiss,faiss1,jax                               # a saved index, one query at a time
 
 Every (case, engine) runs in its own subprocess on the same seeded data: build the engine's database
 copy (FAISS `add`, or `jnp.asarray`), free the NumPy source, record RSS, one warm-up search
 (compiles the JAX kernel; its time is reported as "first call"), then `--repeats` timed searches
-(best is reported, with the process CPU seconds it used). Peak extra memory is VmHWM minus the VmRSS
+(best is reported, with the process CPU seconds it used). Each value of --queries gets its own
+table, with a "read-bound limit" column: queries/s if a search cost only one read of the database
+at the plain read bandwidth measured at the start of the run (`_read_bandwidth`: the best of
+NumPy's max over a 512 MiB array on 1 and on all cores).
+
+--serving=N measures the serving regime instead: each case's database is saved once as an index
+file (`cbir_jax.index` FloatIndex / BinaryIndex, and FAISS's own `write_index`); each engine's
+process loads its file once, answers 5 warm-up queries, then N single queries one after another
+through the public `search(q[None], k)`, and the table gives the p50 / p99 latency of one call and
+the queries/s of the stream, checked against FAISS's answers. Peak extra memory is VmHWM minus the VmRSS
 measured just before the first search (the HWM is reset via /proc/self/clear_refs), i.e. memory
 beyond the database and queries: "steady" over the timed searches (including buffers XLA kept from
 the first call), "first" over the first call (including compilation). Results are checked against
@@ -70,7 +83,10 @@ _ENGINES = flags.DEFINE_list("engines", ["faiss", "jax"],
                              "lax.approx_min_k (recall_target 0.95), torch: the whole matrix "
                              "by torch.mm then torch.topk, on CUDA when there is a GPU).")
 _QUICK = flags.DEFINE_bool("quick", False, "Divide every N by 10 (and skip nothing else).")
-_QUERIES = flags.DEFINE_integer("queries", 1000, "Queries per search.")
+_QUERIES = flags.DEFINE_list("queries", ["1000"], "Queries per search; several values (e.g. "
+                              "1,10,100) run every case once per value, one table each.")
+_SERVING = flags.DEFINE_integer("serving", 0, "If > 0: the serving benchmark, this many single "
+                                "queries through a loaded index's search (see the docstring).")
 _K = flags.DEFINE_integer("k", 10, "Neighbours per query.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed searches per (case, engine).")
 _PROCESSES = flags.DEFINE_integer(
@@ -109,8 +125,83 @@ def _make_data(metric: str, n: int, dim: int, q: int, seed: int):
           rng.integers(0, 2**32, (q, words), np.uint32))
 
 
+def _serving_worker(job: dict) -> dict:
+  """Loads a saved index once and answers single queries; latency percentiles and queries/s."""
+  metric, dim, k, engine = job["metric"], job["dim"], job["k"], job["engine"]
+  _, queries = _make_data(metric, 1, dim, job["serving"] + 5, job["seed"] + 1)
+  if engine.startswith("faiss"):
+    import faiss  # pylint: disable=import-outside-toplevel
+    if engine == "faiss1":
+      faiss.omp_set_num_threads(1)
+    if metric == "l2":
+      index = faiss.read_index(job["faiss_path"])
+    else:
+      from cbir_jax.kernels import to_faiss_bytes  # pylint: disable=import-outside-toplevel
+      index = faiss.read_index_binary(job["faiss_path"])
+      queries = to_faiss_bytes(queries, dim)
+  else:
+    from cbir_jax.index import load_index  # pylint: disable=import-outside-toplevel
+    index = load_index(job["index_path"])
+  times, answers = [], []
+  for i in range(queries.shape[0]):
+    start = time.perf_counter()
+    d, ids = index.search(queries[i:i + 1], k)
+    times.append(time.perf_counter() - start)
+    answers.append((d, ids))
+  times = np.array(times[5:])
+  np.savez(job["result"], distances=np.concatenate([a[0] for a in answers[5:]]),
+           indices=np.concatenate([a[1] for a in answers[5:]]))
+  return {"p50_ms": float(np.percentile(times, 50) * 1e3),
+          "p99_ms": float(np.percentile(times, 99) * 1e3), "qps": float(len(times) / times.sum()),
+          "device": "cpu"}
+
+
+def _read_bandwidth() -> float:
+  """Plain read bandwidth, GB/s: the best of NumPy's max over a 512 MiB array (beyond any cache)
+  on one thread and split over every core (np.max releases the GIL)."""
+  import threading  # pylint: disable=import-outside-toplevel
+  x = np.ones(2**27, np.float32)
+  parts = np.array_split(x, os.cpu_count() or 1)
+  best = float("inf")
+  for threads in (1, len(parts)):
+    for _ in range(5):
+      start = time.perf_counter()
+      if threads == 1:
+        np.max(x)
+      else:
+        workers = [threading.Thread(target=np.max, args=(p,)) for p in parts]
+        for w in workers:
+          w.start()
+        for w in workers:
+          w.join()
+      best = min(best, time.perf_counter() - start)
+  return x.nbytes / best / 1e9
+
+
+def _save_indexes(metric: str, n: int, dim: int, seed: int, folder: str) -> tuple[str, str]:
+  """The case's database as a cbir_jax index file and a FAISS index file -> their paths."""
+  import faiss  # pylint: disable=import-outside-toplevel
+  from cbir_jax.index import BinaryIndex, FloatIndex  # pylint: disable=import-outside-toplevel
+  from cbir_jax.kernels import to_faiss_bytes  # pylint: disable=import-outside-toplevel
+  db, _ = _make_data(metric, n, dim, 1, seed)
+  ours, theirs = os.path.join(folder, "index.cbiridx"), os.path.join(folder, "index.faiss")
+  if metric == "l2":
+    index, f_index = FloatIndex(dim), faiss.IndexFlatL2(dim)
+    f_index.add(db)
+    faiss.write_index(f_index, theirs)
+  else:
+    index, f_index = BinaryIndex(dim), faiss.IndexBinaryFlat(dim)
+    f_index.add(to_faiss_bytes(db, dim))
+    faiss.write_index_binary(f_index, theirs)
+  index.add(db)
+  index.save(ours)
+  return ours, theirs
+
+
 def _worker(job: dict) -> dict:
   """Runs one (case, engine) in this process and returns its measurements."""
+  if job.get("serving"):
+    return _serving_worker(job)
   metric, n, dim = job["metric"], job["n"], job["dim"]
   db, queries = _make_data(metric, n, dim, job["queries"], job["seed"])
   k, engine = job["k"], job["engine"]
@@ -266,41 +357,97 @@ def main(argv) -> None:
   for name in _ENGINES.value:
     if name not in ENGINES:
       launch.fail("benchmark search", f"unknown engine {name!r}; choose from {list(ENGINES)}")
-  for flag in (_QUERIES, _K, _REPEATS, _PROCESSES):
+  try:
+    query_counts = [int(v) for v in _QUERIES.value]
+  except ValueError:
+    launch.fail("benchmark search", f"--queries must be integers, got {_QUERIES.value}")
+  if not query_counts or min(query_counts) < 1:
+    launch.fail("benchmark search", f"--queries must be >= 1, got {_QUERIES.value}")
+  for flag in (_K, _REPEATS, _PROCESSES):
     if flag.value < 1:
       launch.fail("benchmark search", f"--{flag.name} must be >= 1, got {flag.value}")
-  rows = []
+  if _SERVING.value < 0:
+    launch.fail("benchmark search", f"--serving must be >= 0, got {_SERVING.value}")
+  bandwidth = _read_bandwidth()
+  print(f"plain read bandwidth: {bandwidth:.1f} GB/s", flush=True)
+  tables = []
   with tempfile.TemporaryDirectory() as tmp:
-    for name in _CASES.value:
-      metric, n, dim = CASES[name]
-      n = n // 10 if _QUICK.value else n
-      if _K.value > n:
-        launch.fail("benchmark search", f"--k={_K.value} exceeds N={n} for case {name}")
-      runs = {}
-      for turn in range(_PROCESSES.value):
-        for engine in _ENGINES.value:
-          if ((engine, metric) == ("jax_gemm", "l2")
-              or (engine in _L2_ONLY and metric == "hamming")):
-            continue
-          job = {"metric": metric, "n": n, "dim": dim, "queries": _QUERIES.value,
-                 "k": _K.value, "seed": _SEED.value, "engine": engine,
-                 "repeats": _REPEATS.value, "chunk_size": _CHUNK.value,
-                 "result": os.path.join(tmp, f"{name}-{engine}-{turn}.npz")}
-          res = _run_job(job)
-          if "error" not in res:
-            with np.load(job["result"]) as saved:
-              res["distances"], res["indices"] = saved["distances"], saved["indices"]
-          runs.setdefault(engine, []).append(res)
-          print(f"{name} {engine} (process {turn + 1}/{_PROCESSES.value}): " + ", ".join(
-              f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-              for k, v in res.items() if k not in ("distances", "indices")), flush=True)
-      results = {engine: _best_process(res_list) for engine, res_list in runs.items()}
-      rows.extend(_rows(name, metric, n, dim, results))
-  table = _table(rows)
+    for q in ([_SERVING.value] if _SERVING.value else query_counts):
+      rows = []
+      for name in _CASES.value:
+        metric, n, dim = CASES[name]
+        n = n // 10 if _QUICK.value else n
+        if _K.value > n:
+          launch.fail("benchmark search", f"--k={_K.value} exceeds N={n} for case {name}")
+        paths = (_save_indexes(metric, n, dim, _SEED.value, tmp) if _SERVING.value
+                 else (None, None))
+        runs = {}
+        for turn in range(_PROCESSES.value):
+          for engine in _ENGINES.value:
+            if ((engine, metric) == ("jax_gemm", "l2")
+                or (engine in _L2_ONLY and metric == "hamming")
+                or (_SERVING.value and engine not in ("faiss", "faiss1", "jax"))):
+              continue
+            job = {"metric": metric, "n": n, "dim": dim, "queries": q,
+                   "k": _K.value, "seed": _SEED.value, "engine": engine,
+                   "repeats": _REPEATS.value, "chunk_size": _CHUNK.value,
+                   "serving": _SERVING.value, "index_path": paths[0], "faiss_path": paths[1],
+                   "result": os.path.join(tmp, f"{name}-{engine}-{turn}.npz")}
+            res = _run_job(job)
+            if "error" not in res:
+              with np.load(job["result"]) as saved:
+                res["distances"], res["indices"] = saved["distances"], saved["indices"]
+            runs.setdefault(engine, []).append(res)
+            print(f"{name} Q={q} {engine} (process {turn + 1}/{_PROCESSES.value}): " + ", ".join(
+                f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in res.items() if k not in ("distances", "indices")), flush=True)
+        if _SERVING.value:
+          results = {engine: _best_serving(res_list) for engine, res_list in runs.items()}
+          rows.extend(_serving_rows(name, metric, n, results))
+        else:
+          results = {engine: _best_process(res_list) for engine, res_list in runs.items()}
+          rows.extend(_rows(name, metric, n, dim, q, bandwidth, results))
+      tables.append(_serving_table(rows, bandwidth) if _SERVING.value
+                    else _table(rows, q, bandwidth))
+  table = "\n".join(tables)
   print(table)
   if _OUT.value:
     with open(_OUT.value, "a", encoding="utf-8") as f:
       f.write(table + "\n")
+
+
+def _best_serving(runs: list[dict]) -> dict:
+  """The process with the highest queries/s; an error only when every process failed."""
+  ok = [r for r in runs if "error" not in r]
+  return max(ok, key=lambda r: r["qps"]) if ok else runs[-1]
+
+
+def _serving_rows(name, metric, n, results):
+  faiss_runs = [r for e, r in results.items() if e.startswith("faiss") and "error" not in r]
+  base = max(faiss_runs, key=lambda r: r["qps"]) if faiss_runs else {}
+  out = []
+  for engine, res in results.items():
+    if "error" in res:
+      out.append(f"| {name} | {n:,} | {engine} | error: {res['error']} | | | | |")
+      continue
+    ratio, check = "", ""
+    if not engine.startswith("faiss") and "distances" in base:
+      ratio = f"{res['qps'] / base['qps']:.2f}x"
+      check = common.check_results(metric, base, res)
+    out.append(f"| {name} | {n:,} | {engine} | {res['p50_ms']:.3f} | {res['p99_ms']:.3f} | "
+               f"{res['qps']:,.0f} | {ratio} | {check} |")
+  return out
+
+
+def _serving_table(rows, bandwidth) -> str:
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  head = (f"\nServing benchmark, {stamp}, {_cpu_model()}, {os.cpu_count()} CPUs, a saved index "
+          f"loaded once, {_SERVING.value} single queries through search(q[None], k), k={_K.value}, "
+          f"best of {_PROCESSES.value} process(es) per engine; plain read bandwidth "
+          f"{bandwidth:.1f} GB/s\n\n"
+          "| case | N | engine | p50 ms | p99 ms | queries/s | vs FAISS | vs FAISS's results |\n"
+          "|---|---|---|---|---|---|---|---|")
+  return "\n".join([head] + rows)
 
 
 def _best_process(runs: list[dict]) -> dict:
@@ -315,15 +462,16 @@ def _best_process(runs: list[dict]) -> dict:
   return best
 
 
-def _rows(name, metric, n, dim, results):
+def _rows(name, metric, n, dim, q, bandwidth, results):
   # Compare with the faster FAISS configuration that ran (all threads, or one thread).
   faiss_runs = [r for e, r in results.items() if e.startswith("faiss") and "error" not in r]
   base = min(faiss_runs, key=lambda r: r["best_s"]) if faiss_runs else {}
-  q = _QUERIES.value
+  db_bytes = n * dim * 4 if metric == "l2" else n * dim // 8
+  limit = f"{q * bandwidth * 1e9 / db_bytes:,.0f}"
   out = []
   for engine, res in results.items():
     if "error" in res:
-      out.append(f"| {name} | {n:,} | {engine} | | error: {res['error']} | | | | | | | | |")
+      out.append(f"| {name} | {n:,} | {engine} | | error: {res['error']} | | | | | | | | | |")
       continue
     qps = q / res["best_s"]
     rate = (2 * q * n * dim / res["best_s"] / 1e9 if metric == "l2"
@@ -336,23 +484,25 @@ def _rows(name, metric, n, dim, results):
       check = common.check_results(metric, base, res)
     unit = "GFLOP/s" if metric == "l2" else "Gdist/s"
     device_mib = f"{res['device_extra_mib']:,.0f}" if "device_extra_mib" in res else ""
-    out.append(f"| {name} | {n:,} | {engine} | {res['device']} | {qps:,.0f} | {ratio} | "
+    out.append(f"| {name} | {n:,} | {engine} | {res['device']} | {qps:,.0f} | {limit} | {ratio} | "
                f"{median_ratio} | {rate:.3g} {unit} | "
                f"{res['cpu_s']:.2f} | {res['extra_mib']:.0f} / {res['first_extra_mib']:.0f} | "
                f"{device_mib} | {res['first_s']:.2f} | {check} |")
   return out
 
 
-def _table(rows) -> str:
+def _table(rows, q, bandwidth) -> str:
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   head = (f"\nSearch benchmark, {stamp}, {_cpu_model()}, {os.cpu_count()} CPUs"
-          f"{_gpu_model()}, Q={_QUERIES.value}, k={_K.value}, best of {_REPEATS.value} "
+          f"{_gpu_model()}, Q={q}, k={_K.value}, plain read bandwidth {bandwidth:.1f} GB/s, "
+          f"best of {_REPEATS.value} "
           f"searches in each of {_PROCESSES.value} process(es) per engine"
           f"{', --quick (N / 10)' if _QUICK.value else ''}\n\n"
-          "| case | N | engine | device | queries/s | vs FAISS | vs FAISS, median process | "
+          "| case | N | engine | device | queries/s | read-bound limit q/s | vs FAISS | "
+          "vs FAISS, median process | "
           "throughput | CPU s | host peak extra MiB steady / first | GPU peak extra MiB | "
           "first call s | vs FAISS's results |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   return "\n".join([head] + rows)
 
 
