@@ -37,6 +37,7 @@ import time
 from typing import Any, Mapping
 
 from absl import logging
+import anyio
 import numpy as np
 from PIL import Image
 
@@ -64,10 +65,11 @@ class ServeConfig:
   default_k: int = 10
   max_k: int = 1000                      # results per query at most (response size bound)
   thumbnail_cache: int = 4096            # database images kept encoded as PNG
+  max_decoders: int = 4                  # images (or JSON bodies) decoded at once
 
   def __post_init__(self):
     for name in ("max_upload_bytes", "max_pixels", "max_batch", "max_queue", "default_k",
-                 "max_k"):
+                 "max_k", "max_decoders"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.max_wait_ms < 0:
@@ -256,6 +258,8 @@ def create_app(searchers: Mapping[str, Any], config: ServeConfig = ServeConfig()
       logging.info("index %s: compiled batches %s in %.1f s", index.name, index.batch.buckets,
                    time.perf_counter() - started)
   stats = Stats()
+  # At most this many bodies are decoded at once (bounds the memory of decoded images).
+  decoders = anyio.CapacityLimiter(config.max_decoders)
 
   @contextlib.asynccontextmanager
   async def lifespan(_):
@@ -349,8 +353,8 @@ def create_app(searchers: Mapping[str, Any], config: ServeConfig = ServeConfig()
     fields: dict[str, Any] = {}
     data = vector = None
     if content_type == "application/json":
-      try:
-        fields = json.loads(body)
+      try:  # Off the event loop: a large body takes a while to parse.
+        fields = await anyio.to_thread.run_sync(json.loads, body, limiter=decoders)
       except (ValueError, UnicodeDecodeError) as e:
         raise BadInput(400, f"body is not valid JSON: {e}") from e
       if not isinstance(fields, dict):
@@ -366,8 +370,8 @@ def create_app(searchers: Mapping[str, Any], config: ServeConfig = ServeConfig()
     k_int = inputs.parse_k(k_value, n, config.max_k)
     t0 = time.perf_counter()
     if data is not None:
-      image = await run_in_threadpool(inputs.decode_image, data, searcher.decode,
-                                      config.max_pixels)
+      image = await anyio.to_thread.run_sync(inputs.decode_image, data, searcher.decode,
+                                             config.max_pixels, limiter=decoders)
       query = batcher_lib.Query(k=k_int, image=image)
     else:
       vector = inputs.parse_vector(fields, searcher.kind, _dim(searcher.index))
