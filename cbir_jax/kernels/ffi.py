@@ -27,6 +27,10 @@ except ImportError:  # built without the extension (setup.py): pure-JAX kernels 
 
 L2_TOPK_TARGET = "cbir_jax_l2_topk"
 HAMMING_TOPK_TARGET = "cbir_jax_hamming_topk"
+L2_HALF_TOPK_TARGET = "cbir_jax_l2_half_topk"
+# Queries up to this count take the native L2 kernel's GEMV path (csrc/l2_gemv.h), whose
+# arithmetic the half-precision kernel shares; it is also the half-precision kernel's limit.
+GEMV_MAX_Q = 16
 # Each worker thread keeps (q, k) heaps, so k is bounded; larger k uses the pure-JAX kernel.
 L2_MAX_K = 4096
 HAMMING_MAX_K = 4096
@@ -183,5 +187,28 @@ def hamming_topk_keys(query_codes: jax.Array, database_codes: jax.Array, k: int,
                               jnp.asarray(offset, jnp.int32).reshape(()), k)
 
 
-__all__ = ["available", "simd", "l2_topk_keys", "hamming_topk_keys", "L2_MAX_K",
+def l2_half_topk_keys(queries: jax.Array, half: jax.Array, full: jax.Array, err: jax.Array,
+                      norm: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Native exact L2 top-k from a bfloat16 copy (csrc/l2_half.h; see kernels/half.py).
+
+  Args:
+    queries: (q, d) float32, 1 <= q <= GEMV_MAX_Q. half: (n, d) uint16 bfloat16 bits of `full`
+      (n, d) float32. err: (n,) float32 >= |x - x~|. norm: (n,) float32 >= |x~|. k: 1 <= k <= n.
+
+  Returns:
+    (keys (q, k) int32 as l2_topk_keys's GEMV path gives them, indices (q, k) int32, rows
+    re-scored in float32 (1,) int32). Sequential under vmap; no custom partitioning.
+  """
+  if not available():
+    raise RuntimeError("the native kernels are not built or are disabled (CBIR_JAX_NATIVE=0)")
+  _register()
+  q = queries.shape[0]
+  out = (jax.ShapeDtypeStruct((q, k), jnp.int32), jax.ShapeDtypeStruct((q, k), jnp.int32),
+         jax.ShapeDtypeStruct((1,), jnp.int32))
+  args = (queries.astype(jnp.float32), half, full, err, norm)
+  call = jax.ffi.ffi_call(L2_HALF_TOPK_TARGET, out, vmap_method="sequential")
+  return topk.cast_varying(call(*args), topk.varying_axes(args))
+
+
+__all__ = ["l2_half_topk_keys", "GEMV_MAX_Q", "available", "simd", "l2_topk_keys", "hamming_topk_keys", "L2_MAX_K",
            "HAMMING_MAX_K", "L2_TOPK_TARGET", "HAMMING_TOPK_TARGET"]

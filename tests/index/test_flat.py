@@ -147,3 +147,32 @@ def test_corrupt_files(tmp_path):
     FloatIndex(2, metadata={"f": object()}).save(tmp_path / "meta.idx")
   assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
   assert storage.FORMAT_VERSION == 1
+
+
+def test_bfloat16_storage_identical_results_saved_and_loaded(tmp_path, rng):
+  x = rng.standard_normal((2_500, 20)).astype(np.float32)
+  x[1_000:1_100] = x[5] + (rng.integers(-2, 3, (100, 20)) * 2.0**-18).astype(np.float32)
+  ids = rng.choice(2**40, size=len(x), replace=False)
+  plain, halved = FloatIndex(20), FloatIndex(20, storage="bfloat16", metadata={"m": 1})
+  for index in (plain, halved):
+    index.add(x, ids=ids)
+  path = tmp_path / "half.cbiridx"
+  halved.save(path)
+  loaded = load_index(path)
+  assert loaded.storage == "bfloat16" and loaded.metadata == {"m": 1}
+  np.testing.assert_array_equal(loaded.vectors, x)  # the file keeps the float32 vectors
+  for nq in (1, 7, 16, 40):  # 40: past the half-precision kernel's query limit
+    q = np.concatenate([x[5:6], rng.standard_normal((nq - 1, 20)).astype(np.float32)])
+    for k in (1, 50, len(x)):
+      want = plain.search(q, k)
+      for got in (halved.search(q, k), loaded.search(q, k)):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+  plain.save(tmp_path / "plain.cbiridx")
+  assert load_index(tmp_path / "plain.cbiridx").storage == "float32"
+
+
+def test_bad_storage():
+  with pytest.raises(ValueError, match=r"storage must be one of \('float32', 'bfloat16'\), got "
+                     r"'float16'"):
+    FloatIndex(3, storage="float16")

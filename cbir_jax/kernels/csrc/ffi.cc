@@ -4,6 +4,8 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -13,6 +15,7 @@
 
 #include "hamming_topk.h"
 #include "l2_gemv.h"
+#include "l2_half.h"
 #include "l2_topk.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -110,7 +113,50 @@ ffi::Error HammingTopKImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> queries,
   return ffi::Error::Success();
 }
 
+ffi::Error L2HalfTopKImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> queries,
+                          ffi::Buffer<ffi::U16> half, ffi::Buffer<ffi::F32> full,
+                          ffi::Buffer<ffi::F32> err, ffi::Buffer<ffi::F32> norm,
+                          ffi::ResultBuffer<ffi::S32> keys, ffi::ResultBuffer<ffi::S32> indices,
+                          ffi::ResultBuffer<ffi::S32> rescored) {
+  auto qdims = queries.dimensions(), hdims = half.dimensions(), fdims = full.dimensions(),
+       kdims = keys->dimensions();
+  if (qdims.size() != 2 || hdims.size() != 2 || fdims.size() != 2 || kdims.size() != 2 ||
+      hdims[0] != fdims[0] || hdims[1] != fdims[1] || qdims[1] != hdims[1] ||
+      err.element_count() != hdims[0] || norm.element_count() != hdims[0] ||
+      kdims[0] != qdims[0] || qdims[0] > cbir_jax::kGemvMaxQ || rescored->element_count() != 1) {
+    return ffi::Error::InvalidArgument(
+        "cbir_jax_l2_half_topk: expected queries (q <= 16, d), bfloat16 and float32 database "
+        "(n, d), row bounds (n,), results (q, k) and (1,)");
+  }
+  const int64_t q = qdims[0], d = qdims[1], n = hdims[0], k = kdims[1];
+  if (k < 1 || k > n) return ffi::Error::InvalidArgument("cbir_jax_l2_half_topk: k outside [1, n]");
+  rescored->typed_data()[0] = 0;
+  if (q == 0) return ffi::Error::Success();
+  const double m = static_cast<double>(d) + 6.0, u = std::ldexp(1.0, -24);
+  const float gamma = static_cast<float>(1.01 * m * u / (1.0 - m * u));
+  const cbir_jax::HalfProblem p{half.typed_data(), full.typed_data(), err.typed_data(),
+                                norm.typed_data(), n, d, k, gamma};
+  const int64_t count = cbir_jax::SearchL2Half(
+      queries.typed_data(), p, q, std::max<int64_t>(1, pool.num_threads()),
+      [&pool](int64_t c, const std::function<void(int64_t)>& fn) { RunOnPool(pool, c, fn); },
+      keys->typed_data(), indices->typed_data());
+  rescored->typed_data()[0] = static_cast<int32_t>(std::min<int64_t>(count, INT32_MAX));
+  return ffi::Error::Success();
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CbirJaxL2HalfTopK, L2HalfTopKImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::U16>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CbirJaxHammingTopK, HammingTopKImpl,
                               ffi::Ffi::Bind()
@@ -139,7 +185,8 @@ PyObject* Targets(PyObject*, PyObject*) {
   if (targets == nullptr) return nullptr;
   const std::pair<const char*, void*> handlers[] = {
       {"cbir_jax_l2_topk", reinterpret_cast<void*>(&CbirJaxL2TopK)},
-      {"cbir_jax_hamming_topk", reinterpret_cast<void*>(&CbirJaxHammingTopK)}};
+      {"cbir_jax_hamming_topk", reinterpret_cast<void*>(&CbirJaxHammingTopK)},
+      {"cbir_jax_l2_half_topk", reinterpret_cast<void*>(&CbirJaxL2HalfTopK)}};
   for (const auto& [name, fn] : handlers) {
     PyObject* capsule = PyCapsule_New(fn, nullptr, nullptr);
     if (capsule == nullptr || PyDict_SetItemString(targets, name, capsule) != 0) {
