@@ -27,6 +27,8 @@ _TRAIN_WORKDIR = flags.DEFINE_string(
 _WEIGHTS = flags.DEFINE_string(
     "weights", None, "Use these imported weights (.pth, .safetensors, .h5) instead of the model "
     "the index records; single-network indexes only.")
+_WEIGHTS_FORMAT = flags.DEFINE_enum("weights_format", None, ["torch", "safetensors", "keras"],
+                                    "Format of --weights when its extension does not say.")
 _K = flags.DEFINE_integer("k", 10, "Results per query when a request does not say.")
 _MAX_K = flags.DEFINE_integer("max_k", 1000, "Most results one request may ask for.")
 _MAX_BATCH = flags.DEFINE_integer("max_batch", 8, "Most concurrent queries answered by one "
@@ -76,7 +78,8 @@ def main(argv) -> None:
 
   try:
     server.serve(_INDEX.value, host=_HOST.value, port=_PORT.value, config=config,
-                 train_workdir=_TRAIN_WORKDIR.value, weights=_WEIGHTS.value, on_ready=ready)
+                 train_workdir=_TRAIN_WORKDIR.value, weights=_WEIGHTS.value,
+                 weights_format=_WEIGHTS_FORMAT.value, on_ready=ready)
   except (ValueError, FileNotFoundError) as e:
     _fail(str(e))
   except OSError as e:  # e.g. the port is taken

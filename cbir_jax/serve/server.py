@@ -28,7 +28,8 @@ def index_names(paths: Sequence[str]) -> list[str]:
 
 
 def open_searchers(paths: Sequence[str], *, train_workdir: str | None = None,
-                   weights: str | None = None) -> dict[str, Any]:
+                   weights: str | None = None, weights_format: str | None = None
+                   ) -> dict[str, Any]:
   """{name: ImageSearcher} of index files (each with its model and preprocessing)."""
   from cbir_jax import query  # pylint: disable=import-outside-toplevel  # loads TF/JAX
   if not paths:
@@ -41,7 +42,9 @@ def open_searchers(paths: Sequence[str], *, train_workdir: str | None = None,
     if not os.path.isfile(path):
       raise FileNotFoundError(f"index {path!r} is not a file")
     started = time.perf_counter()
-    out[name] = query.ImageSearcher.open(path, train_workdir=train_workdir, weights=weights)
+    kwargs = {"weights_format": weights_format} if weights_format else {}
+    out[name] = query.ImageSearcher.open(path, train_workdir=train_workdir, weights=weights,
+                                         **kwargs)
     logging.info("opened %s (%s, %d images) in %.1f s", path, out[name].kind,
                  len(out[name].index), time.perf_counter() - started)
   return out
@@ -57,12 +60,14 @@ def _uvicorn_server(app, host: str, port: int, **kwargs):
 
 def serve(index_paths: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000,
           config: ServeConfig = ServeConfig(), train_workdir: str | None = None,
-          weights: str | None = None, on_ready=None) -> None:
+          weights: str | None = None, weights_format: str | None = None,
+          on_ready=None) -> None:
   """Opens `index_paths`, compiles every batch size, then serves until interrupted.
 
   `on_ready(url, app)` is called once the app is built, before serving starts.
   """
-  searchers = open_searchers(index_paths, train_workdir=train_workdir, weights=weights)
+  searchers = open_searchers(index_paths, train_workdir=train_workdir, weights=weights,
+                             weights_format=weights_format)
   app = create_app(searchers, config, warmup=True)
   if on_ready is not None:
     on_ready(f"http://{host}:{port}/", app)
