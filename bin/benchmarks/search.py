@@ -69,16 +69,21 @@ CASES = {
     "ham256_1M": ("hamming", 1_000_000, 256),
     "ham256_10M": ("hamming", 10_000_000, 256),
 }
-ENGINES = ("faiss", "faiss1", "jax", "jax_gemm", "jax_pure", "jax_naive", "jax_approx", "torch")
+ENGINES = ("faiss", "faiss1", "jax", "jax_bf16", "jax_gemm", "jax_pure", "jax_naive",
+           "jax_approx", "torch")
 # Engines that run the L2 cases only.
-_L2_ONLY = ("jax_pure", "jax_naive", "jax_approx", "torch")
+_L2_ONLY = ("jax_bf16", "jax_naive", "jax_approx", "torch")
+# Engines of the serving benchmark (--serving).
+_SERVING_ENGINES = ("faiss", "faiss1", "jax", "jax_bf16")
 
 _CASES = flags.DEFINE_list("cases", list(CASES), f"Cases to run, from {list(CASES)}.")
 _ENGINES = flags.DEFINE_list("engines", ["faiss", "jax"],
                              f"Engines, from {list(ENGINES)} (faiss1: FAISS on one OpenMP thread; "
-                             "jax: the default method, for L2 the native FFI kernel where built; "
-                             "jax_gemm: Hamming by +-1 GEMM; jax_pure: L2 by the pure-JAX kernel, "
-                             "method='jax'; L2 only, what a user would write instead: jax_naive: "
+                             "jax: the default method, the native FFI kernels where built; "
+                             "jax_bf16: L2 from a bfloat16 copy with exact float32 re-scoring "
+                             "(kernels.half; FloatIndex(storage='bfloat16') with --serving); "
+                             "jax_gemm: Hamming by +-1 GEMM; jax_pure: the pure-JAX kernels, "
+                             "method='jax' for L2 and 'popcount' for Hamming; L2 only, what a user would write instead: jax_naive: "
                              "the whole (Q, N) matrix then lax.top_k, jax_approx: the same with "
                              "lax.approx_min_k (recall_target 0.95), torch: the whole matrix "
                              "by torch.mm then torch.topk, on CUDA when there is a GPU).")
@@ -141,7 +146,7 @@ def _serving_worker(job: dict) -> dict:
       queries = to_faiss_bytes(queries, dim)
   else:
     from cbir_jax.index import load_index  # pylint: disable=import-outside-toplevel
-    index = load_index(job["index_path"])
+    index = load_index(job["index_bf16_path" if engine == "jax_bf16" else "index_path"])
   times, answers = [], []
   for i in range(queries.shape[0]):
     start = time.perf_counter()
@@ -178,8 +183,9 @@ def _read_bandwidth() -> float:
   return x.nbytes / best / 1e9
 
 
-def _save_indexes(metric: str, n: int, dim: int, seed: int, folder: str) -> tuple[str, str]:
-  """The case's database as a cbir_jax index file and a FAISS index file -> their paths."""
+def _save_indexes(metric: str, n: int, dim: int, seed: int, folder: str) -> tuple[str, ...]:
+  """The case's database as a cbir_jax index file, a FAISS index file and (L2) a cbir_jax
+  FloatIndex with bfloat16 storage -> their paths."""
   import faiss  # pylint: disable=import-outside-toplevel
   from cbir_jax.index import BinaryIndex, FloatIndex  # pylint: disable=import-outside-toplevel
   from cbir_jax.kernels import to_faiss_bytes  # pylint: disable=import-outside-toplevel
@@ -195,7 +201,12 @@ def _save_indexes(metric: str, n: int, dim: int, seed: int, folder: str) -> tupl
     faiss.write_index_binary(f_index, theirs)
   index.add(db)
   index.save(ours)
-  return ours, theirs
+  halved = os.path.join(folder, "index_bf16.cbiridx")
+  if metric == "l2":
+    index = FloatIndex(dim, storage="bfloat16")
+    index.add(db)
+    index.save(halved)
+  return ours, theirs, halved
 
 
 def _worker(job: dict) -> dict:
@@ -232,8 +243,14 @@ def _worker(job: dict) -> dict:
     # pylint: disable-next=import-outside-toplevel
     from cbir_jax.kernels import euclidean_topk, hamming_topk
     db_dev, q_dev = jax.block_until_ready((jnp.array(db), jnp.array(queries)))
+    if engine == "jax_bf16":
+      from cbir_jax.kernels import half  # pylint: disable=import-outside-toplevel
+      half_db = half.HalfDatabase.build(db)
+      db_dev = half_db.full
     del db
-    if engine in ("jax_naive", "jax_approx"):
+    if engine == "jax_bf16":
+      fn = lambda: half.half_topk(q_dev, half_db, k)  # noqa: E731
+    elif engine in ("jax_naive", "jax_approx"):
       naive = jax.jit(_naive_l2, static_argnums=(2, 3))
       fn = lambda: naive(q_dev, db_dev, k, engine == "jax_approx")  # noqa: E731
     elif metric == "l2":
@@ -241,7 +258,7 @@ def _worker(job: dict) -> dict:
       fn = lambda: euclidean_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"],  # noqa: E731
                                   method=method)
     else:
-      method = "gemm" if engine == "jax_gemm" else "popcount"
+      method = {"jax_gemm": "gemm", "jax_pure": "popcount"}.get(engine, "auto")
       fn = lambda: hamming_topk(q_dev, db_dev, k, chunk_size=job["chunk_size"],  # noqa: E731
                                 method=method)
     device = db_dev.devices().pop()
@@ -380,18 +397,19 @@ def main(argv) -> None:
         if _K.value > n:
           launch.fail("benchmark search", f"--k={_K.value} exceeds N={n} for case {name}")
         paths = (_save_indexes(metric, n, dim, _SEED.value, tmp) if _SERVING.value
-                 else (None, None))
+                 else (None, None, None))
         runs = {}
         for turn in range(_PROCESSES.value):
           for engine in _ENGINES.value:
             if ((engine, metric) == ("jax_gemm", "l2")
                 or (engine in _L2_ONLY and metric == "hamming")
-                or (_SERVING.value and engine not in ("faiss", "faiss1", "jax"))):
+                or (_SERVING.value and engine not in _SERVING_ENGINES)):
               continue
             job = {"metric": metric, "n": n, "dim": dim, "queries": q,
                    "k": _K.value, "seed": _SEED.value, "engine": engine,
                    "repeats": _REPEATS.value, "chunk_size": _CHUNK.value,
                    "serving": _SERVING.value, "index_path": paths[0], "faiss_path": paths[1],
+                   "index_bf16_path": paths[2],
                    "result": os.path.join(tmp, f"{name}-{engine}-{turn}.npz")}
             res = _run_job(job)
             if "error" not in res:
