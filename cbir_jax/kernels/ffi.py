@@ -188,12 +188,13 @@ def hamming_topk_keys(query_codes: jax.Array, database_codes: jax.Array, k: int,
 
 
 def l2_half_topk_keys(queries: jax.Array, half: jax.Array, full: jax.Array, err: jax.Array,
-                      norm: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+                      norm: jax.Array, sq: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Native exact L2 top-k from a bfloat16 copy (csrc/l2_half.h; see kernels/half.py).
 
   Args:
     queries: (q, d) float32, 1 <= q <= GEMV_MAX_Q. half: (n, d) uint16 bfloat16 bits of `full`
-      (n, d) float32. err: (n,) float32 >= |x - x~|. norm: (n,) float32 >= |x~|. k: 1 <= k <= n.
+      (n, d) float32. err: (n,) float32 >= |x - x~|. norm: (n,) float32 >= |x~|. sq: (n,) float32
+      |x~|^2 rounded to nearest. k: 1 <= k <= n.
 
   Returns:
     (keys (q, k) int32 as l2_topk_keys's GEMV path gives them, indices (q, k) int32, rows
@@ -205,7 +206,7 @@ def l2_half_topk_keys(queries: jax.Array, half: jax.Array, full: jax.Array, err:
   q = queries.shape[0]
   out = (jax.ShapeDtypeStruct((q, k), jnp.int32), jax.ShapeDtypeStruct((q, k), jnp.int32),
          jax.ShapeDtypeStruct((1,), jnp.int32))
-  args = (queries.astype(jnp.float32), half, full, err, norm)
+  args = (queries.astype(jnp.float32), half, full, err, norm, sq)
   call = jax.ffi.ffi_call(L2_HALF_TOPK_TARGET, out, vmap_method="sequential")
   return topk.cast_varying(call(*args), topk.varying_axes(args))
 

@@ -25,11 +25,13 @@ from cbir_jax.kernels import topk as topk_lib
 @dataclasses.dataclass(frozen=True)
 class HalfDatabase:
   """full: (n, d) float32; half: (n, d) uint16 bfloat16 bits (round to nearest even);
-  err: (n,) float32 >= |x - x~|; norm: (n,) float32 >= |x~| (Euclidean norms)."""
+  err: (n,) float32 >= |x - x~|; norm: (n,) float32 >= |x~| (Euclidean norms); sq: (n,)
+  float32 |x~|^2 rounded to nearest."""
   full: Any
   half: Any
   err: Any
   norm: Any
+  sq: Any
 
   @classmethod
   def build(cls, x: np.ndarray) -> "HalfDatabase":
@@ -38,9 +40,10 @@ class HalfDatabase:
     rounded = x.astype(ml_dtypes.bfloat16)
     back = rounded.astype(np.float64)
     err = _round_up(np.sqrt(((x.astype(np.float64) - back) ** 2).sum(axis=1)))
-    norm = _round_up(np.sqrt((back ** 2).sum(axis=1)))
+    sq = (back ** 2).sum(axis=1)
+    norm = _round_up(np.sqrt(sq))
     return cls(full=jnp.asarray(x), half=jnp.asarray(rounded.view(np.uint16)),
-               err=jnp.asarray(err), norm=jnp.asarray(norm))
+               err=jnp.asarray(err), norm=jnp.asarray(norm), sq=jnp.asarray(sq.astype(np.float32)))
 
 
 def _round_up(v: np.ndarray) -> np.ndarray:
@@ -52,8 +55,8 @@ def _round_up(v: np.ndarray) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
-def _native(queries, half, full, err, norm, k):
-  keys, idx, rescored = ffi.l2_half_topk_keys(queries, half, full, err, norm, k)
+def _native(queries, half, full, err, norm, sq, k):
+  keys, idx, rescored = ffi.l2_half_topk_keys(queries, half, full, err, norm, sq, k)
   return topk_lib.keys_to_float(keys), idx, rescored
 
 
@@ -74,7 +77,7 @@ def half_topk(queries: Any, db: HalfDatabase, k: int, *, chunk_size: int | None 
   k = topk_lib.check_k(k, db.full.shape[0])
   if (ffi.available() and 1 <= queries.shape[0] <= ffi.GEMV_MAX_Q and k <= ffi.L2_MAX_K
       and jax.default_backend() == "cpu"):
-    d, i, rescored = _native(queries, db.half, db.full, db.err, db.norm, k)
+    d, i, rescored = _native(queries, db.half, db.full, db.err, db.norm, db.sq, k)
     return (d, i, int(rescored[0])) if return_rescored else (d, i)
   d, i = euclidean.euclidean_topk(queries, db.full, k, chunk_size=chunk_size)
   return (d, i, -1) if return_rescored else (d, i)

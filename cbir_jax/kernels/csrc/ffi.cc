@@ -116,13 +116,14 @@ ffi::Error HammingTopKImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> queries,
 ffi::Error L2HalfTopKImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> queries,
                           ffi::Buffer<ffi::U16> half, ffi::Buffer<ffi::F32> full,
                           ffi::Buffer<ffi::F32> err, ffi::Buffer<ffi::F32> norm,
-                          ffi::ResultBuffer<ffi::S32> keys, ffi::ResultBuffer<ffi::S32> indices,
+                          ffi::Buffer<ffi::F32> sq, ffi::ResultBuffer<ffi::S32> keys, ffi::ResultBuffer<ffi::S32> indices,
                           ffi::ResultBuffer<ffi::S32> rescored) {
   auto qdims = queries.dimensions(), hdims = half.dimensions(), fdims = full.dimensions(),
        kdims = keys->dimensions();
   if (qdims.size() != 2 || hdims.size() != 2 || fdims.size() != 2 || kdims.size() != 2 ||
       hdims[0] != fdims[0] || hdims[1] != fdims[1] || qdims[1] != hdims[1] ||
       err.element_count() != hdims[0] || norm.element_count() != hdims[0] ||
+      sq.element_count() != hdims[0] ||
       kdims[0] != qdims[0] || qdims[0] > cbir_jax::kGemvMaxQ || rescored->element_count() != 1) {
     return ffi::Error::InvalidArgument(
         "cbir_jax_l2_half_topk: expected queries (q <= 16, d), bfloat16 and float32 database "
@@ -135,7 +136,7 @@ ffi::Error L2HalfTopKImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> queries,
   const double m = static_cast<double>(d) + 6.0, u = std::ldexp(1.0, -24);
   const float gamma = static_cast<float>(1.01 * m * u / (1.0 - m * u));
   const cbir_jax::HalfProblem p{half.typed_data(), full.typed_data(), err.typed_data(),
-                                norm.typed_data(), n, d, k, gamma};
+                                norm.typed_data(), sq.typed_data(), n, d, k, gamma};
   const int64_t count = cbir_jax::SearchL2Half(
       queries.typed_data(), p, q, std::max<int64_t>(1, pool.num_threads()),
       [&pool](int64_t c, const std::function<void(int64_t)>& fn) { RunOnPool(pool, c, fn); },
@@ -151,6 +152,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CbirJaxL2HalfTopK, L2HalfTopKImpl,
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::U16>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()

@@ -1,7 +1,8 @@
 // Exact float32 squared-L2 top-k for a few queries from a bfloat16 copy of the database.
 //
 // The scan reads the bfloat16 copy (half the bytes) and computes approximate distances d~ to
-// the rounded rows x~ in the GEMV arithmetic (l2_gemv.h). A row can enter a query's top k only
+// the rounded rows x~: (|q|^2 + |x~|^2) - 2 q.x~, with q.x~ in the GEMV arithmetic (l2_gemv.h)
+// and |x~|^2 stored per row (float64, rounded to nearest: within the bound below). A row can enter a query's top k only
 // if a rigorous lower bound of its float32 distance f(q, x) does not exceed the current k-th
 // float32 distance T; such rows are re-scored exactly from the float32 row (GemvDistance, the
 // same function as the float32 GEMV path) and offered to the heap. The results are therefore
@@ -52,8 +53,29 @@ inline v16 LoadBf16Block(const uint16_t* row, int64_t p, int64_t d) {
 }
 
 inline v16 VSqrt(v16 v) {
+#if defined(__AVX512F__)
+  __m512 x;
+  std::memcpy(&x, &v, sizeof(x));
+  x = _mm512_sqrt_ps(x);  // correctly rounded, like std::sqrt
+  std::memcpy(&v, &x, sizeof(v));
+#else
   for (int l = 0; l < 16; ++l) v[l] = std::sqrt(v[l]);
+#endif
   return v;
+}
+
+// Lanes where !(a > b) (NaN passes), as a bit mask.
+inline uint32_t NotGreaterMask(v16 a, v16 b) {
+#if defined(__AVX512F__)
+  __m512 x, y;
+  std::memcpy(&x, &a, sizeof(x));
+  std::memcpy(&y, &b, sizeof(y));
+  return _mm512_cmp_ps_mask(x, y, _CMP_NGT_UQ);
+#else
+  uint32_t mask = 0;
+  for (int l = 0; l < 16; ++l) mask |= static_cast<uint32_t>(!(a[l] > b[l])) << l;
+  return mask;
+#endif
 }
 
 inline v16 VMax0(v16 v) {
@@ -66,6 +88,7 @@ struct HalfProblem {
   const float* full;     // (n, d) float32
   const float* err;      // (n,) delta >= |x - x~|
   const float* norm;     // (n,) nu >= |x~|
+  const float* sq;       // (n,) |x~|^2 rounded to nearest (computed in float64)
   int64_t n, d, k;
   float gamma;
 };
@@ -79,22 +102,19 @@ void HalfTile(const GemvQueries& qs, const float* q_norms, const HalfProblem& p,
   for (int64_t r0 = 0; r0 < rows; r0 += 16) {
     const int live = static_cast<int>(std::min<int64_t>(16, rows - r0));
     for (int r = 0; r < 16; ++r) {
-      v16 xx = {};
       v16 qx[Q] = {};
       if (r < live) {
         const uint16_t* x = p.half + (row0 + r0 + r) * d;
         for (int64_t b = 0; b < blocks; ++b) {
           const v16 xb = LoadBf16Block(x, b, d);
-          xx += xb * xb;
 #pragma GCC unroll 16
           for (int qi = 0; qi < Q; ++qi) qx[qi] += xb * qs.data[qi * blocks + b];
         }
       }
-      acc[r] = xx;
       for (int qi = 0; qi < Q; ++qi) acc[(qi + 1) * 16 + r] = qx[qi];
     }
-    const v16 norms = ReduceRows(acc);
-    v16 nu = {}, delta = {};
+    v16 norms = {}, nu = {}, delta = {};
+    std::memcpy(&norms, p.sq + row0 + r0, live * sizeof(float));
     std::memcpy(&nu, p.norm + row0 + r0, live * sizeof(float));
     std::memcpy(&delta, p.err + row0 + r0, live * sizeof(float));
     for (int qi = 0; qi < Q; ++qi) {
@@ -104,8 +124,10 @@ void HalfTile(const GemvQueries& qs, const float* q_norms, const HalfProblem& p,
       const v16 lhs = VSqrt(VMax0(approx - e));
       const float t = w->bound[qi];  // NaN until the heap is full: every row passes
       const v16 rhs = (delta + VSqrt(t + e)) * margin;
-      for (int lane = 0; lane < live; ++lane) {
-        if (lhs[lane] > rhs[lane]) continue;
+      uint32_t mask = NotGreaterMask(lhs, rhs) & ((1u << live) - 1u);
+      while (mask) {
+        const int lane = __builtin_ctz(mask);
+        mask &= mask - 1;
         const int64_t row = row0 + r0 + lane;
         const float dist = GemvDistance(qs.query(qi), qs.qq[qi], p.full + row * d, d);
         ++*rescored;
