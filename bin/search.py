@@ -68,6 +68,8 @@ def main(argv) -> None:
     _fail("--index is required")
   if not os.path.isfile(_INDEX.value):
     _fail(f"--index {_INDEX.value!r} is not a file")
+  if _K.value < 1:  # A flag check before any loading; the index checks k <= its size.
+    _fail(f"--k must be >= 1, got {_K.value}")
   out = os.path.abspath(_OUT.value or os.path.join(os.path.dirname(_INDEX.value), "search"))
   if _QUERY_FEATURES.value:
     if _QUERY.value:

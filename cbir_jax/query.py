@@ -80,6 +80,8 @@ class ImageSearcher:
     if meta.get("labels") is not None:
       self._labels_by_position = np.asarray(meta["labels"], np.int64)
     self._database: datasets.ImageArrays | None = None
+    self._ids: np.ndarray | None = None
+    self._id_order: np.ndarray | None = None
 
   # ------------------------------------------------------------------------------- loading
   @classmethod
@@ -183,8 +185,11 @@ class ImageSearcher:
 
   # ------------------------------------------------------------------------------- results
   def positions(self, ids: np.ndarray) -> np.ndarray:
-    """Database positions (index order) of ids."""
-    return ids_to_positions(self.index.ids, ids)
+    """Database positions (index order) of ids; the ids are sorted once per searcher."""
+    if self._id_order is None:
+      self._ids = np.asarray(self.index.ids)
+      self._id_order = np.argsort(self._ids, kind="stable")
+    return ids_to_positions(self._ids, ids, order=self._id_order)
 
   def labels(self, ids: np.ndarray) -> np.ndarray:
     """int64 labels of database ids (-1 where unknown)."""

@@ -640,9 +640,10 @@ def test_resume_with_another_model_name(trained, tmp_path):
   shutil.copytree(trained, workdir)
   before = _tree(workdir)
   config = _config_of(workdir)
-  config.model.name, config.model.kwargs = "alexnet_tiny", ml_collections.ConfigDict()
+  config.model.name = "resnet_tiny"
+  config.model.kwargs = ml_collections.ConfigDict({"small_input": True})
   with pytest.raises(ValueError, match=r"checkpoint .*checkpoints/2 was written for model "
-                     r"'lenet_l'.*asks for model 'alexnet_tiny'"):
+                     r"'lenet_l'.*asks for model 'resnet_tiny'"):
     trainer.train_and_evaluate(config, str(workdir))
   assert _tree(workdir) == before
 

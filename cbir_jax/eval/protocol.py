@@ -182,11 +182,17 @@ def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.
       search_seconds=seconds, num_queries=len(qlab), database_size=n, protocol=protocol)
 
 
-def ids_to_positions(database_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-  """Positions of `ids` in `database_ids` (any order, unique); ValueError naming ids not there."""
+def ids_to_positions(database_ids: np.ndarray, ids: np.ndarray, *,
+                     order: np.ndarray | None = None) -> np.ndarray:
+  """Positions of `ids` in `database_ids` (any order, unique); ValueError naming ids not there.
+
+  `order`: `np.argsort(database_ids, kind="stable")` computed once by a caller that maps many
+  batches against the same database (a search service), so a call costs O(q log n), not a sort.
+  """
   database_ids = np.asarray(database_ids)
   ids = np.asarray(ids)
-  order = np.argsort(database_ids, kind="stable")
+  if order is None:
+    order = np.argsort(database_ids, kind="stable")
   where = np.searchsorted(database_ids[order], ids)
   where = np.minimum(where, len(order) - 1)
   found = database_ids[order][where] == ids
