@@ -1,8 +1,9 @@
 """Benchmarks: `python bin/benchmark.py <suite> [--flags]`; suites live in bin/benchmarks/.
 
 Suites: search (kernels vs FAISS), models (forward images/s, GFLOPs), train (training images/s
-vs PyTorch), serve (the search service vs a process per query). Each suite module defines its own absl flags and a `main(argv)`; results are printed
-as a Markdown table and, with --out, appended to a file (docs/BENCHMARKS.md by convention).
+vs PyTorch), serve (the search service vs a process per query). Each suite module defines its
+own absl flags and a `main(argv)`; results are printed as a Markdown table and, with --out,
+appended to a file (docs/BENCHMARKS.md by convention).
 """
 
 import importlib
