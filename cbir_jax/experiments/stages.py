@@ -1,0 +1,146 @@
+"""The cached stages every experiment shares: train, extract, evaluate; reports and tables."""
+
+import json
+import os
+import time
+
+from absl import logging
+import numpy as np
+
+from cbir_jax import atomic, jobs
+from cbir_jax.eval import protocol
+from cbir_jax.features import extract
+from cbir_jax.index import FloatIndex
+from cbir_jax.train import trainer
+
+PAPER_KS = (10, 20, 30, 40, 50)
+
+
+class Stages:
+  """The cached stages of one experiment in one workdir (models restored once per tag)."""
+
+  def __init__(self, config, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    self._restored = {}
+    self.seconds = {"train": 0.0, "extract": 0.0, "search": 0.0}
+
+  def train(self, tag: str) -> dict:
+    """Trains model `tag` (resuming); cached in train/<tag>/train_result.json."""
+    path = os.path.join(self.workdir, "train", tag)
+    marker = os.path.join(path, "train_result.json")
+    if os.path.exists(marker):
+      with open(marker, encoding="utf-8") as f:
+        return json.load(f)
+    model_config = self.config.models[tag]
+    if model_config.get("imported_weights", ""):  # Imported, not trained (e.g. ImageNet AlexNet).
+      return {"imported": os.path.basename(model_config.imported_weights)}
+    logging.info("stage train: %s -> %s", tag, path)
+    start = time.perf_counter()
+    result = trainer.train_and_evaluate(self.config.models[tag], path)
+    self.seconds["train"] += time.perf_counter() - start
+    out = {k: float(v) for k, v in result.metrics.items()}
+    if "train_accuracy" not in out:  # Trained before (e.g. an interrupted run): read its log.
+      out.update(logged_training(os.path.join(path, "metrics.jsonl")))
+    atomic.write_json(marker, out)
+    return out
+
+  def features(self, tag: str, endpoint: str, split: str, subset: int = -1,
+               carve: bool = False):
+    """(features f32[n, d], labels int32[n], ids int64[n]) of `split` (cached in features/).
+
+    subset > 0: a stratified subset of that many images, seeded by the experiment's seed.
+    carve: the split without the validation part its model was not trained on.
+    """
+    folder = os.path.join(self.workdir, "features")
+    os.makedirs(folder, exist_ok=True)
+    name = (f"{tag}_{endpoint}_{split}" + ("_fit" if carve else "")
+            + (f"_{subset}" if subset > 0 else ""))
+    path = os.path.join(folder, f"{name}.npy")
+    if not os.path.exists(path):
+      logging.info("stage extract: %s %s on %s -> %s", tag, endpoint, split, path)
+      start = time.perf_counter()
+      if tag not in self._restored:
+        m = self.config.models[tag]
+        self._restored[tag] = (
+            jobs.import_weights(m.imported_weights, m.imported_model)
+            if m.get("imported_weights", "") else
+            jobs.restore(os.path.join(self.workdir, "train", tag)))
+      jobs.extract_split(self._restored[tag], split, endpoint, path,
+                         batch_size=int(self.config.extract_batch_size),
+                         dataset=self.config.models[tag].dataset,
+                         seed=int(self.config.models[tag].seed), subset=int(subset),
+                         subset_seed=int(self.config.seed), carve_validation=carve)
+      self.seconds["extract"] += time.perf_counter() - start
+    saved = extract.load_features(path, mmap=False)
+    return np.asarray(saved.features), saved.labels, saved.ids
+
+  def evaluate(self, name: str, index, queries, query_labels, database_labels):
+    """Warm-up search (compiles), then protocol.evaluate_search timed on the warm index."""
+    c = self.config
+    n = len(database_labels)
+    index.search(queries, n)  # Same shapes as the timed call: compile outside the timing.
+    result = protocol.evaluate_search(name, index.search, queries, query_labels, database_labels,
+                                      protocol=c.protocol, ks=tuple(c.ks),
+                                      recall_max=int(c.recall_max))
+    self.seconds["search"] += result.search_seconds
+    logging.info("%s: %s", name, {k: round(v, 4) for k, v in result.metrics.items()})
+    return result
+
+  def evaluate_sealed(self, name: str, index, sealed: protocol.SealedQueries, vectors,
+                      database_labels):
+    """`evaluate` for held-out queries whose labels only the final score reads."""
+    c = self.config
+    index.search(vectors, len(database_labels))  # Compile outside the timing.
+    result = sealed.evaluate(name, index.search, database_labels, vectors=vectors,
+                             ks=tuple(c.ks), recall_max=int(c.recall_max))
+    self.seconds["search"] += result.search_seconds
+    logging.info("%s: %s", name, {k: round(v, 4) for k, v in result.metrics.items()})
+    return result
+
+
+def logged_training(path: str) -> dict:
+  """Last logged train loss/accuracy and the summed logged step time of a metrics.jsonl."""
+  out, last_step, seconds = {}, 0, 0.0
+  if not os.path.exists(path):
+    return out
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      record = json.loads(line)
+      if "accuracy" in record and "eval_accuracy" not in record:
+        out["train_loss"], out["train_accuracy"] = record["loss"], record["accuracy"]
+        seconds += record.get("step_seconds", 0.0) * (record["step"] - last_step)
+        last_step = record["step"]
+  out["logged_step_seconds"] = seconds
+  return out
+
+
+def float_index(database):
+  index = FloatIndex(database.shape[1])
+  index.add(np.ascontiguousarray(database, dtype=np.float32))
+  return index
+
+
+def ks_columns(ks):
+  return [f"paper_map@{k}" for k in ks], [f"Top{k}" for k in ks]
+
+
+def has_validation(config) -> bool:
+  """Whether the experiment carves a validation split (`validation_fraction` > 0) for choices."""
+  return float(config.get("validation_fraction", 0.0) or 0.0) > 0
+
+
+def training_table(train: dict, eval_name: str) -> str:
+  """Steps, last logged train accuracy, held-out accuracy and times of each trained model."""
+  return protocol.markdown_table(
+      train, ["steps", "train_accuracy", "eval_accuracy", "train_seconds", "logged_step_seconds"],
+      headers=["steps", "train acc (last log)", eval_name, "train s (this run)",
+               "sum of logged step s"],
+      row_header="model", digits={"steps": 0, "train_seconds": 1, "logged_step_seconds": 1})
+
+
+def finish(workdir: str, payload: dict, markdown: str, files: dict) -> dict:
+  payload["files"] = sorted(files)
+  atomic.write_json(os.path.join(workdir, "results.json"), payload)
+  atomic.write_text(os.path.join(workdir, "results.md"), markdown)
+  return {"markdown": markdown, "files": ["results.json", "results.md"] + sorted(files)}
