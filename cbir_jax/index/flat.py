@@ -201,7 +201,8 @@ class BinaryIndex(_FlatIndex):
   Args:
     nbits: code length in bits, >= 1; codes are (m, ceil(nbits / 32)) uint32 from
       kernels.bits.pack_bits (bit j in word j // 32 at position j % 32, padding bits 0).
-    chunk_size: passed to `hamming_topk`. method: "popcount" or "gemm" (same results).
+    chunk_size: passed to `hamming_topk`. method: "auto" (default: the native kernel on CPU where
+      built, else "popcount"), "popcount" or "gemm" (same results).
     metadata: JSON-serialisable dict saved with the index (e.g. the hashing thresholds).
   """
 
