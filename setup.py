@@ -24,7 +24,8 @@ def _native_extensions():
       Extension(
           "cbir_jax.kernels._native",
           sources=["cbir_jax/kernels/csrc/ffi.cc"],
-          depends=["cbir_jax/kernels/csrc/l2_topk.h"],
+          depends=["cbir_jax/kernels/csrc/l2_topk.h", "cbir_jax/kernels/csrc/l2_gemv.h",
+                   "cbir_jax/kernels/csrc/l2_half.h", "cbir_jax/kernels/csrc/hamming_topk.h"],
           include_dirs=[os.path.join(os.path.dirname(jaxlib.__file__), "include"),
                         "cbir_jax/kernels/csrc"],
           extra_compile_args=["-std=c++17", "-O3", f"-march={arch}", "-fvisibility=hidden"],

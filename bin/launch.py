@@ -139,3 +139,19 @@ def load_npy(prog: str, flag: str, path: str, mmap: bool = False, *,
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
   except (ValueError, OSError, EOFError) as e:
     fail(prog, f"{what} is not a readable .npy file: {e or 'empty file'}")
+
+
+def define_model_override_flags():
+  """--train_workdir, --weights, --weights_format of the launchers that search an index by image
+  (cbir-search, cbir-serve): another model than the one the index records. Returns the three
+  flag holders."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  return (
+      flags.DEFINE_string(
+          "train_workdir", None, "Use the model of this training run instead of the one the "
+          "index records (e.g. a run folder that moved); single-network indexes only."),
+      flags.DEFINE_string(
+          "weights", None, "Use these imported weights (.pth, .safetensors, .h5) instead of the "
+          "model the index records; single-network indexes only."),
+      flags.DEFINE_enum("weights_format", None, ["torch", "safetensors", "keras"],
+                        "Format of --weights when its extension does not say."))

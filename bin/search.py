@@ -27,14 +27,8 @@ _QUERY_FEATURES = flags.DEFINE_string(
     "query_features", None, "Instead of --query: a .npy of query vectors (float32 [q, d] for a "
     "float index, uint32 codes for a binary one), served --batch_size at a time like a server "
     "loop; prints resident memory (RSS) at the start and the end and writes ranking.npz.")
-_TRAIN_WORKDIR = flags.DEFINE_string(
-    "train_workdir", None, "Use the model of this training run instead of the one the index "
-    "records (e.g. a run folder that moved); single-network indexes only.")
-_WEIGHTS = flags.DEFINE_string(
-    "weights", None, "Use these imported weights (.pth, .safetensors, .h5) instead of the model "
-    "the index records; single-network indexes only.")
-_WEIGHTS_FORMAT = flags.DEFINE_enum("weights_format", None, ["torch", "safetensors", "keras"],
-                                    "Format of --weights when its extension does not say.")
+_TRAIN_WORKDIR, _WEIGHTS, _WEIGHTS_FORMAT = launch.define_model_override_flags()
+flags.adopt_module_key_flags(launch)  # --help lists them
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Queries per search call with --query_features.")
 
 

@@ -21,14 +21,8 @@ _INDEX = flags.DEFINE_list("index", None, "Index file(s), comma-separated, e.g. 
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every "
                             "interface).")
 _PORT = flags.DEFINE_integer("port", 8000, "TCP port.")
-_TRAIN_WORKDIR = flags.DEFINE_string(
-    "train_workdir", None, "Use the model of this training run instead of the one the index "
-    "records (e.g. a run folder that moved); single-network indexes only.")
-_WEIGHTS = flags.DEFINE_string(
-    "weights", None, "Use these imported weights (.pth, .safetensors, .h5) instead of the model "
-    "the index records; single-network indexes only.")
-_WEIGHTS_FORMAT = flags.DEFINE_enum("weights_format", None, ["torch", "safetensors", "keras"],
-                                    "Format of --weights when its extension does not say.")
+_TRAIN_WORKDIR, _WEIGHTS, _WEIGHTS_FORMAT = launch.define_model_override_flags()
+flags.adopt_module_key_flags(launch)  # --help lists them
 _K = flags.DEFINE_integer("k", 10, "Results per query when a request does not say.")
 _MAX_K = flags.DEFINE_integer("max_k", 1000, "Most results one request may ask for.")
 _MAX_BATCH = flags.DEFINE_integer("max_batch", 8, "Most concurrent queries answered by one "

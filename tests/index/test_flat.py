@@ -14,7 +14,7 @@ from tests.kernels import reference
 
 @pytest.fixture(scope="module")
 def float_index():
-  rng = np.random.default_rng()
+  rng = np.random.default_rng(20261128)  # module fixture: a fixed seed
   x = rng.integers(0, 3, size=(203, 6)).astype(np.float32)  # heavy ties
   ids = rng.choice(2**40, size=203, replace=False).astype(np.int64)
   index = FloatIndex(6, chunk_size=64, metadata={"model": "lenet_l", "endpoint": "f6"})
@@ -23,9 +23,8 @@ def float_index():
   return index, x, ids
 
 
-def test_float_search_returns_user_ids_in_tie_order(float_index):
+def test_float_search_returns_user_ids_in_tie_order(float_index, rng):
   index, x, ids = float_index
-  rng = np.random.default_rng()
   q = rng.integers(0, 3, size=(4, 6)).astype(np.float32)
   d, i = index.search(q, 20)
   assert len(index) == 203 and d.dtype == np.float32 and i.dtype == np.int64
@@ -38,8 +37,7 @@ def test_float_search_returns_user_ids_in_tie_order(float_index):
   np.testing.assert_array_equal(fd, ref_d)
 
 
-def test_binary_search_default_ids_and_faiss():
-  rng = np.random.default_rng()
+def test_binary_search_default_ids_and_faiss(rng):
   bits = rng.random((150, 48)) < 0.15
   codes = pack_bits(bits)
   index = BinaryIndex(48, chunk_size=40)
@@ -92,8 +90,7 @@ def test_validation_errors():
 
 
 @pytest.mark.parametrize("kind", ["float", "binary"])
-def test_save_load_round_trip(tmp_path, kind):
-  rng = np.random.default_rng()
+def test_save_load_round_trip(tmp_path, kind, rng):
   if kind == "float":
     index = FloatIndex(5, metadata={"thresholds": np.linspace(0, 1, 5), "model": "m"})
     index.add(rng.normal(size=(31, 5)), ids=rng.integers(-2**62, 2**62, 31))

@@ -11,19 +11,10 @@ import pytest
 
 from cbir_jax import config_util, jobs, query
 from cbir_jax.train import trainer
+from tests import pretrained_files
 
 pytestmark = pytest.mark.data
 
-ALEXNET_SHAPES = {  # torchvision's alexnet state dict, ImageNet head (1,000 classes)
-    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
-    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
-    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
-    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
-    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
-    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
-    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
-    "classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,),
-}
 
 
 @pytest.fixture
@@ -42,11 +33,8 @@ def photos(tmp_path):
 
 
 def test_imported_alexnet_fc8_fused_with_f6_is_searchable_by_image(photos, tmp_path, rng):
-  from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
-  state = {k: (rng.normal(size=s) / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 10)
-               ).astype(np.float32) for k, s in ALEXNET_SHAPES.items()}
   weights = tmp_path / "alexnet.safetensors"
-  save_file(state, str(weights))
+  pretrained_files.write_alexnet_safetensors(weights, rng)
   dataset = ml_collections.ConfigDict({"name": "image_folder", "manual_dir": str(photos),
                                        "data_dir": str(tmp_path / "tfds"), "image_size": 227,
                                        "train_split": "train"})

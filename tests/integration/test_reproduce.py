@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import pretrained_files
+
 # Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
 pytestmark = pytest.mark.slow
 
@@ -121,18 +123,8 @@ def test_quick_heldout_chooses_on_validation_over_two_seeds(tmp_path, corel_fold
 
 def test_quick_corel_with_imported_imagenet_alexnet(tmp_path, corel_folder):
   """alexnet_weights=<file>: Fc8 comes from the imported network (1,000-d), nothing trains it."""
-  from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
-  rng = np.random.default_rng(3)
-  shapes = {"features.0": (64, 3, 11, 11), "features.3": (192, 64, 5, 5),
-            "features.6": (384, 192, 3, 3), "features.8": (256, 384, 3, 3),
-            "features.10": (256, 256, 3, 3), "classifier.1": (4096, 9216),
-            "classifier.4": (4096, 4096), "classifier.6": (1000, 4096)}
-  state = {}
-  for name, shape in shapes.items():
-    state[f"{name}.weight"] = (rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
-                               ).astype(np.float32)
-    state[f"{name}.bias"] = np.zeros(shape[0], np.float32)
-  save_file(state, str(tmp_path / "alexnet.safetensors"))
+  pretrained_files.write_alexnet_safetensors(tmp_path / "alexnet.safetensors",
+                                             np.random.default_rng(3))
   workdir = tmp_path / "w"
   proc = _reproduce(f"--experiment=corel_paper:data={corel_folder},"
                     f"alexnet_weights={tmp_path / 'alexnet.safetensors'}", "--quick",

@@ -20,8 +20,7 @@ def _reference_pack(b):
 
 
 @pytest.mark.parametrize("nbits", [1, 7, 31, 32, 33, 64, 100, 256])
-def test_pack_matches_loop_and_round_trips(nbits):
-  rng = np.random.default_rng()
+def test_pack_matches_loop_and_round_trips(nbits, rng):
   b = rng.random((5, nbits)) < 0.5
   codes = bits_lib.pack_bits(b)
   assert isinstance(codes, np.ndarray) and codes.dtype == np.uint32
@@ -33,8 +32,7 @@ def test_pack_matches_loop_and_round_trips(nbits):
   np.testing.assert_array_equal(bits_lib.from_faiss_bytes(fb, nbits), codes)
 
 
-def test_faiss_layout_is_same_memory_on_little_endian():
-  rng = np.random.default_rng()
+def test_faiss_layout_is_same_memory_on_little_endian(rng):
   codes = rng.integers(0, 2**32, size=(4, 2), dtype=np.uint32)
   fb = bits_lib.to_faiss_bytes(codes, 64)
   if np.little_endian:
@@ -48,8 +46,7 @@ def test_faiss_layout_is_same_memory_on_little_endian():
   np.testing.assert_array_equal(dist[0], np.asarray(ref)[idx[0]])
 
 
-def test_jax_and_jit():
-  rng = np.random.default_rng()
+def test_jax_and_jit(rng):
   b = rng.random((3, 70)) < 0.5
   codes = jax.jit(bits_lib.pack_bits)(jnp.asarray(b))
   assert isinstance(codes, jax.Array) and codes.dtype == jnp.uint32

@@ -19,7 +19,7 @@ METHODS = pytest.mark.parametrize("method", ["auto", "jax"])
 
 @pytest.fixture(scope="module")
 def float_data():
-  rng = np.random.default_rng()
+  rng = np.random.default_rng(20261128)  # module fixture: a fixed seed (tests print theirs)
   queries = rng.normal(size=(5, 13)).astype(np.float32)
   database = rng.normal(size=(1001, 13)).astype(np.float32)
   database[500] = database[17]  # a duplicated row
@@ -63,8 +63,7 @@ def test_matches_faiss_index_flat_l2(method, float_data):
 
 @METHODS
 @pytest.mark.parametrize("chunk_size,window", [(64, 4), (517, 32), (100, 1)])
-def test_heavy_ties_integer_data_exact(method, chunk_size, window):
-  rng = np.random.default_rng()
+def test_heavy_ties_integer_data_exact(method, chunk_size, window, rng):
   database = rng.integers(0, 3, size=(517, 4)).astype(np.float32)  # 81 distinct rows
   queries = rng.integers(0, 3, size=(6, 4)).astype(np.float32)
   ref_d, ref_i = reference.rank(reference.l2(queries, database), 40)

@@ -51,10 +51,9 @@ def _native_keys(q, x, k, n_valid=None, offset=0):
 
 @native
 @pytest.mark.parametrize("q,n,d,k", [(13, 9001, 3, 25), (8, 20000, 17, 1), (1, 4097, 2, 4097)])
-def test_ties_across_tiles_and_workers(q, n, d, k):
+def test_ties_across_tiles_and_workers(q, n, d, k, rng):
   # Integer data: every distance is exact, thousands tie, and rows span several tiles (4096 rows
   # at small d), which the worker threads take in any order.
-  rng = np.random.default_rng()
   x = rng.integers(0, 3, size=(n, d)).astype(np.float32)
   queries = rng.integers(0, 3, size=(q, d)).astype(np.float32)
   ref_d, ref_i = reference.rank(reference.l2(queries, x), k)
@@ -64,8 +63,7 @@ def test_ties_across_tiles_and_workers(q, n, d, k):
 
 
 @native
-def test_random_floats_many_tiles_vs_reference_and_jax():
-  rng = np.random.default_rng()
+def test_random_floats_many_tiles_vs_reference_and_jax(rng):
   x = rng.normal(size=(10007, 129)).astype(np.float32)
   x[9000] = x[11]  # duplicated rows tie exactly: same sum order in every lane
   queries = rng.normal(size=(19, 129)).astype(np.float32)
@@ -87,8 +85,7 @@ def test_random_floats_many_tiles_vs_reference_and_jax():
 
 
 @native
-def test_n_valid_and_offset_match_pure_jax():
-  rng = np.random.default_rng()
+def test_n_valid_and_offset_match_pure_jax(rng):
   x = rng.integers(-2, 3, size=(300, 5)).astype(np.float32)
   queries = rng.integers(-2, 3, size=(9, 5)).astype(np.float32)
   for n_valid, k in ((300, 7), (123, 7), (5, 7), (0, 3)):

@@ -20,8 +20,7 @@ def _codes(rng, n, nbits, p=0.5):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("nbits,n,k,chunk_size,window", [
     (64, 1001, 10, 128, 8), (70, 333, 1, 100, 32), (256, 257, 257, 64, 4), (16, 999, 25, None, 32)])
-def test_vs_exact_reference_and_faiss(method, nbits, n, k, chunk_size, window):
-  rng = np.random.default_rng()
+def test_vs_exact_reference_and_faiss(method, nbits, n, k, chunk_size, window, rng):
   # Few bits set -> many equal distances; duplicated rows -> exact ties.
   database = _codes(rng, n, nbits, p=0.1)
   database[n // 2] = database[1]
@@ -38,8 +37,7 @@ def test_vs_exact_reference_and_faiss(method, nbits, n, k, chunk_size, window):
   np.testing.assert_array_equal(fd, ref_d)  # FAISS may order ties differently
 
 
-def test_distances_both_methods():
-  rng = np.random.default_rng()
+def test_distances_both_methods(rng):
   a, b = _codes(rng, 9, 95), _codes(rng, 31, 95)
   ref = reference.hamming(a, b)
   for method in METHODS:
@@ -60,8 +58,7 @@ def test_errors():
     hamming_topk(x, x, 1, method="magic")
 
 
-def test_jit_vmap_composition():
-  rng = np.random.default_rng()
+def test_jit_vmap_composition(rng):
   database = _codes(rng, 300, 64)
   queries = _codes(rng, 8, 64).reshape(2, 4, 2)
 

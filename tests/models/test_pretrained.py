@@ -16,6 +16,7 @@ import pytest
 from jax import lax
 
 from cbir_jax.models import pretrained, registry
+from tests import pretrained_files
 
 TOLERANCE = 1e-4
 
@@ -249,25 +250,6 @@ def test_torch_exact(name, hw, endpoints, prep, variant, rng, tmp_path, monkeypa
 
 # ------------------------------------------------- .safetensors without torch (runs in CI)
 
-ALEXNET_SHAPES = {  # torchvision's alexnet state dict: name -> shape (num_classes = 10 here)
-    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
-    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
-    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
-    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
-    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
-    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
-    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
-    "classifier.6.weight": (10, 4096), "classifier.6.bias": (10,),
-}
-
-
-def _alexnet_state(rng) -> dict[str, np.ndarray]:
-  state = {}
-  for k, shape in ALEXNET_SHAPES.items():
-    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    state[k] = (rng.normal(size=shape) / np.sqrt(fan_in) if len(shape) > 1
-                else rng.normal(0, 0.1, shape)).astype(np.float32)
-  return state
 
 
 def _adaptive_avg_pool_nchw(x: np.ndarray, out: int) -> np.ndarray:
@@ -303,7 +285,7 @@ def _torch_layout_alexnet(state: dict, x_nchw: np.ndarray) -> dict:
 
 def test_safetensors_alexnet_without_torch(rng, tmp_path, monkeypatch):
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  state = _alexnet_state(rng)
+  state = pretrained_files.alexnet_state(rng, num_classes=10)
   save_file(state, str(tmp_path / "alexnet.safetensors"))
   p = pretrained.load_pretrained(tmp_path / "alexnet.safetensors", "alexnet")
   assert p.num_classes == 10 and p.format == "safetensors"
@@ -315,7 +297,7 @@ def test_safetensors_alexnet_without_torch(rng, tmp_path, monkeypatch):
   if _has("torchvision"):  # the table above is torchvision's own
     _, torchvision = _import_torchvision(monkeypatch)
     tv = torchvision.models.alexnet(weights=None, num_classes=10).state_dict()
-    assert {k: tuple(v.shape) for k, v in tv.items()} == ALEXNET_SHAPES
+    assert {k: tuple(v.shape) for k, v in tv.items()} == pretrained_files.alexnet_shapes(10)
 
 
 def _has(module: str) -> bool:
@@ -328,7 +310,7 @@ def _has(module: str) -> bool:
 
 def test_mismatched_tensors_listed_in_one_message(rng, tmp_path):
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  state = _alexnet_state(rng)
+  state = pretrained_files.alexnet_state(rng, num_classes=10)
   del state["features.3.bias"]  # missing
   state["features.6.weight"] = state["features.6.weight"][:, :, :2]  # wrong shape
   state["features.99.weight"] = np.zeros((2, 2), np.float32)  # unexpected

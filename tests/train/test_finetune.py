@@ -14,24 +14,14 @@ from cbir_jax import jobs
 from cbir_jax.models import pretrained
 from cbir_jax.train import checkpoint as checkpoint_lib
 from cbir_jax.train import trainer
+from tests import pretrained_files
 
-SHAPES = {"features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
-          "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
-          "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
-          "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
-          "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
-          "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
-          "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
-          "classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,)}
 
 
 @pytest.mark.slow  # AlexNet at 227x227 and a 230 MB weights file: ~30 s on 2 cores
 def test_init_from_imports_the_trunk_freezes_it_and_records_the_file(tmp_path, rng):
-  from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
-  state = {k: (rng.normal(size=s) / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 10)
-               ).astype(np.float32) for k, s in SHAPES.items()}
   weights = tmp_path / "alexnet.safetensors"
-  save_file(state, str(weights))
+  pretrained_files.write_alexnet_safetensors(weights, rng)
   photos = tmp_path / "photos"
   for c in range(2):
     (photos / f"c{c}").mkdir(parents=True)
