@@ -203,7 +203,10 @@ class ImageSearcher:
       self._labels_by_position = arrays.labels[ids_to_positions(arrays.ids, self.index.ids)]
       if self.class_names is None:
         self.class_names = list(arrays.class_names)
-    return np.where(ids >= 0, self._labels_by_position[self.positions(np.maximum(ids, 0))], -1)
+    out = np.full(ids.shape, -1, np.int64)  # -1: a missing hit (id -1) has no label
+    hit = ids >= 0
+    out[hit] = self._labels_by_position[self.positions(ids[hit])]
+    return out
 
   def image(self, image_id: int) -> np.ndarray | None:
     """The database image with id `image_id` (uint8[h, w, c]) when the data set can be loaded."""

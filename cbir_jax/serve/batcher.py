@@ -161,9 +161,8 @@ class SearchBatch:
     self._sorted_labels: np.ndarray | None = None  # their labels
 
   def labels(self, ids: np.ndarray) -> np.ndarray:
-    """int64 labels of database ids (-1 unknown) from a table built once: the searcher's own
-    `labels` maps ids to positions by sorting every id of the index on each call (~0.1 s at
-    1M), too slow per query."""
+    """int64 labels of database ids from a table built once; -1 for a missing hit and for an id
+    the index does not hold (the searcher's own `labels` raises for those)."""
     with self._lock:
       if self._sorted_ids is None:
         all_ids = np.asarray(self.searcher.index.ids)

@@ -69,6 +69,8 @@ def test_imported_alexnet_fc8_fused_with_f6_is_searchable_by_image(photos, tmp_p
   distances, ids = searcher.search(searcher.decode(photo.read_bytes())[None], 3)
   position = list(f6.ids).index(ids[0, 0])
   assert searcher.labels(ids)[0, 0] == searcher.class_names.index("dinosaurs")
+  np.testing.assert_array_equal(searcher.labels(np.array([-1, ids[0, 0]])),  # -1: missing hit
+                                [-1, searcher.class_names.index("dinosaurs")])
   assert distances[0, 0] <= 1e-4 and position == list(f6.ids).index(ids[0, 0])
   np.testing.assert_allclose(searcher.features(searcher.decode(photo.read_bytes())[None])[0, 84:],
                              fc8.features[position] / np.linalg.norm(fc8.features[position]),
