@@ -133,21 +133,15 @@ def _load_trunk(config: ml_collections.ConfigDict):
 
 def _with_frozen_trunk(tx, model, model_name: str, input_shape, freeze: int):
   """`tx` with the imported trunk frozen for `freeze` steps (`optim.freeze_for`); the trunk is
-  what `pretrained.merge_pretrained` fills: every parameter but the classifier ("head", "fc8",
-  "aux"), under "backbone" for a DFS-Net. Structural, so a restore needs no weights file."""
+  where `pretrained.merge_pretrained` puts it (`pretrained.trunk_mask`: every parameter but the
+  classifier, under "backbone" for a DFS-Net). Structural, so a restore needs no weights file."""
   if freeze <= 0:
     return tx
   params = jax.eval_shape(lambda: model.init(
       {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
       jnp.zeros(input_shape, jnp.float32), train=False))["params"]
-  exclude = ("head", "fc8", "aux")
-
-  def mark(path, _):
-    names = [getattr(k, "key", str(k)) for k in path]
-    if model_name.startswith("dfs_"):
-      return names[0] == "backbone" and names[1] not in exclude
-    return names[0] not in exclude
-  return optim.freeze_for(tx, jax.tree_util.tree_map_with_path(mark, params), freeze)
+  prefix = ("backbone",) if model_name.startswith("dfs_") else ()
+  return optim.freeze_for(tx, pretrained.trunk_mask(params, prefix), freeze)
 
 
 def preprocessing_of(config: ml_collections.ConfigDict):

@@ -8,10 +8,10 @@ different head (DFS-Nets, another class count) and says which parameters came fr
 """
 
 from cbir_jax.models.pretrained.loader import MODELS, Pretrained, load_pretrained
-from cbir_jax.models.pretrained.merge import merge_pretrained
+from cbir_jax.models.pretrained.merge import merge_pretrained, trunk_mask
 from cbir_jax.models.pretrained.preprocessing import (CAFFE, INCEPTION, TORCHVISION,
                                                       Preprocessing)
 from cbir_jax.models.pretrained.readers import FORMATS, detect_format, file_sha256
 
 __all__ = ["CAFFE", "FORMATS", "INCEPTION", "MODELS", "TORCHVISION", "Preprocessing",
-           "Pretrained", "detect_format", "file_sha256", "load_pretrained", "merge_pretrained"]
+           "Pretrained", "detect_format", "file_sha256", "load_pretrained", "merge_pretrained", "trunk_mask"]

@@ -28,8 +28,23 @@ def _unflatten(flat: Mapping[tuple, Any]) -> dict:
   return tree
 
 
+# Our classifiers: top-level names a trunk never fills (the head, AlexNet's fc8, Inception's aux).
+CLASSIFIERS = ("head", "fc8", "aux")
+
+
+def trunk_mask(params: Mapping, prefix: tuple[str, ...] = (),
+               exclude: tuple[str, ...] = CLASSIFIERS) -> dict:
+  """A pytree of bools shaped like `params`: True for every leaf under `prefix` outside
+  `exclude`, i.e. where `merge_pretrained` puts the trunk (it refuses a trunk that leaves one of
+  them unfilled). Needs only the structure, so a restored run rebuilds it without the file."""
+  n = len(prefix)
+  flat = _flatten(params)
+  return _unflatten({key: key[:n] == tuple(prefix) and len(key) > n and key[n] not in exclude
+                     for key in flat})
+
+
 def merge_pretrained(fresh: Mapping, trunk: Mapping, *, prefix: tuple[str, ...] | None = None,
-                     exclude: tuple[str, ...] = ("head", "fc8", "aux")) -> tuple[dict, dict]:
+                     exclude: tuple[str, ...] = CLASSIFIERS) -> tuple[dict, dict]:
   """Puts a pretrained trunk into freshly initialised variables of a model with another head.
 
   For fine-tuning: e.g. `fresh = dfs_resnet50(num_classes=10, backbone_kwargs=p.model_kwargs)`'s
@@ -89,6 +104,4 @@ def merge_pretrained(fresh: Mapping, trunk: Mapping, *, prefix: tuple[str, ...] 
     shown = "\n  ".join(problems)
     raise ValueError(f"the trunk does not fit the target under prefix {prefix}; "
                      f"{len(problems)} leaf/leaves differ, nothing was merged:\n  {shown}")
-  merged_tree = _unflatten(merged)
-  mask = _unflatten({key[1:]: key in copied for key in target if key[0] == "params"})
-  return merged_tree, mask
+  return _unflatten(merged), trunk_mask(fresh["params"], prefix, exclude)
