@@ -170,7 +170,7 @@ def _load_image_folder(split, manual_dir, data_dir, image_size, seed) -> ImageAr
 _DATASETS = {
     "digits": (_load_digits, ("train", "test", "all")),
     "corel1k": (_load_corel1k, ("train", "all", "database", "query")),
-    "cifar10_local": (_load_cifar10_local, ("train", "test")),
+    "cifar10_local": (_load_cifar10_local, ("train", "test", "train_batches")),
     "caltech256": (_load_caltech256, ("train", "test", "all")),
     "image_folder": (_load_image_folder, ("train", "test", "all")),
 }
@@ -207,7 +207,9 @@ def load_arrays(name: str, split: str, *, manual_dir: str | os.PathLike | None =
     corel1k: "train" = "all" (1,000 images, ids = image numbers); "database" / "query": 50/50.
     cifar10_local: "train" / "test", the official splits present in manual_dir (python
       pickles or the *_jpeg folders, detected); 32x32x3; ids = (k - 1) * 10000 + row of
-      data_batch_k, test ids = row of test_batch; `seed` unused.
+      data_batch_k, test ids = row of test_batch; `seed` unused. With a `train_jpeg/` folder
+      (all 50,000 training images) "train" is that folder (ids = class * 5000 + rank in class)
+      and "train_batches" the data_batch_<k>_jpeg folders (e.g. data_batch_1's 10,000).
     caltech256: "all" (clutter excluded; ids = NNN * 10000 + MMMM), "train" / "test" (0.2).
     image_folder: "train" / "test" (0.2) made by the builder with split seed `seed`; "all" =
       both; ids = position of the file in (class, path) order.

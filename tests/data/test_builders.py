@@ -1,6 +1,7 @@
 """tfds builders on tiny generated folders: conversions, skipped files, ids, labels, errors."""
 
 import logging as std_logging
+import os
 import pickle
 
 import numpy as np
@@ -198,6 +199,31 @@ def test_cifar_jpeg_layout_with_index_csv(tmp_path):
   train = datasets.load_arrays("cifar10_local", "train", manual_dir=root, data_dir=tmp_path / "d")
   np.testing.assert_array_equal(train.ids, [10000])  # no CSV: (k - 1) * 10000 + position
   np.testing.assert_array_equal(train.labels, [6])
+
+
+def test_cifar_jpeg_whole_train_folder(tmp_path):
+  """train_jpeg/ becomes split "train"; the data_batch_<k>_jpeg folders become "train_batches"."""
+  root = tmp_path / "cifar10"
+  for class_name, stem, seed in (("ship", "0000", 0), ("cat", "0001", 1), ("cat", "0000", 2)):
+    conftest.write_image(root / "train_jpeg" / class_name / f"{stem}.jpg", "rgb_jpg", seed=seed,
+                         size=(32, 32))
+  conftest.write_image(root / "train_jpeg" / "cat" / "0002.jpg", "corrupt")
+  conftest.write_image(root / "data_batch_1_jpeg" / "frog" / "0000.jpg", "rgb_jpg", seed=3,
+                       size=(32, 32))
+  conftest.write_image(root / "test_batch_jpeg" / "dog" / "0000.jpg", "rgb_jpg", seed=4,
+                       size=(32, 32))
+  kw = dict(manual_dir=root, data_dir=tmp_path / "d")
+  train = datasets.load_arrays("cifar10_local", "train", **kw)
+  np.testing.assert_array_equal(train.labels, [3, 3, 8])  # (class, file name) order
+  np.testing.assert_array_equal(train.ids, [0, 1, 3])  # position; the corrupt 0002 is skipped
+  assert abs(train.images[0].astype(int) - conftest.pattern(2, 32, 32)).mean() < 6
+  assert abs(train.images[2].astype(int) - conftest.pattern(0, 32, 32)).mean() < 6
+  batches = datasets.load_arrays("cifar10_local", "train_batches", **kw)
+  np.testing.assert_array_equal(batches.labels, [6])
+  np.testing.assert_array_equal(datasets.load_arrays("cifar10_local", "test", **kw).labels, [5])
+  info = cifar10_local.Cifar10Local(data_dir=tmp_path / "d", config="jpeg").info
+  assert info.metadata["batches"]["train"] == ["train"]
+  assert info.metadata["skipped"] == [os.path.join("train_jpeg", "cat", "0002.jpg")]
 
 
 def test_caltech256_excludes_clutter(tmp_path):

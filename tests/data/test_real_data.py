@@ -83,10 +83,11 @@ def cifar_real(shared_dir, tmp_path_factory):
   root = _require(shared_dir / "cifar10")
   data_dir = tmp_path_factory.mktemp("cifar10_real")
   return root, {split: datasets.load_arrays("cifar10_local", split, manual_dir=root,
-                                            data_dir=data_dir) for split in ("train", "test")}
+                                            data_dir=data_dir)
+                for split in ("train", "train_batches", "test")}
 
 
-@pytest.mark.parametrize("split,batch", [("test", "test_batch"), ("train", "data_batch_1")])
+@pytest.mark.parametrize("split,batch", [("test", "test_batch"), ("train_batches", "data_batch_1")])
 def test_cifar10_real_jpeg_layout(cifar_real, split, batch):
   root, arrays = cifar_real
   arrays = arrays[split]
@@ -102,6 +103,19 @@ def test_cifar10_real_jpeg_layout(cifar_real, split, batch):
   shifted = np.abs(arrays.images[1:1017].astype(int) - official[:-1]).mean(axis=(1, 2, 3))
   assert shifted.mean() > 30
   assert arrays.class_names == list(cifar10_local.CLASS_NAMES)
-  if split == "train":  # counts of data_batch_1 given in the README
+  if split == "train_batches":  # counts of data_batch_1 given in the README
     assert np.bincount(arrays.labels).tolist() == [1005, 974, 1032, 1016, 999, 937, 1030, 1001,
                                                    1025, 981]
+
+
+def test_cifar10_real_whole_train_folder(cifar_real):
+  """train_jpeg/ is all 50,000 training images; its first files per class are data_batch_1."""
+  _, arrays = cifar_real
+  train, batch1 = arrays["train"], arrays["train_batches"]
+  assert train.images.shape == (50000, 32, 32, 3)
+  assert np.bincount(train.labels).tolist() == [5000] * 10
+  np.testing.assert_array_equal(train.ids, np.arange(50000))  # class * 5000 + rank in class
+  np.testing.assert_array_equal(train.labels, np.repeat(np.arange(10), 5000))
+  # data_batch_1's row r (official order) is the rank-th image of its class in train_jpeg/.
+  rank = np.array([np.sum(batch1.labels[:r] == c) for r, c in enumerate(batch1.labels)])
+  np.testing.assert_array_equal(train.images[batch1.labels * 5000 + rank], batch1.images)

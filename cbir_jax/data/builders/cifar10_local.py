@@ -20,9 +20,15 @@ TEST_BATCH = "test_batch"
 
 PYTHON_CONTENTS = ("the official CIFAR-10 python batches (cifar-10-batches-py/): data_batch_1 .. "
                    "data_batch_5, test_batch and batches.meta")
-JPEG_CONTENTS = ("data_batch_<k>_jpeg/<class>/NNNN.jpg (train) and test_batch_jpeg/<class>/"
-                 "NNNN.jpg (test) 32x32 JPEGs, optionally with <batch>_index.csv "
+JPEG_CONTENTS = ("train_jpeg/<class>/NNNN.jpg (the whole training set) and/or "
+                 "data_batch_<k>_jpeg/<class>/NNNN.jpg (train batches), and test_batch_jpeg/"
+                 "<class>/NNNN.jpg (test), 32x32 JPEGs, optionally with <batch>_index.csv "
                  "(columns batch_index, jpeg_path) giving each file's official batch row")
+# The folder of all 50,000 training images, <class>/NNNN.jpg with NNNN the image's rank within
+# its class in the official order (../shared/datasets/README.md). With it, split "train" is
+# these 50,000 and the data_batch_<k>_jpeg folders form split "train_batches" (10,000 for
+# data_batch_1 alone); without it, "train" is the data_batch_<k>_jpeg folders as before.
+WHOLE_TRAIN = "train"
 
 
 def detect_layout(root: str) -> str:
@@ -34,7 +40,8 @@ def detect_layout(root: str) -> str:
   image_examples.check_manual_dir(root, f"{PYTHON_CONTENTS}, or {JPEG_CONTENTS}")
   if any(os.path.isfile(os.path.join(root, b)) for b in TRAIN_BATCHES + (TEST_BATCH,)):
     return "python"
-  if any(os.path.isdir(os.path.join(root, f"{b}_jpeg")) for b in TRAIN_BATCHES + (TEST_BATCH,)):
+  if any(os.path.isdir(os.path.join(root, f"{b}_jpeg"))
+         for b in TRAIN_BATCHES + (TEST_BATCH, WHOLE_TRAIN)):
     return "jpeg"
   raise FileNotFoundError(f"manual_dir {root!r} holds neither CIFAR-10 layout; it must contain "
                           f"{PYTHON_CONTENTS}, or {JPEG_CONTENTS}")
@@ -78,7 +85,9 @@ def read_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _batch_offset(batch: str) -> int:
-  return 0 if batch == TEST_BATCH else (int(batch.rsplit("_", 1)[1]) - 1) * BATCH_ROWS
+  if batch in (TEST_BATCH, WHOLE_TRAIN):
+    return 0
+  return (int(batch.rsplit("_", 1)[1]) - 1) * BATCH_ROWS
 
 
 def jpeg_files(root: str, batch: str) -> list[image_examples.ImageFile]:
@@ -86,7 +95,9 @@ def jpeg_files(root: str, batch: str) -> list[image_examples.ImageFile]:
 
   With the index CSV, id = offset + the official batch row (offset (k - 1) * 10000 for
   data_batch_k, 0 for test_batch), so ids agree with the python layout. Without it, id = offset
-  + position in (class, file name) order.
+  + position in (class, file name) order; for `train_jpeg/` (batch "train", offset 0) that is
+  class * 5000 + the rank within the class, which is not the official row (the folder carries
+  no row index), so its ids differ from the python layout's.
   """
   folder = os.path.join(root, f"{batch}_jpeg")
   rows = {}
@@ -117,13 +128,19 @@ class Cifar10LocalConfig(tfds.core.BuilderConfig):
 class Cifar10Local(image_examples.ManualDirBuilder):
   """CIFAR-10 from a manual dir, splits "train" and "test" (those whose files are present).
 
+  In the JPEG layout with `train_jpeg/`, "train" is its 50,000 images and the
+  data_batch_<k>_jpeg folders, if any, form split "train_batches" (data_batch_1 alone: the
+  10,000-image training split of older CPU-scale runs).
+
   Features: image uint8[32, 32, 3], label (ClassLabel of CLASS_NAMES), id int64 (see
-  BATCH_ROWS), path (batch file or JPEG, relative to the manual dir). Metadata: `manual_dir`,
-  `skipped`, `batches` (the batch names read).
+  BATCH_ROWS and `jpeg_files`), path (batch file or JPEG, relative to the manual dir).
+  Metadata: `manual_dir`, `skipped`, `batches` (split -> the batch folders or files read).
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "1.1.0": "JPEG layout: train_jpeg/ (all 50,000 training images) is split "
+                            "'train' when present; data_batch_<k>_jpeg then is 'train_batches'."}
   BUILDER_CONFIGS = [
       Cifar10LocalConfig(name="python", description=f"Reads {PYTHON_CONTENTS}."),
       Cifar10LocalConfig(name="jpeg", description=f"Reads {JPEG_CONTENTS}."),
@@ -147,8 +164,10 @@ class Cifar10Local(image_examples.ManualDirBuilder):
     suffix = "" if python else "_jpeg"
     present = lambda b: (os.path.isfile if python else os.path.isdir)(
         os.path.join(root, b + suffix))
-    splits = {"train": [b for b in TRAIN_BATCHES if present(b)],
-              "test": [TEST_BATCH] if present(TEST_BATCH) else []}
+    batches = [b for b in TRAIN_BATCHES if present(b)]
+    splits = {"train": batches, "test": [TEST_BATCH] if present(TEST_BATCH) else []}
+    if not python and present(WHOLE_TRAIN):
+      splits.update(train=[WHOLE_TRAIN], train_batches=batches)
     splits = {k: v for k, v in splits.items() if v}
     if not splits:
       raise FileNotFoundError(f"manual_dir {root!r} must contain "
