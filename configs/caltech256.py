@@ -10,7 +10,7 @@ Models: resnet50, inception_v3, mobilenet_v2, dfs_resnet50, dfs_inception_v3, df
 The data is not shipped: manual_dir is the standard 256_ObjectCategories folder (the clutter
 class 257 is excluded); a stratified seeded 80/20 train/test split is used.
 
-Arguments (comma separated): "model=<name>" (default resnet50), "cpu".
+Arguments (comma separated): "model=<name>" (default resnet50), "cpu" (or its alias "tiny").
 """
 
 import ml_collections
@@ -29,7 +29,7 @@ def _parse(arg: str) -> tuple[str, bool]:
     key, _, value = part.partition("=")
     if key == "model" and value in MODELS:
       model = value
-    elif part == "cpu":
+    elif part in ("cpu", "tiny"):  # The same here: the *_tiny variants.
       cpu = True
     else:
       raise ValueError(f"bad config argument {part!r}; expected 'model=<one of {list(MODELS)}>' "

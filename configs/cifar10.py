@@ -2,15 +2,23 @@
 
 Run (paper scale: the full backbone with its CIFAR stem at 32x32, 200 epochs):
   python bin/train.py --config=configs/cifar10.py:model=dfs_resnet50 --workdir=runs/dfs_r50_c10
-CPU-scale (the narrow *_tiny variant of the same family, 300 steps; a few minutes on 2 cores):
+CPU scale (the CPU-scale variant of the same family, docs/MODELS.md "CPU-scale variants": same
+blocks and DFS module, narrower, stride-2 stem; 8 epochs of the 50,000 training images with a
+one-cycle recipe; 6-26 minutes per network on 2 cores):
   python bin/train.py --config=configs/cifar10.py:model=dfs_inception_v3,cpu \
       --workdir=runs/dfs_i3_c10_cpu
+Tiny scale (the narrow *_tiny test variant, 300 steps of 64; what docs/RESULTS.md showed before
+2026-11-28, on data_batch_1's 10,000 images):
+  python bin/train.py --config=configs/cifar10.py:model=dfs_inception_v3,tiny \
+      --workdir=runs/dfs_i3_c10_tiny
 Models: resnet50, inception_v3, mobilenet_v2, dfs_resnet50, dfs_inception_v3, dfs_mobilenet_v2.
 The data folder (official python pickles, or the *_jpeg folders of ../shared/datasets/cifar10)
 defaults to ../shared/datasets/cifar10 (env CBIR_SHARED_DATASETS overrides the datasets folder);
-elsewhere pass --config.dataset.manual_dir=<folder>.
+elsewhere pass --config.dataset.manual_dir=<folder>. Split "train" is all 50,000 training images
+when the folder has train_jpeg/ (or all five python batches); "train_batches" is data_batch_1's
+10,000 in the JPEG layout.
 
-Arguments (comma separated): "model=<name>" (default resnet50), "cpu".
+Arguments (comma separated): "model=<name>" (default resnet50), and "cpu" or "tiny".
 """
 
 import ml_collections
@@ -19,30 +27,35 @@ from cbir_jax import config_util
 
 MODELS = ("resnet50", "inception_v3", "mobilenet_v2", "dfs_resnet50", "dfs_inception_v3",
           "dfs_mobilenet_v2")
-# The registry's narrow test-scale variant of each family, used by ":cpu".
+# The registry's CPU-scale variant of each family, used by ":cpu" (docs/MODELS.md).
+CPU = {"resnet50": "resnet_cpu", "inception_v3": "inception_v3_cpu",
+       "mobilenet_v2": "mobilenet_v2_cpu", "dfs_resnet50": "dfs_resnet_cpu",
+       "dfs_inception_v3": "dfs_inception_v3_cpu", "dfs_mobilenet_v2": "dfs_mobilenet_v2_cpu"}
+# The registry's narrow test-scale variant of each family, used by ":tiny".
 TINY = {"resnet50": "resnet_tiny", "inception_v3": "inception_v3_tiny",
         "mobilenet_v2": "mobilenet_v2_tiny", "dfs_resnet50": "dfs_resnet_tiny",
         "dfs_inception_v3": "dfs_inception_v3_tiny", "dfs_mobilenet_v2": "dfs_mobilenet_v2_tiny"}
 
 
-def _parse(arg: str) -> tuple[str, bool]:
-  """"model=<name>,cpu" -> (name, cpu)."""
-  model, cpu = "resnet50", False
+def _parse(arg: str) -> tuple[str, str]:
+  """"model=<name>,cpu" -> (name, scale); scale is "" (paper), "cpu" or "tiny"."""
+  model, scale = "resnet50", ""
   for part in filter(None, (p.strip() for p in arg.split(","))):
     key, _, value = part.partition("=")
     if key == "model" and value in MODELS:
       model = value
-    elif part == "cpu":
-      cpu = True
+    elif part in ("cpu", "tiny") and not scale:
+      scale = part
     else:
       raise ValueError(f"bad config argument {part!r}; expected 'model=<one of {list(MODELS)}>' "
-                       "and/or 'cpu'")
-  return model, cpu
+                       "and one of 'cpu' or 'tiny'")
+  return model, scale
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  """Returns the CIFAR-10 config for `arg` = "model=<name>[,cpu]"."""
-  model, cpu = _parse(arg)
+  """Returns the CIFAR-10 config for `arg` = "model=<name>[,cpu|,tiny]"."""
+  model, scale = _parse(arg)
+  cpu, tiny = scale == "cpu", scale == "tiny"
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.distributed = "auto"
@@ -55,26 +68,33 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # > 0: a seeded, stratified fraction of train_split held out as split "validation" for
   # choices (recipes, checkpoints); the trainer then trains on the rest.
   c.dataset.validation_fraction = 0.0
-  c.dataset.train_split = "train"
+  c.dataset.train_split = "train_batches" if tiny else "train"
   c.dataset.eval_split = "test"
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = TINY[model] if cpu else model
-  c.model.kwargs = ml_collections.ConfigDict({"small_input": True})  # CIFAR stems for 32x32.
+  c.model.name = CPU[model] if cpu else TINY[model] if tiny else model
+  # CIFAR stems for 32x32 (the CPU-scale variants set their own: stride-2 CIFAR stems).
+  c.model.kwargs = ml_collections.ConfigDict({} if cpu else {"small_input": True})
 
-  # Standard CIFAR recipe (the paper gives no hyper-parameters): SGD + Nesterov, cosine.
-  c.batch_size = 64 if cpu else 128
+  # The paper gives no hyper-parameters. Paper and tiny scale: the standard CIFAR recipe, SGD +
+  # Nesterov, cosine. CPU scale: a short one-cycle run in the manner of fast CIFAR training
+  # (linear warmup over the first 15 % of steps to a peak of 0.2 for batch 256, i.e. the 0.1 per
+  # 128 images of the standard recipe, cosine to zero, label smoothing 0.1, flip + 4-pixel crop,
+  # weight decay 5e-4 on kernels only). On 2 cores batches of 128, 256 and 512 train at the same
+  # images/s (537-572 img/s for dfs_resnet_cpu), so 256 keeps more steps per epoch.
+  c.batch_size = 256 if cpu else 64 if tiny else 128
   c.eval_batch_size = -1
-  c.num_epochs = 200
-  c.num_steps = 300 if cpu else -1
+  c.num_epochs = 8 if cpu else 200
+  c.num_steps = 300 if tiny else -1
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.05 if cpu else 0.1
+  c.optimizer.learning_rate = 0.2 if cpu else 0.05 if tiny else 0.1
   c.optimizer.weight_decay = 5e-4
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = True
   c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 30 if cpu else 1000
+  c.optimizer.warmup_steps = 0 if cpu else 30 if tiny else 1000
+  c.optimizer.warmup_fraction = 0.15 if cpu else 0.0
   c.optimizer.grad_clip_norm = 0.0
   c.label_smoothing = 0.1
   c.aux_loss_weight = 0.0
@@ -86,8 +106,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.init_from_model = ""
   c.init_from_format = ""
   c.freeze_trunk_steps = 0
-  c.log_every_steps = 20 if cpu else 100
-  c.eval_every_steps = 100 if cpu else -1
-  c.checkpoint_every_steps = 100 if cpu else 2000
+  c.log_every_steps = 20 if tiny else 50 if cpu else 100
+  c.eval_every_steps = 100 if tiny else -1
+  c.checkpoint_every_steps = 100 if tiny else 100 if cpu else 2000
   c.keep_checkpoints = 2
   return c

@@ -169,11 +169,15 @@ class DFSNet(nn.Module):
 
 
 def _dfs_net(backbone_cls: Any, default_widths: tuple[int, int, int, int], *, num_classes: int,
-             small_input: bool = False, dtype: Any = jnp.float32,
+             small_input: bool | None = None, dtype: Any = jnp.float32,
              param_dtype: Any = jnp.float32, backbone_kwargs: dict | None = None,
              widths: tuple[int, int, int, int] | None = None, **kwargs) -> DFSNet:
-  backbone = backbone_cls(num_classes=num_classes, head=False, small_input=small_input,
-                          dtype=dtype, param_dtype=param_dtype, **(backbone_kwargs or {}))
+  """DFSNet on `backbone_cls(head=False)`; `small_input=None` keeps the backbone's own default."""
+  extra = dict(backbone_kwargs or {})
+  if small_input is not None:
+    extra["small_input"] = small_input
+  backbone = backbone_cls(num_classes=num_classes, head=False, dtype=dtype,
+                          param_dtype=param_dtype, **extra)
   return DFSNet(backbone=backbone, num_classes=num_classes, widths=widths or default_widths,
                 dtype=dtype, param_dtype=param_dtype, **kwargs)
 
@@ -184,6 +188,13 @@ def _dfs_net(backbone_cls: Any, default_widths: tuple[int, int, int, int], *, nu
 dfs_resnet50 = functools.partial(_dfs_net, resnet.ResNet50, (512, 512, 512, 512))
 dfs_inception_v3 = functools.partial(_dfs_net, inception.InceptionV3, (512, 512, 512, 512))
 dfs_mobilenet_v2 = functools.partial(_dfs_net, mobilenet.MobileNetV2, (320, 320, 320, 320))
+# CPU-scale DFS-Nets (docs/MODELS.md, "CPU-scale variants"): the CPU-scale backbones with the
+# same DFS module, branch widths in the paper's ratio (the DFS feature as wide as the backbone's
+# pooled feature: 512 / 256 / 1280).
+dfs_resnet_cpu = functools.partial(_dfs_net, resnet.ResNetCPU, (128, 128, 128, 128))
+dfs_inception_v3_cpu = functools.partial(_dfs_net, inception.InceptionV3CPU, (64, 64, 64, 64))
+dfs_mobilenet_v2_cpu = functools.partial(_dfs_net, mobilenet.MobileNetV2CPU,
+                                         (320, 320, 320, 320))
 # Tiny variants for tests (64-d DFS feature).
 _dfs_resnet_tiny = functools.partial(_dfs_net, resnet._ResNetTiny, (16, 16, 16, 16))
 _dfs_inception_v3_tiny = functools.partial(_dfs_net, inception._InceptionV3Tiny,

@@ -151,9 +151,12 @@ class InceptionAux(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(x)
 
 
-def inception_min_size(small_input: bool) -> int:
-  """Smallest input side InceptionV3 accepts (75, or 13 with `small_input=True`)."""
-  return 13 if small_input else 75
+def inception_min_size(small_input: bool, stem_stride: int = 1) -> int:
+  """Smallest input side InceptionV3 accepts (75; 13 with `small_input=True`, 23 with
+  `small_input=True, stem_stride=2`)."""
+  if not small_input:
+    return 75
+  return 13 if stem_stride == 1 else 23
 
 
 class InceptionV3(nn.Module):
@@ -166,7 +169,8 @@ class InceptionV3(nn.Module):
   max 3x3/2; then mixed0-10 (Inception A x3, B, C x4, D, E x2), global average pool -> `pool`
   feature (2048-d) -> dropout -> dense. Inputs of at least 75x75 (paper: 299x299).
   `small_input=True` (CIFAR style, for 32x32): stride-1 first conv and no stem max pools; same
-  parameters, 32x32 -> 5x5 final map.
+  parameters, 32x32 -> 5x5 final map; with `stem_stride=2` the first conv keeps its stride 2
+  (32x32 -> 2x2 final map, about a sixth of the work; the CPU-scale variant).
 
   Attributes:
     num_classes: classifier width.
@@ -174,6 +178,7 @@ class InceptionV3(nn.Module):
       adds 3,325,800 params + 1,792 batch statistics at 1000 classes.
     dropout_rate: dropout before the classifier in train mode (torchvision uses 0.5; Keras 0).
     small_input: CIFAR stem.
+    stem_stride: stride of the first conv with `small_input` (1 or 2; 2 is the full model's).
     variant: "default" (Keras applications InceptionV3 exactly) or "torchvision"
       (torchvision's inception_v3: BN with scale, +17,216 params; the 3x3 average pools of the
       blocks count padding). Parameter names are the same; the aux head is ours in both.
@@ -192,6 +197,7 @@ class InceptionV3(nn.Module):
   aux_logits: bool = False
   dropout_rate: float = 0.5
   small_input: bool = False
+  stem_stride: int = 1
   variant: str = "default"
   width: float = 1.0
   head: bool = True
@@ -207,7 +213,10 @@ class InceptionV3(nn.Module):
       raise ValueError(f"x must be [batch, height, width, channels], got shape {x.shape}")
     if not self.head and requested is not None:
       raise ValueError(f"features={features!r} needs head=True; head=False returns the feature map")
-    min_size = inception_min_size(self.small_input)
+    if self.stem_stride not in (1, 2) or (self.stem_stride == 2 and not self.small_input):
+      raise ValueError(f"stem_stride must be 1, or 2 with small_input=True; got stem_stride="
+                       f"{self.stem_stride!r}, small_input={self.small_input}")
+    min_size = inception_min_size(self.small_input, self.stem_stride)
     if min(x.shape[1:3]) < min_size:
       hint = "" if self.small_input else "; use small_input=True for small images"
       raise ValueError(f"InceptionV3 needs inputs of at least {min_size}x{min_size}, got "
@@ -220,7 +229,7 @@ class InceptionV3(nn.Module):
     conv = functools.partial(ConvBN, width=self.width, train=train, bn_scale=torch,
                              dtype=self.dtype, param_dtype=self.param_dtype)
     x = jnp.asarray(x, self.dtype)
-    stride = (1, 1) if self.small_input else (2, 2)
+    stride = (self.stem_stride,) * 2 if self.small_input else (2, 2)
     x = conv(32, (3, 3), stride, padding="VALID")(x)
     x = conv(32, (3, 3), padding="VALID")(x)
     x = conv(64, (3, 3))(x)
@@ -252,5 +261,9 @@ class InceptionV3(nn.Module):
     return outputs.package(logits, values, requested)
 
 
+# CPU-scale InceptionV3 (docs/MODELS.md, "CPU-scale variants"): every block of InceptionV3 at 1/8
+# width (256-d pool feature), no stem max pools, stride-2 first conv (2x2 final map at 32x32).
+InceptionV3CPU = functools.partial(InceptionV3, width=1 / 8, small_input=True, stem_stride=2,
+                                   dropout_rate=0.0)
 # Tiny variant for tests: every conv at 1/16 width (pool feature 128-d).
 _InceptionV3Tiny = functools.partial(InceptionV3, width=1 / 16)

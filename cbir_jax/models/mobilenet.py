@@ -141,6 +141,13 @@ class MobileNetV2(nn.Module):
     return outputs.package(logits, {"pool": pooled}, requested)
 
 
+# CPU-scale MobileNetV2 (docs/MODELS.md, "CPU-scale variants"): MobileNetV2's 17 inverted
+# residual blocks at width 0.5 with its stride-2 stem, the 160-channel group at stride 1 instead
+# of 2 (32x32 -> 2x2 final map instead of 1x1), 1280-d pool feature.
+MobileNetV2CPU = functools.partial(
+    MobileNetV2, width_mult=0.5, dropout_rate=0.0,
+    settings=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+              (6, 160, 3, 1), (6, 320, 1, 1)))
 # Tiny variant for tests: 4 one-block groups at width 0.25, 64-d pool feature.
 _MobileNetV2Tiny = functools.partial(
     MobileNetV2, width_mult=0.25, last_channels=64,

@@ -15,6 +15,13 @@ from cbir_jax.models.pooling import max_pool
 ModuleDef = Any
 
 
+def _check_stem_stride(stem_stride: int, small_input: bool) -> None:
+  """stem_stride must be 1 or 2, and 2 only with small_input (ValueError naming the value)."""
+  if stem_stride not in (1, 2) or (stem_stride == 2 and not small_input):
+    raise ValueError(f"stem_stride must be 1, or 2 with small_input=True; got stem_stride="
+                     f"{stem_stride!r}, small_input={small_input}")
+
+
 class BottleneckBlock(nn.Module):
   """1x1 -> 3x3 (stride here, v1.5) -> 1x1 (4x) bottleneck with a projection when shapes change.
 
@@ -48,8 +55,9 @@ class BottleneckBlock(nn.Module):
 class ResNet(nn.Module):
   """ResNet with bottleneck blocks; ResNet50 = `stage_sizes=(3, 4, 6, 3)`.
 
-  Stem: 64@7x7/2 conv, BN, ReLU, 3x3/2 max pool; `small_input=True` uses a 3x3 stride-1 conv and
-  no max pool (CIFAR stem, for 32x32 images: final map 4x4 instead of 1x1). Then 4 stages
+  Stem: 64@7x7/2 conv, BN, ReLU, 3x3/2 max pool; `small_input=True` uses a 3x3 conv of stride
+  `stem_stride` (default 1) and no max pool (CIFAR stem, for 32x32 images: final map 4x4 instead
+  of 1x1; 2x2 with `stem_stride=2`, a quarter of the work, as the CPU-scale variant uses). Then 4 stages
   (stride 1, 2, 2, 2), global average pool -> `pool` feature (`f32[b, 32 * num_filters]`, 2048
   for ResNet50) -> dense classifier. Batch norm: `use_running_average=not train`, momentum 0.9,
   epsilon 1e-5; train mode needs `mutable=["batch_stats"]`.
@@ -59,6 +67,7 @@ class ResNet(nn.Module):
     stage_sizes: blocks per stage.
     num_filters: stem width and first-stage bottleneck width.
     small_input: CIFAR stem.
+    stem_stride: stride of the CIFAR stem's conv (1 or 2; only with `small_input`).
     variant: "default" (as above; the stride-2 3x3 convs use SAME padding, (0, 1) on even
       sizes), "torchvision" (torchvision's resnet50 exactly: those convs padded (1, 1)) or
       "keras" (Keras applications ResNet50, v1: stride on the first 1x1 conv of a block, convs
@@ -78,6 +87,7 @@ class ResNet(nn.Module):
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
   num_filters: int = 64
   small_input: bool = False
+  stem_stride: int = 1
   variant: str = "default"
   head: bool = True
   act: Callable[[jax.Array], jax.Array] = nn.relu
@@ -102,8 +112,10 @@ class ResNet(nn.Module):
                              param_dtype=self.param_dtype)
     padding_3x3 = "SAME" if self.variant == "default" else ((1, 1), (1, 1))
     x = jnp.asarray(x, self.dtype)
+    _check_stem_stride(self.stem_stride, self.small_input)
     if self.small_input:
-      x = conv(self.num_filters, (3, 3), padding=((1, 1), (1, 1)), name="conv_init")(x)
+      x = conv(self.num_filters, (3, 3), (self.stem_stride,) * 2, padding=((1, 1), (1, 1)),
+               name="conv_init")(x)
     else:
       x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name="conv_init")(x)
     x = self.act(norm(name="bn_init")(x))
@@ -123,5 +135,10 @@ class ResNet(nn.Module):
 
 
 ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3))
+# CPU-scale ResNet (docs/MODELS.md, "CPU-scale variants"): ResNet50's bottleneck blocks and four
+# stages, one block each, 16 filters (512-d pool feature), CIFAR stem of stride 2 (2x2 final map
+# at 32x32); ~1.0 M parameters.
+ResNetCPU = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), num_filters=16, small_input=True,
+                              stem_stride=2)
 # Tiny variant for tests: one block per stage, 8 filters -> 256-d pool feature.
 _ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), num_filters=8)

@@ -30,4 +30,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = config_util.load_sibling(__file__, "cifar10_schemes.py").schemes_config(
       "caltech256_schemes", arg, "../caltech256.py", "caltech256", "train", "test")
   c.paper = ml_collections.ConfigDict({f: PAPER[f] for f in c.families})
+  if c.scale in ("cpu", "tiny"):  # The *_tiny variants (caltech256.py has no CPU-scale ones).
+    c.retrieval.num_database, c.retrieval.num_queries, c.retrieval.num_validation = 2000, 500, 500
   return c

@@ -3,10 +3,14 @@
 Run (paper scale: full backbones and DFS-Nets at 32x32 with CIFAR stems, 200 epochs; for
 accelerators):
   python bin/reproduce.py --experiment=cifar10_schemes --workdir=runs/c10_schemes
-CPU scale (the narrow *_tiny variant of each family, 300 steps of 64 images; retrieval with a
-2,000-image database and 500 queries; what docs/RESULTS.md shows):
-  python bin/reproduce.py --experiment=cifar10_schemes:cpu,families=inception_v3 \
-      --workdir=runs/c10_schemes_cpu
+CPU scale (the CPU-scale variant of each family, docs/MODELS.md; 8 epochs of the 50,000 training
+images minus the validation tenth; the 10,000 test queries against the 50,000-image database;
+about 1.5 hours on 2 cores for all six networks; what docs/RESULTS.md shows):
+  python bin/reproduce.py --experiment=cifar10_schemes:cpu --workdir=runs/c10_schemes_cpu
+Tiny scale (the narrow *_tiny test variants, 300 steps of 64 on data_batch_1's 10,000 images;
+a 2,000-image database and 500 queries; the table before 2026-11-28):
+  python bin/reproduce.py --experiment=cifar10_schemes:tiny,families=inception_v3 \
+      --workdir=runs/c10_schemes_tiny
 Smoke test (2 steps, 200/50 images):
   python bin/reproduce.py --experiment=cifar10_schemes:families=mobilenet_v2 --quick \
       --workdir=/tmp/c10_quick
@@ -16,16 +20,19 @@ Scheme 2: DFS-Net trained, its DFS features ("dfs"), exact Euclidean search.
 Scheme 3: DFS-Net features ranked by information gain rate on the database, the top b kept,
 mean-threshold hashed to b bits, Hamming search. b sweeps `retrieval.bits`; the headline b is
 the one with the best mAP on the validation split (10 % of the training images, carved out before
-training); the paper's "about half of the original" dimension is in the sweep. The paper's extra
-comparison, the plain backbone's features + IGR + hash, is reported beside (b chosen the same
-way). Test queries decide nothing.
-Data here: data_batch_1 (10,000 training images) and test_batch (10,000 test images) as JPEGs;
-the database is drawn from the training images, the queries from the test images (stratified,
-seeded). Classification accuracy is on the whole test split. mAP is the standard mean average
-precision over the whole ranking (a query with no relevant item scores 0).
+training, searched against the rest); the paper's "about half of the original" dimension is in
+the sweep. The paper's extra comparison, the plain backbone's features + IGR + hash, is reported
+beside (b chosen the same way), and so are random and PCA selections in place of IGR (and IGR
+with a redundancy penalty) at every b. Test queries decide nothing.
+Data: split "train" (all 50,000 training images with ../shared/datasets/cifar10/train_jpeg; the
+tiny scale uses "train_batches", data_batch_1's 10,000) and "test" (10,000), lossy JPEGs; the
+database is the whole training split (the validation tenth included; at tiny and quick scale a
+stratified seeded subset), the queries the test split. Classification accuracy is on the whole
+test split. mAP is seed 002's "MAP": the mean over queries of the average precision over the whole
+ranking (a query with no relevant item scores 0); mAP@k (top-k AP) is beside it.
 
-Arguments (comma separated): "cpu" or "quick"; "families=<a>+<b>" (resnet50, inception_v3,
-mobilenet_v2; default all three); "data=<folder>".
+Arguments (comma separated): "cpu", "tiny" or "quick"; "families=<a>+<b>" (resnet50,
+inception_v3, mobilenet_v2; default all three); "data=<folder>".
 """
 
 import ml_collections
@@ -44,14 +51,14 @@ def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str]:
   scale, families, data = "", FAMILIES, ""
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
-    if part in ("cpu", "quick"):
+    if part in ("cpu", "tiny", "quick"):
       scale = part
     elif key == "families" and value and all(f in FAMILIES for f in value.split("+")):
       families = tuple(value.split("+"))
     elif key == "data" and value:
       data = value
     else:
-      raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'quick', "
+      raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'tiny', 'quick', "
                        f"'families=<{'+'.join(FAMILIES)} subset>' and 'data=<folder>', "
                        f"got {part!r}")
   return scale, families, data
@@ -81,7 +88,8 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
   c.models = ml_collections.ConfigDict()
   for family in families:
     for tag in (family, "dfs_" + family):
-      m = training.get_config(f"model={tag}" + (",cpu" if scale else ""))
+      m = training.get_config(f"model={tag}" + {"": "", "cpu": ",cpu", "tiny": ",tiny",
+                                                  "quick": ",tiny"}[scale])
       m.dataset.manual_dir = c.dataset.manual_dir
       m.dataset.validation_fraction = c.validation_fraction
       if scale == "quick":
@@ -96,15 +104,19 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
   c.endpoints = ml_collections.ConfigDict({"backbone": "pool", "dfs": "dfs"})
   c.retrieval = ml_collections.ConfigDict()
   # -1: every image of the split. Subsets are stratified and seeded by `seed`.
-  c.retrieval.num_database = {"": -1, "cpu": 2000, "quick": 200}[scale]
-  c.retrieval.num_queries = {"": -1, "cpu": 500, "quick": 50}[scale]
-  c.retrieval.num_validation = {"": -1, "cpu": 500, "quick": 50}[scale]
+  c.retrieval.num_database = {"": -1, "cpu": -1, "tiny": 2000, "quick": 200}[scale]
+  c.retrieval.num_queries = {"": -1, "cpu": -1, "tiny": 500, "quick": 50}[scale]
+  c.retrieval.num_validation = {"": -1, "cpu": -1, "tiny": 500, "quick": 50}[scale]
   c.retrieval.bits = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)  # clipped to the feature width
   c.retrieval.scheme3_bits = -1     # -1: half the DFS feature width.
+  # The IGR / IGR-with-redundancy-penalty / random / PCA comparison on the DFS features: these b
+  # and the chosen one (clipped to the width), random selections averaged over random_trials.
+  c.retrieval.selection_bits = (16, 64, 256)
+  c.retrieval.random_trials = 3 if scale != "quick" else 2
   c.retrieval.hash_threshold = "dimension"
   c.ks = (10, 50, 100) if scale != "quick" else (5, 10)
   c.recall_max = 100 if scale != "quick" else 20
-  c.extract_batch_size = 250 if scale != "quick" else 25
+  c.extract_batch_size = 500 if scale == "cpu" else 250 if scale != "quick" else 25
   c.paper = ml_collections.ConfigDict({f: PAPER[f] for f in families if f in PAPER})
   return c
 
