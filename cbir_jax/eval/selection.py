@@ -7,6 +7,11 @@
   random_euclidean   b random dimensions, squared L2 (mean over `random_trials` seeded draws)
   igr_hamming        top-b IGR dimensions, mean-threshold hashed, Hamming      (seed paper 002)
   pca_hamming        top-b principal components, mean-threshold hashed, Hamming
+  random_hamming     b random dimensions, hashed, Hamming (mean over `random_trials` draws)
+  igr_mrmr_hamming   top-b of IGR with a redundancy penalty (`igr.redundancy_aware_order`),
+                     hashed, Hamming
+
+The first five are the default set (`DEFAULT_METHODS`); pass `methods` to choose.
 
 Everything is fitted on the database only (IGR rates, thresholds, PCA) and applied unchanged to
 the queries. Rankings come from `cbir_jax.kernels` (ties to the lower database index, which at
@@ -27,7 +32,9 @@ from cbir_jax.features import encoder as encoder_lib
 from cbir_jax.features import hashing, igr
 from cbir_jax.kernels import euclidean_topk, hamming_topk
 
-METHODS = ("full_euclidean", "igr_euclidean", "random_euclidean", "igr_hamming", "pca_hamming")
+DEFAULT_METHODS = ("full_euclidean", "igr_euclidean", "random_euclidean", "igr_hamming",
+                   "pca_hamming")
+METHODS = DEFAULT_METHODS + ("random_hamming", "igr_mrmr_hamming")
 
 
 def _scores(search: Callable[[int, int], np.ndarray], db_labels: np.ndarray,
@@ -46,8 +53,9 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
                       bits: Sequence[int] = (16, 32, 64, 128, 256), k: int | None = None,
                       paper_k: int = 10, random_trials: int = 3, seed: int = 0,
                       igr_bins: int = 2, threshold: str = "dimension",
-                      query_chunk: int = 256) -> list[dict[str, Any]]:
-  """Retrieval quality of the methods in `METHODS` for each b in `bits` (b > d is skipped).
+                      query_chunk: int = 256, methods: Sequence[str] = DEFAULT_METHODS,
+                      redundancy: float = 1.0) -> list[dict[str, Any]]:
+  """Retrieval quality of `methods` (see `METHODS`) for each b in `bits` (b > d is skipped).
 
   Args:
     db_features: (n, d) real database features; db_labels: (n,) int.
@@ -59,10 +67,13 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
     seed: seed of the random draws.
     igr_bins, threshold: see `igr.information_gain_rate` and `hashing.MeanThresholdHasher`.
     query_chunk: queries searched at once.
+    methods: which of `METHODS` to score.
+    redundancy: the redundancy weight of igr_mrmr_hamming.
 
   Returns:
-    Rows {"method", "bits", "map", "paper_map@<paper_k>"} (random_euclidean adds "map_std"),
-    full_euclidean first (bits = d), then for each b in order the other four methods.
+    Rows {"method", "bits", "map", "paper_map@<paper_k>"} (the random methods add "map_std"),
+    full_euclidean first (bits = d) when requested, then for each b in order the other methods
+    in `METHODS` order.
 
   Raises:
     ValueError: bad shapes, labels, bits, k, paper_k, random_trials or threshold.
@@ -87,37 +98,62 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
     raise ValueError(f"bits must be ints >= 1, got {list(bits)}")
   if threshold not in hashing.MODES:
     raise ValueError(f"threshold must be one of {list(hashing.MODES)}, got {threshold!r}")
+  unknown = [m for m in methods if m not in METHODS]
+  if unknown or not methods:
+    raise ValueError(f"methods must be a non-empty subset of {list(METHODS)}, got "
+                     f"{list(methods)}")
   score = lambda search: _scores(search, db_labels, q_labels, paper_k, query_chunk)
 
   def euclidean(db_x: np.ndarray, q_x: np.ndarray) -> dict[str, float]:
     return score(lambda s, e: euclidean_topk(q_x[s:e], db_x, depth)[1])
 
   rates = igr.information_gain_rate(db, db_labels, bins=igr_bins)
-  pca = encoder_lib.pca_components(db)
+  pca = encoder_lib.pca_components(db) if "pca_hamming" in methods else None
+  mrmr_order = (igr.redundancy_aware_order(db, rates, penalty=redundancy)
+                if "igr_mrmr_hamming" in methods else None)
 
-  def hamming(b: int, selection: str) -> dict[str, float]:
-    enc = encoder_lib.HashEncoder(b, selection=selection, igr_bins=igr_bins, threshold=threshold)
-    enc.fit(db, db_labels, rates=rates, pca=pca)
-    db_codes, q_codes = enc.encode(db), enc.encode(q)
+  def hamming(b: int, selection: str, seed: int = 0) -> dict[str, float]:
+    enc = encoder_lib.HashEncoder(b, selection=selection, igr_bins=igr_bins, threshold=threshold,
+                                  seed=seed, redundancy=redundancy)
+    if selection == "igr_mrmr":  # The greedy order does not depend on b: computed once above.
+      enc = encoder_lib.HashEncoder(b, selection="first", threshold=threshold)
+      enc.fit(db[:, mrmr_order])
+      db_codes, q_codes = enc.encode(db[:, mrmr_order]), enc.encode(q[:, mrmr_order])
+    else:
+      enc.fit(db, db_labels, rates=rates, pca=pca)
+      db_codes, q_codes = enc.encode(db), enc.encode(q)
     return score(lambda s, e: hamming_topk(q_codes[s:e], db_codes, depth)[1])
 
-  rows = [dict(method="full_euclidean", bits=d, **euclidean(db, q))]
+  def mean_of(trials: list[dict[str, float]]) -> dict[str, float]:
+    row = {key: float(np.mean([t[key] for t in trials])) for key in trials[0]}
+    row["map_std"] = float(np.std([t["map"] for t in trials]))
+    return row
+
+  rows = [dict(method="full_euclidean", bits=d, **euclidean(db, q))] if (
+      "full_euclidean" in methods) else []
   order = igr.order_by_rate(rates)
   rng = np.random.default_rng(seed)
   for b in (int(b) for b in bits):
     if b > d:
       continue
     keep = order[:b]
-    rows.append(dict(method="igr_euclidean", bits=b, **euclidean(db[:, keep], q[:, keep])))
-    trials = []
-    for _ in range(random_trials):
-      dims = rng.permutation(d)[:b]
-      trials.append(euclidean(db[:, dims], q[:, dims]))
-    row = {key: float(np.mean([t[key] for t in trials])) for key in trials[0]}
-    row["map_std"] = float(np.std([t["map"] for t in trials]))
-    rows.append(dict(method="random_euclidean", bits=b, **row))
-    rows.append(dict(method="igr_hamming", bits=b, **hamming(b, "igr")))
-    rows.append(dict(method="pca_hamming", bits=b, **hamming(b, "pca")))
+    if "igr_euclidean" in methods:
+      rows.append(dict(method="igr_euclidean", bits=b, **euclidean(db[:, keep], q[:, keep])))
+    if "random_euclidean" in methods:
+      trials = []
+      for _ in range(random_trials):
+        dims = rng.permutation(d)[:b]
+        trials.append(euclidean(db[:, dims], q[:, dims]))
+      rows.append(dict(method="random_euclidean", bits=b, **mean_of(trials)))
+    if "igr_hamming" in methods:
+      rows.append(dict(method="igr_hamming", bits=b, **hamming(b, "igr")))
+    if "pca_hamming" in methods:
+      rows.append(dict(method="pca_hamming", bits=b, **hamming(b, "pca")))
+    if "random_hamming" in methods:
+      trials = [hamming(b, "random", seed=seed + t) for t in range(random_trials)]
+      rows.append(dict(method="random_hamming", bits=b, **mean_of(trials)))
+    if "igr_mrmr_hamming" in methods:
+      rows.append(dict(method="igr_mrmr_hamming", bits=b, **hamming(b, "igr_mrmr")))
   return rows
 
 

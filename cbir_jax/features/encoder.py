@@ -27,7 +27,7 @@ from cbir_jax.features import hashing, igr
 
 FORMAT = "cbir_jax.hash_encoder"
 VERSION = 1
-SELECTIONS = ("igr", "random", "first", "pca")
+SELECTIONS = ("igr", "igr_mrmr", "random", "first", "pca")
 
 
 def _int(value: Any, name: str, low: int) -> int:
@@ -52,16 +52,18 @@ class HashEncoder:
   Args:
     bits: b, the code length = number of kept dimensions, in [1, d]; -1 keeps all d.
     selection: "igr" (seed 002: descending information gain rate on the database labels),
-      "random" (seeded permutation), "first" (dimensions 0..b-1) or "pca" (top-b principal
+      "igr_mrmr" (IGR with a redundancy penalty, `igr.redundancy_aware_order`; not the
+      paper's, an option beside it), "random" (seeded permutation), "first" (dimensions 0..b-1) or "pca" (top-b principal
       components of the database; not a selection, for comparisons).
     igr_bins: IGR partition (2 = split at the database mean, m > 2 = equal-frequency bins).
     threshold: "dimension" (database mean per kept dimension) or "vector" (each vector's own
       mean); see `hashing.MeanThresholdHasher`.
     seed: seed of selection="random".
+    redundancy: selection="igr_mrmr" only: the weight of its redundancy term (>= 0).
   """
 
   def __init__(self, bits: int = -1, *, selection: str = "igr", igr_bins: int = 2,
-               threshold: str = "dimension", seed: int = 0):
+               threshold: str = "dimension", seed: int = 0, redundancy: float = 1.0):
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or (
         bits != -1 and bits < 1):
       raise ValueError(f"bits must be -1 (all dimensions) or an int >= 1, got {bits!r}")
@@ -74,6 +76,9 @@ class HashEncoder:
     self.igr_bins = _int(igr_bins, "igr_bins", 2)
     self.threshold = threshold
     self.seed = _int(seed, "seed", 0)
+    if isinstance(redundancy, bool) or not np.isfinite(redundancy) or redundancy < 0:
+      raise ValueError(f"redundancy must be a finite number >= 0, got {redundancy!r}")
+    self.redundancy = float(redundancy)
     self.dim: int | None = None
     self.order: np.ndarray | None = None      # int64[d] (selections) or None (pca)
     self.rates: np.ndarray | None = None      # f64[d] information gain rates (igr only)
@@ -111,14 +116,16 @@ class HashEncoder:
                        f"{self.requested_bits}")
     self.dim = d
     self.rates = self.pca_mean = self.pca_axes = self.order = None
-    if self.selection == "igr":
+    if self.selection in ("igr", "igr_mrmr"):
       if labels is None:
-        raise ValueError("selection='igr' needs the database labels (fit(features, labels))")
+        raise ValueError(f"selection={self.selection!r} needs the database labels "
+                         "(fit(features, labels))")
       self.rates = (igr.information_gain_rate(x, labels, bins=self.igr_bins) if rates is None
                     else np.asarray(rates, np.float64))
       if self.rates.shape != (d,):
         raise ValueError(f"rates must have shape ({d},), got {self.rates.shape}")
-      self.order = igr.order_by_rate(self.rates)
+      self.order = (igr.order_by_rate(self.rates) if self.selection == "igr" else
+                    igr.redundancy_aware_order(x, self.rates, penalty=self.redundancy))
     elif self.selection == "random":
       self.order = np.random.default_rng(self.seed).permutation(d).astype(np.int64)
     elif self.selection == "first":
@@ -174,7 +181,7 @@ class HashEncoder:
     self._fitted()
     out = {"format": FORMAT, "version": VERSION, "bits": self.bits, "dim": self.dim,
            "selection": self.selection, "igr_bins": self.igr_bins,
-           "threshold": self.threshold, "seed": self.seed,
+           "threshold": self.threshold, "seed": self.seed, "redundancy": self.redundancy,
            "order": None if self.order is None else self.order.tolist(),
            "rates": None if self.rates is None else self.rates.tolist(),
            "pca_mean": None if self.pca_mean is None else self.pca_mean.tolist(),
@@ -198,7 +205,8 @@ class HashEncoder:
     if missing:
       raise ValueError(f"HashEncoder state is missing {missing}")
     enc = cls(int(state["bits"]), selection=state["selection"], igr_bins=int(state["igr_bins"]),
-              threshold=state["threshold"], seed=int(state["seed"]))
+              threshold=state["threshold"], seed=int(state["seed"]),
+              redundancy=float(state.get("redundancy", 1.0)))
     enc.dim = _int(state["dim"], "state dim", 1)
     b = enc.requested_bits
     if not 1 <= b <= enc.dim:

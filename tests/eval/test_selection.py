@@ -40,7 +40,7 @@ def test_rows_match_numpy(data, rows):
   db, db_labels, q, q_labels = data
   table = {(r["method"], r["bits"]): r for r in rows}
   assert set(table) == {("full_euclidean", 24)} | {
-      (m, b) for m in compare.METHODS[1:] for b in (4, 8)}  # b = 64 > d is skipped
+      (m, b) for m in compare.DEFAULT_METHODS[1:] for b in (4, 8)}  # b = 64 > d is skipped
   l2 = lambda a, b: ((a[:, None, :].astype(np.float64) - b[None]) ** 2).sum(-1)
   assert table[("full_euclidean", 24)]["map"] == pytest.approx(
       _map(l2(q, db), db_labels, q_labels, 60), abs=1e-6)
@@ -94,3 +94,31 @@ def test_errors(data):
     compare.compare_selection(db, db_labels, q, q_labels, bits=(0,))
   with pytest.raises(ValueError, match="features"):
     compare.compare_selection(db, db_labels, q[:, :3], q_labels)
+
+
+def _hamming_map(db_bits, q_bits, db_labels, q_labels, k):
+  return _map((q_bits[:, None] != db_bits[None]).sum(-1), db_labels, q_labels, k)
+
+
+def test_random_and_redundancy_aware_hamming_match_numpy(data):
+  db, db_labels, q, q_labels = data
+  rows = compare.compare_selection(db, db_labels, q, q_labels, bits=(3, 6), k=60, paper_k=5,
+                                   random_trials=2, seed=7, query_chunk=16,
+                                   methods=("random_hamming", "igr_mrmr_hamming"))
+  table = {(r["method"], r["bits"]): r for r in rows}
+  assert set(table) == {(m, b) for m in ("random_hamming", "igr_mrmr_hamming") for b in (3, 6)}
+  mean = db.astype(np.float64).mean(0)
+  for b in (3, 6):
+    maps = []
+    for trial in range(2):  # HashEncoder(selection="random", seed=7 + trial): its permutation.
+      dims = np.random.default_rng(7 + trial).permutation(24)[:b]
+      maps.append(_hamming_map(db[:, dims] > mean[dims], q[:, dims] > mean[dims], db_labels,
+                               q_labels, 60))
+    assert table[("random_hamming", b)]["map"] == pytest.approx(np.mean(maps), abs=1e-9)
+    assert table[("random_hamming", b)]["map_std"] == pytest.approx(np.std(maps), abs=1e-9)
+    dims = igr.redundancy_aware_order(db, igr.information_gain_rate(db, db_labels))[:b]
+    assert table[("igr_mrmr_hamming", b)]["map"] == pytest.approx(
+        _hamming_map(db[:, dims] > mean[dims], q[:, dims] > mean[dims], db_labels, q_labels, 60),
+        abs=1e-9)
+  with pytest.raises(ValueError, match="methods"):
+    compare.compare_selection(db, db_labels, q, q_labels, methods=("igr_cosine",))

@@ -108,3 +108,49 @@ def test_errors():
     igr.FeatureSelector(2).transform(x)
   with pytest.raises(ValueError, match="b must be"):
     igr.FeatureSelector(5).fit(x, labels)
+
+
+def _reference_mrmr(x, rates, penalty):
+  """Greedy relevance - penalty * mean |corr| of the mean-threshold bits, with plain loops."""
+  bits = (x > x.astype(np.float64).mean(0)).astype(np.float64)
+  d = x.shape[1]
+
+  def corr(i, j):
+    a, b = bits[:, i] - bits[:, i].mean(), bits[:, j] - bits[:, j].mean()
+    denom = math.sqrt((a * a).sum() * (b * b).sum())
+    return 0.0 if denom == 0 else abs((a * b).sum() / denom)
+
+  relevance = rates / rates.max()
+  chosen = []
+  while len(chosen) < d:
+    best, best_score = None, -math.inf
+    for j in range(d):
+      if j in chosen:
+        continue
+      redundancy = sum(corr(j, s) for s in chosen) / len(chosen) if chosen else 0.0
+      score = relevance[j] - penalty * redundancy
+      if score > best_score + 1e-12:
+        best, best_score = j, score
+    chosen.append(best)
+  return chosen
+
+
+def test_redundancy_aware_order_skips_near_duplicates(rng):
+  labels = rng.integers(0, 4, 400)
+  strong = labels + 0.3 * rng.normal(size=400)
+  x = rng.normal(size=(400, 8))
+  x[:, 2] = strong
+  x[:, 5] = strong + 0.01 * rng.normal(size=400)  # near-duplicates of dimension 2
+  x[:, 6] = strong + 0.01 * rng.normal(size=400)
+  x[:, 1] = (labels % 2) * 2.0 + 1.0 * rng.normal(size=400)  # weaker, other information
+  rates = igr.information_gain_rate(x, labels)
+  plain = igr.order_by_rate(rates)
+  assert set(plain[:3].tolist()) == {2, 5, 6}  # plain IGR keeps the three copies first
+  order = igr.redundancy_aware_order(x, rates, penalty=1.0)
+  assert order[0] == plain[0] and order[1] == 1  # the penalty brings the other signal forward
+  assert order.tolist() == _reference_mrmr(x, rates, 1.0)
+  np.testing.assert_array_equal(igr.redundancy_aware_order(x, rates, penalty=0.0), plain)
+  with pytest.raises(ValueError, match="penalty"):
+    igr.redundancy_aware_order(x, rates, penalty=-1.0)
+  with pytest.raises(ValueError, match="rates"):
+    igr.redundancy_aware_order(x, rates[:3])
