@@ -5,11 +5,14 @@ import os
 import numpy as np
 
 from cbir_jax.data.datasets import VALIDATION
-from cbir_jax.eval import plots, protocol
+from cbir_jax.eval import plots, protocol, selection
 from cbir_jax.experiments.stages import (Stages, finish, float_index, has_validation,
                                          training_table)
 from cbir_jax.features import encoder as encoder_lib
 from cbir_jax.index import BinaryIndex
+
+# The selection comparison of each family's DFS features (eval.selection.METHODS).
+SELECTION_METHODS = ("igr_hamming", "igr_mrmr_hamming", "random_hamming", "pca_hamming")
 
 
 def run_schemes(config, workdir: str) -> dict:
@@ -24,29 +27,36 @@ def run_schemes(config, workdir: str) -> dict:
   st = Stages(config, workdir)
   train = {tag: st.train(tag) for tag in config.models}
   r = config.retrieval
-  rows, sweeps, details, files = {}, {}, {}, {}
+  rows, sweeps, details, files, selections = {}, {}, {}, {}, {}
   ks = tuple(config.ks)
   validating = has_validation(config)
   for family in config.families:
     dfs_tag = "dfs_" + family
-    feats = {}
+    feats, fit = {}, None
     for tag, endpoint in ((family, config.endpoints.backbone), (dfs_tag, config.endpoints.dfs)):
-      db, dblab, _ = st.features(tag, endpoint, config.dataset.database_split,
-                                 int(r.num_database), carve=validating)
+      # The test database is the whole training split (or its seeded subset), the validation
+      # tenth included; validation queries are searched against the rest (`fit`).
+      db, dblab, dbids = st.features(tag, endpoint, config.dataset.database_split,
+                                     int(r.num_database))
       q, qlab, _ = st.features(tag, endpoint, config.dataset.query_split, int(r.num_queries))
-      val = (st.features(tag, endpoint, VALIDATION, int(r.get("num_validation", -1)))
-             if validating else None)
+      val = None
+      if validating:
+        val = st.features(tag, endpoint, VALIDATION, int(r.get("num_validation", -1)))
+        fit = ~np.isin(dbids, val[2])
+        val = (val[0], val[1], db[fit], dblab[fit])
       feats[tag] = (db, q, val)
     sealed = protocol.SealedQueries(None, qlab)
 
     def final(name, index, vectors):
       return st.evaluate_sealed(name, index, sealed, vectors, dblab)
 
-    def hashed(tag, b):
-      """(encoder, index) of IGR top-b mean-threshold codes of `tag`'s database features."""
-      enc = encoder_lib.HashEncoder(b, threshold=r.hash_threshold).fit(feats[tag][0], dblab)
+    def hashed(tag, b, database=None, labels=None):
+      """(encoder, index) of IGR top-b mean-threshold codes of a database (default: `tag`'s)."""
+      database = feats[tag][0] if database is None else database
+      labels = dblab if labels is None else labels
+      enc = encoder_lib.HashEncoder(b, threshold=r.hash_threshold).fit(database, labels)
       index = BinaryIndex(b)
-      index.add(enc.encode(feats[tag][0]))
+      index.add(enc.encode(database))
       return enc, index
 
     res = {"scheme 1": final(f"{family} scheme 1", float_index(feats[family][0]),
@@ -61,12 +71,12 @@ def run_schemes(config, workdir: str) -> dict:
       width = feats[tag][0].shape[1]
       options_bits = sorted({b for b in r.bits if b <= width} | {min(half, width)})
       if validating:
-        val_vectors, val_labels = feats[tag][2][0], feats[tag][2][1]
+        val_vectors, val_labels, fit_db, fit_labels = feats[tag][2]
         options = {}
         for b in options_bits:
-          enc, index = hashed(tag, b)
+          enc, index = hashed(tag, b, fit_db, fit_labels)
           options[b] = (index.search, enc.encode(val_vectors))
-        chosen[tag], scores = protocol.choose_on_validation(options, val_labels, dblab)
+        chosen[tag], scores = protocol.choose_on_validation(options, val_labels, fit_labels)
         choice[tag] = {"chosen_by": "validation mAP", "bits": chosen[tag],
                        "validation_map": {str(b): v for b, v in scores.items()}}
       else:
@@ -83,6 +93,19 @@ def run_schemes(config, workdir: str) -> dict:
     enc, index = hashed(family, chosen[family])
     res["backbone + IGR + hash"] = final(f"{family} backbone + IGR + hash b={chosen[family]}",
                                          index, enc.encode(feats[family][1]))
+    # IGR against random, PCA and a redundancy-aware IGR on the DFS features (a report on the
+    # test queries; no choice is made from it).
+    compare_bits = sorted({b for b in r.get("selection_bits", ()) if b <= d} | {chosen[dfs_tag]})
+    selections[family] = selection.compare_selection(
+        feats[dfs_tag][0], dblab, feats[dfs_tag][1], qlab, bits=compare_bits,
+        paper_k=min(ks), random_trials=int(r.get("random_trials", 3)), seed=int(config.seed),
+        threshold=r.hash_threshold, methods=SELECTION_METHODS)
+    by_method = {m: [row["map"] for row in selections[family] if row["method"] == m]
+                 for m in SELECTION_METHODS}
+    files[f"selection_{family}.png"] = plots.curves(
+        os.path.join(workdir, f"selection_{family}.png"), compare_bits, by_method,
+        xlabel="hash bits b", ylabel="mAP (whole ranking)",
+        title=f"{config.name}: {family} DFS features, which b dimensions")
     head_bits = chosen[dfs_tag]
     sweeps[family] = sweep
     details[family] = {k: v.to_json() for k, v in res.items()}
@@ -130,9 +153,15 @@ def run_schemes(config, workdir: str) -> dict:
         {f"b={v}": row for v, row in sweep.rows}, [f"paper_map@{k}" for k in ks] + ["map",
                                                                                   "search_seconds"],
         headers=[f"mAP@{k}" for k in ks] + ["mAP (full)", "search s"])]
+  for family, sel in selections.items():
+    md += [f"\n### Which b dimensions to hash, {family} DFS features (whole-ranking mAP)\n",
+           "igr = the paper's IGR order; igr_mrmr = IGR with a redundancy penalty (weight 1); "
+           "random = mean of seeded draws; pca = top principal components.\n",
+           selection.format_table(sel)]
   md += ["\n### Training\n", training_table(train, "test acc")]
   payload = {"experiment": config.name, "scale": config.scale, "config": config.to_dict(),
              "train": train, "seconds": st.seconds, "rows": rows, "schemes": details,
              "bit_sweeps": {k: v.to_json() for k, v in sweeps.items()},
+             "selection_comparison": selections,
              "paper": config.paper.to_dict()}
   return finish(workdir, payload, "\n".join(md), files)
