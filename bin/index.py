@@ -2,6 +2,11 @@
 
   python bin/index.py build --features=feats.npy [--ids=ids.npy] [--labels=labels.npy] \
       [--nbits=48] [--metadata=model=lenet_l] --out=db.cbiridx
+  # Straight from images, streaming (a folder of any size, or a tfds set stored as ArrayRecord):
+  python bin/index.py build --images=photos/ --train_workdir=runs/digits --endpoint=f6 \
+      --out=photos.cbiridx [--encoder=codes/encoder.json --codes_out=photos_codes.cbiridx]
+  python bin/index.py build --images=photos/ --weights=alexnet.safetensors --model=alexnet \
+      --endpoint=fc7 --image_size=227 --out=photos.cbiridx
   python bin/index.py search --index=db.cbiridx --queries=q.npy --k=10 [--out=result.npz]
   python bin/index.py info --index=db.cbiridx
 
@@ -14,8 +19,16 @@ metadata too, so `cbir-search --query=photo.jpg` works on the index (`cbir_jax.j
 several --features files of the same images are fused into one descriptor (--fusion). `search`
 writes D, I (user ids) and, when the index has labels, L (labels of the hits) to --out as .npz,
 and prints the first rows.
+
+`build --images` (`cbir_jax.jobs.streaming`) decodes the images in grain threads, extracts on
+every local device and writes the features of each --chunk_size images to <out>.parts/; killed
+and run again with the same flags it resumes from the last complete chunk, and the index is
+the one an uninterrupted build writes. Unreadable files are skipped and listed (metadata
+"skipped"). On N processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or a
+cluster jax.distributed detects) each process reads its chunks and process 0 merges them.
 """
 
+import json
 import os
 
 from absl import app, flags
@@ -44,6 +57,38 @@ _QUERIES = flags.DEFINE_string("queries", None, "search: .npy of queries, same k
                                "index (float, uint32 codes or bool bits).")
 _K = flags.DEFINE_integer("k", 10, "search: results per query.")
 _SHOW = flags.DEFINE_integer("show", 5, "search: query rows to print.")
+_IMAGES = flags.DEFINE_string("images", None, "build, instead of --features: a folder of images "
+                              "(root/<class>/<image>, or images directly in it) or the name of a "
+                              "tfds data set prepared with file_format='array_record'.")
+_SPLIT = flags.DEFINE_string("split", "train", "build --images=<tfds name>: the split to index.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "build --images=<tfds name>: tfds data_dir.")
+_TRAIN_WORKDIR = flags.DEFINE_string("train_workdir", None, "build --images: the training run "
+                                     "whose network extracts the features (or --weights).")
+_STEP = flags.DEFINE_integer("step", None, "build --images --train_workdir: checkpoint step; "
+                             "default the newest.")
+_WEIGHTS = flags.DEFINE_string("weights", None, "build --images: imported weights (.pth, "
+                               ".safetensors, .h5) of --model instead of a training run.")
+_WEIGHTS_FORMAT = flags.DEFINE_enum("weights_format", None, ["torch", "safetensors", "keras"],
+                                    "Format of --weights when its extension does not say.")
+_MODEL = flags.DEFINE_string("model", None, "build --images --weights: alexnet, resnet50, "
+                             "mobilenet_v2 or inception_v3.")
+_ENDPOINT = flags.DEFINE_string("endpoint", None, "build --images: the model endpoint, e.g. f6 "
+                                "(LeNet-L), fc7 (AlexNet), pool.")
+_IMAGE_SIZE = flags.DEFINE_list("image_size", None, "build --images: resize to this side (or "
+                                "h,w); default the training run's input size.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "build --images: images per forward pass "
+                                   "(a multiple of the number of local devices).")
+_CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 8192, "build --images: images per chunk file, "
+                                   "the most work a kill loses (a multiple of --batch_size).")
+_DECODE_THREADS = flags.DEFINE_integer("decode_threads", 4, "build --images: grain threads that "
+                                       "read, decode and resize images.")
+_ENCODER = flags.DEFINE_string("encoder", None, "build --images: a fitted hash encoder "
+                               "(encoder.json of cbir-hash); codes go to --codes_out.")
+_CODES_OUT = flags.DEFINE_string("codes_out", None, "build --images --encoder: the BinaryIndex "
+                                 "of the codes to write.")
+_DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"], "build --images: "
+                                 "jax.distributed (auto: when the JAX_* variables or a cluster "
+                                 "say so).")
 
 
 def _fail(message: str) -> None:
@@ -58,12 +103,81 @@ def _load_npy(flag: flags.FlagHolder, required: bool = True) -> np.ndarray | Non
   return launch.load_npy("index", flag.name, flag.value)
 
 
+def _image_size() -> tuple[int, int] | None:
+  if _IMAGE_SIZE.value is None:
+    return None
+  try:
+    size = [int(v) for v in _IMAGE_SIZE.value]
+  except ValueError:
+    size = []
+  if len(size) not in (1, 2) or min(size) < 1:
+    _fail(f"--image_size must be a positive int or h,w, got {','.join(_IMAGE_SIZE.value)!r}")
+  return (size[0], size[-1])
+
+
+def _build_streaming() -> None:
+  if bool(_TRAIN_WORKDIR.value) == bool(_WEIGHTS.value):
+    _fail("build --images needs --train_workdir (a training run) or --weights, not both")
+  if not _ENDPOINT.value:
+    _fail("build --images needs --endpoint")
+  if _WEIGHTS.value and not _MODEL.value:
+    _fail("--weights needs --model (alexnet, resnet50, mobilenet_v2 or inception_v3)")
+  if bool(_ENCODER.value) != bool(_CODES_OUT.value):
+    _fail("--encoder and --codes_out go together")
+  for name, flag in (("batch_size", _BATCH_SIZE), ("chunk_size", _CHUNK_SIZE),
+                     ("decode_threads", _DECODE_THREADS)):
+    if flag.value < 1:
+      _fail(f"--{name} must be >= 1, got {flag.value}")
+  size = _image_size()
+  from cbir_jax.train import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  mesh_lib.initialize_distributed(_DISTRIBUTED.value)  # Before anything touches the devices.
+  from cbir_jax import jobs  # pylint: disable=import-outside-toplevel
+  from cbir_jax.data import sources  # pylint: disable=import-outside-toplevel
+  from cbir_jax.features import encoder as encoder_lib  # pylint: disable=import-outside-toplevel
+  from cbir_jax.jobs import streaming  # pylint: disable=import-outside-toplevel
+  if os.path.isdir(_IMAGES.value):
+    source = sources.ImageFolderSource(_IMAGES.value)
+    dataset = {"name": "image_folder", "split": "all", "manual_dir": source.root,
+               "data_dir": None, "seed": 0}
+  elif os.sep in _IMAGES.value or os.path.exists(_IMAGES.value):
+    _fail(f"--images {_IMAGES.value!r} is not a folder (nor a tfds data set name)")
+  else:
+    source = sources.TfdsSource(_IMAGES.value, _SPLIT.value, data_dir=_DATA_DIR.value)
+    dataset = {"name": _IMAGES.value, "split": _SPLIT.value, "manual_dir": None,
+               "data_dir": _DATA_DIR.value, "seed": 0}
+  encoder = None
+  if _ENCODER.value:
+    with open(_ENCODER.value) as f:
+      encoder = encoder_lib.HashEncoder.from_state(json.load(f))
+  run = (jobs.restore(_TRAIN_WORKDIR.value, _STEP.value) if _TRAIN_WORKDIR.value else
+         jobs.import_weights(_WEIGHTS.value, _MODEL.value, format=_WEIGHTS_FORMAT.value))
+  built = streaming.build_index_streaming(
+      run, _ENDPOINT.value, source, _OUT.value, image_shape=streaming.input_shape_of(run, size),
+      dataset=dataset, chunk_size=_CHUNK_SIZE.value, batch_size=_BATCH_SIZE.value,
+      encoder=encoder, codes_out=_CODES_OUT.value, num_threads=_DECODE_THREADS.value)
+  if built.index is None:
+    print(f"computed {built.computed} images of this process's chunks; process 0 merged them")
+    return
+  resumed = f", resumed {built.resumed_chunks} chunk(s)" if built.resumed_chunks else ""
+  print(f"wrote FloatIndex with {len(built.index)} rows to {_OUT.value} ({len(built.skipped)} "
+        f"unreadable image(s) skipped{resumed})")
+  for path in built.skipped[:20]:
+    print(f"  skipped {path}")
+  if built.codes_index is not None:
+    print(f"wrote BinaryIndex with {len(built.codes_index)} rows to {_CODES_OUT.value}")
+
+
 def _build() -> None:
   from cbir_jax import jobs  # pylint: disable=import-outside-toplevel
   if not _OUT.value:
     _fail("--out is required for build")
+  if _IMAGES.value and _FEATURES.value:
+    _fail("give --features (saved vectors) or --images (extract while building), not both")
+  if _IMAGES.value:
+    _build_streaming()
+    return
   if not _FEATURES.value:
-    _fail("--features is required for build")
+    _fail("--features or --images is required for build")
   for path in _FEATURES.value:
     launch.load_npy("index", "features", path, mmap=True)  # Exists and is a readable .npy.
   try:
@@ -124,7 +238,7 @@ def main(argv) -> None:
     _fail(f"usage: index.py {{{'|'.join(COMMANDS)}}} --flags; got {argv[1:]}")
   try:
     {"build": _build, "search": _search, "info": _info}[argv[1]]()
-  except (ValueError, TypeError, FileNotFoundError) as e:
+  except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
     _fail(str(e))
 
 
