@@ -1,0 +1,165 @@
+"""jobs.streaming: the streaming index build equals extraction of the decoded images, resumes
+after a failure to the identical file, refuses other settings, and on the command line survives
+`kill -9` and runs on 2 processes (slow: subprocesses)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbir_jax import jobs, query
+from cbir_jax.data import sources
+from cbir_jax.features import extract as extract_lib
+from cbir_jax.index import FloatIndex
+from cbir_jax.jobs import streaming
+from tests.jobs.conftest import make_photos
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET = {"name": "image_folder", "split": "all", "seed": 0}
+
+
+def _build(run, source, out, **kw):
+  kw = {"chunk_size": 16, "batch_size": 8, "num_threads": 2, **kw}
+  return streaming.build_index_streaming(run, "f6", source, str(out), image_shape=(16, 16, 1),
+                                         dataset=dict(DATASET, manual_dir=source.root), **kw)
+
+
+class FailingSource(sources.ImageFolderSource):
+  """The folder, but reading record `fail_at` raises (a crash in the middle of the build)."""
+
+  def __init__(self, root, fail_at):
+    super().__init__(root)
+    self.fail_at = fail_at
+
+  def __getitem__(self, index):
+    if index == self.fail_at:
+      raise RuntimeError(f"simulated crash at record {index}")
+    return super().__getitem__(index)
+
+
+def test_build_matches_extraction_of_decoded_images(tiny_run, photos, tmp_path):
+  run = jobs.restore(str(tiny_run))
+  source = sources.ImageFolderSource(photos)
+  built = _build(run, source, tmp_path / "db.cbiridx")
+  assert built.skipped == ["c1/bad.jpg"] and built.computed == 40
+  assert not os.path.exists(str(tmp_path / "db.cbiridx") + ".parts")
+  index = FloatIndex.load(tmp_path / "db.cbiridx")
+  paths = [p for p in (source._paths) if p != "c1/bad.jpg"]
+  want_ids = [i for i, p in enumerate(source._paths) if p != "c1/bad.jpg"]
+  np.testing.assert_array_equal(index.ids, want_ids)
+  assert index.metadata["labels"] == [int(p[1]) for p in paths]
+  assert index.metadata["class_names"] == ["c0", "c1", "c2"]
+  assert index.metadata["skipped"] == ["c1/bad.jpg"]
+  record = index.metadata["provenance"]
+  assert record["sources"][0]["endpoint"] == "f6"
+  assert record["dataset"]["image_shape"] == [16, 16, 1]
+  images = np.stack([query.decode_image((photos / p).read_bytes(), (16, 16, 1)) for p in paths])
+  want = extract_lib.extract(run.model, run.variables, images, "f6", batch_size=8)
+  np.testing.assert_allclose(index.vectors, want, rtol=1e-5, atol=1e-6)
+
+
+def test_failed_build_resumes_to_the_identical_index(tiny_run, photos, tmp_path):
+  run = jobs.restore(str(tiny_run))
+  _build(run, sources.ImageFolderSource(photos), tmp_path / "whole.cbiridx")
+  out = tmp_path / "resumed.cbiridx"
+  with pytest.raises(RuntimeError, match="simulated crash at record 35"):
+    _build(run, FailingSource(photos, 35), out)  # Chunks 0 and 1 complete, chunk 2 not.
+  parts = str(out) + ".parts"
+  assert sorted(n for n in os.listdir(parts) if n.startswith("chunk")) == [
+      "chunk-000000.npz", "chunk-000001.npz"]
+  with pytest.raises(ValueError, match="chunk_size"):
+    _build(run, sources.ImageFolderSource(photos), out, chunk_size=8)
+  built = _build(run, sources.ImageFolderSource(photos), out)
+  assert built.resumed_chunks == 2 and built.computed == 40 - 32
+  assert (tmp_path / "whole.cbiridx").read_bytes() == out.read_bytes()
+
+
+def test_bad_sizes_are_refused(tiny_run, photos, tmp_path):
+  run = jobs.restore(str(tiny_run))
+  with pytest.raises(ValueError, match=r"chunk_size \(12\) must be a multiple of batch_size"):
+    _build(run, sources.ImageFolderSource(photos), tmp_path / "x.cbiridx", chunk_size=12)
+  with pytest.raises(ValueError, match="'fc7' is not an endpoint of lenet_l"):
+    streaming.build_index_streaming(run, "fc7", sources.ImageFolderSource(photos),
+                                    str(tmp_path / "x.cbiridx"), image_shape=(16, 16, 1),
+                                    dataset=DATASET)
+
+
+# ------------------------------------------------------------------------- command line (slow)
+
+
+def _command(run_dir, folder, out, chunk_size=8):
+  return [sys.executable, str(REPO / "bin" / "index.py"), "build", f"--images={folder}",
+          f"--train_workdir={run_dir}", "--endpoint=f6", f"--out={out}",
+          f"--chunk_size={chunk_size}", "--batch_size=8", "--decode_threads=2"]
+
+
+def _env(**extra):
+  return dict(os.environ, JAX_PLATFORMS="cpu", CBIR_JAX_MALLOC_TUNING="0", **extra)
+
+
+@pytest.mark.slow
+def test_cli_killed_with_sigkill_resumes_to_the_identical_index(tiny_run, tmp_path):
+  folder = make_photos(tmp_path / "photos", 200, size=(160, 160))  # 601 files, ~76 chunks
+  whole = tmp_path / "whole.cbiridx"
+  proc = subprocess.run(_command(tiny_run, folder, whole), env=_env(), capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = tmp_path / "killed.cbiridx"
+  parts = Path(str(out) + ".parts")
+  victim = subprocess.Popen(_command(tiny_run, folder, out), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and victim.poll() is None:
+      if parts.is_dir() and len(list(parts.glob("chunk-*.npz"))) >= 3:
+        break
+      time.sleep(0.005)
+    assert victim.poll() is None, "the build ended before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=60)
+  finally:
+    if victim.poll() is None:
+      victim.kill()
+  assert not out.exists()
+  done_before = len(list(parts.glob("chunk-*.npz")))
+  assert 3 <= done_before < 76
+  proc = subprocess.run(_command(tiny_run, folder, out), env=_env(), capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "resumed" in proc.stdout and "1 unreadable image(s) skipped" in proc.stdout
+  assert whole.read_bytes() == out.read_bytes()
+  assert not parts.exists()
+
+
+@pytest.mark.slow
+def test_cli_two_processes_build_the_single_process_index(tiny_run, photos, tmp_path):
+  single = tmp_path / "single.cbiridx"
+  proc = subprocess.run(_command(tiny_run, photos, single), env=_env(), capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  out = tmp_path / "two.cbiridx"
+  procs = [subprocess.Popen(
+      _command(tiny_run, photos, out), env=_env(
+          JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+          JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid)),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in range(2)]
+  try:
+    results = [p.communicate(timeout=300) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, (stdout, stderr) in zip(procs, results):
+    assert p.returncode == 0, stderr[-3000:]
+  assert "wrote FloatIndex with 39 rows" in results[0][0]
+  assert "process 0 merged" in results[1][0]
+  assert single.read_bytes() == out.read_bytes()
