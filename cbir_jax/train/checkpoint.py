@@ -1,8 +1,9 @@
 """orbax checkpoints of the TrainState: periodic, keep last N plus the best, model check, resume.
 
-Each checkpoint is `<directory>/<step>/` with two items: `state` (the whole TrainState: params,
-batch_stats, opt_state, step, rng) and `meta` (JSON: model name, its kwargs, num_classes, input
-shape, data set). Saves are atomic: orbax writes `<step>.orbax-checkpoint-tmp-<time>` and renames
+Each checkpoint is `<directory>/<step>/` with the items `state` (the whole TrainState: params,
+batch_stats, opt_state, step, rng), `meta` (JSON: model name, its kwargs, num_classes, input
+shape, data set) and `data` (the grain training iterator's state, one JSON file per process,
+`grain.checkpoint.CheckpointHandler`; absent in checkpoints written before it existed). Saves are atomic: orbax writes `<step>.orbax-checkpoint-tmp-<time>` and renames
 it to `<step>` only when every file is written (`AtomicRenameTemporaryPath`; on object stores
 without rename it writes a commit-success file instead), so a crash mid-save leaves no
 half-written step that a restart could pick up.
@@ -10,9 +11,12 @@ half-written step that a restart could pick up.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocp_managers
@@ -55,7 +59,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=not read_only,
                                            read_only=read_only,
                                            enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta"),
+    self._manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta", "data"),
                                           options=options)
 
   def all_steps(self) -> list[int]:
@@ -67,14 +71,41 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, state: TrainState, meta: dict[str, Any],
-           metrics: dict[str, float] | None = None) -> None:
-    """Saves `state` at step `int(state.step)` with `meta`; `metrics` ranks it for "best"."""
+           metrics: dict[str, float] | None = None, *,
+           data_iterator: grain.DatasetIterator | None = None) -> None:
+    """Saves `state` at step `int(state.step)` with `meta`; `metrics` ranks it for "best".
+
+    `data_iterator`: the grain iterator feeding training; its state as of this call (the
+    next batch it yields) is saved as item `data`, even when the save completes in the
+    background after the iterator moved on.
+    """
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(meta)),
-                       metrics=metrics, force=True)
+    items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
+    if data_iterator is not None:
+      snapshot = _IteratorState(json.dumps(data_iterator.get_state()).encode())
+      items["data"] = grain.checkpoint.CheckpointSave(snapshot)
+    self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+
+  def has_data(self, step: int | None = None) -> bool:
+    """Whether checkpoint `step` (default: latest) holds the data iterator's state."""
+    step = self._checked_step(step)
+    return os.path.isdir(os.path.join(self.directory, str(step), "data"))
+
+  def restore_data(self, iterator: grain.DatasetIterator, step: int | None = None
+                   ) -> grain.DatasetIterator:
+    """Sets `iterator` (a fresh one of the same pipeline) to the state saved with `step`.
+
+    Raises:
+      FileNotFoundError: the checkpoint holds no `data` item (see `has_data`).
+    """
+    step = self._checked_step(step)
+    if not self.has_data(step):
+      raise FileNotFoundError(f"checkpoint {os.path.join(self.directory, str(step))} holds no "
+                              "data iterator state")
+    return self._manager.restore(step, args=ocp.args.Composite(
+        data=grain.checkpoint.CheckpointRestore(iterator)))["data"]
 
   def read_meta(self, step: int | None = None) -> dict[str, Any]:
     """The `meta` JSON of checkpoint `step` (default: the latest)."""
@@ -127,6 +158,15 @@ class Checkpointer:
     """Waits for pending saves and releases the manager."""
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _IteratorState:
+  """A grain iterator's state frozen at `save` (grain's handler calls `get_state()`)."""
+  state: bytes
+
+  def get_state(self) -> bytes:
+    return self.state
 
 
 def _describe(meta: dict[str, Any]) -> str:

@@ -311,6 +311,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                          seed=int(config.seed), start_step=start_step,
                                          augment=bool(config.get("augment", False)),
                                          preprocess=preprocess)
+  if start_step and ckpt.has_data():  # The iterator state saved with the model.
+    batches = ckpt.restore_data(batches)
+    if input_pipeline.batch_position(batches) != start_step:
+      raise ValueError(f"checkpoint {ckpt.directory}/{ckpt.latest_step()} holds a data iterator "
+                       f"at step {input_pipeline.batch_position(batches)} but a model at step "
+                       f"{start_step}; the checkpoint is inconsistent")
   log_every = int(config.get("log_every_steps", 50))
   checkpoint_every = int(config.get("checkpoint_every_steps", 1000))
   log = metric_log.MetricLog(os.path.join(workdir, "metrics.jsonl"), total_steps=num_steps,
@@ -361,14 +367,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         interval_start += time.perf_counter() - pause
       if eval_metrics is not None or done % checkpoint_every == 0 or done == end_step:
         pause = time.perf_counter()
-        ckpt.save(state, meta, metrics=eval_metrics)
+        ckpt.save(state, meta, metrics=eval_metrics, data_iterator=batches)
         interval_start += time.perf_counter() - pause
     if held_out is not None and "eval_accuracy" not in results:  # Nothing left to train.
       results.update(evaluate(state, eval_fn, held_out.images, held_out.labels,
                               batch_size=eval_batch_size, sharding=data_sharding,
                                 preprocess=preprocess))
   finally:
-    batches.close()  # Stops the prefetch thread.
+    batches.close()  # Stops grain's prefetch thread.
     log.close()
     ckpt.close()
   results["steps"] = float(end_step)

@@ -149,6 +149,11 @@ def test_checkpoints_keep_latest_and_best(runs):
   # orbax's atomic save leaves no temporary folders behind.
   assert not [p for p in os.listdir(os.path.join(runs["straight"], "checkpoints"))
               if "tmp" in p]
+  # Each holds the grain iterator's state: the next batch is the checkpoint's step.
+  for step in steps:
+    with open(os.path.join(runs["straight"], "checkpoints", str(step), "data",
+                           "process_0-of-1.json")) as f:
+      assert json.load(f)["next_index"] == step
 
 
 @pytest.mark.slow  # the `runs` fixture trains in three subprocesses
