@@ -144,6 +144,16 @@ def _load_cifar10_local(split, manual_dir, data_dir, image_size, seed) -> ImageA
   return _read_splits(builder, [split], image_size, list(cifar10_local.CLASS_NAMES))
 
 
+def _load_cifar10_packed(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:
+  """CIFAR-10 from a folder made by bin/pack_dataset.py (`data.packed`); no tfds, no TF."""
+  del data_dir, seed  # Read straight from the packed files; the official splits.
+  from cbir_jax.data import packed  # pylint: disable=g-import-not-at-top
+  if manual_dir is None:
+    raise FileNotFoundError("cifar10_packed needs manual_dir=<folder holding images.bin and "
+                            "index.npz, made by bin/pack_dataset.py>")
+  return packed.load_packed(manual_dir, split, image_size)
+
+
 def _load_caltech256(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:
   from cbir_jax.data.builders import caltech256  # pylint: disable=g-import-not-at-top
 
@@ -171,6 +181,7 @@ _DATASETS = {
     "digits": (_load_digits, ("train", "test", "all")),
     "corel1k": (_load_corel1k, ("train", "all", "database", "query")),
     "cifar10_local": (_load_cifar10_local, ("train", "test", "train_batches")),
+    "cifar10_packed": (_load_cifar10_packed, ("train", "test")),
     "caltech256": (_load_caltech256, ("train", "test", "all")),
     "image_folder": (_load_image_folder, ("train", "test", "all")),
 }
