@@ -61,6 +61,30 @@ def endpoints(name: str) -> tuple[str, ...]:
   return _lookup(name)[1]
 
 
+# Dtype names a config may give for `dtype` / `param_dtype` (config values are strings).
+DTYPE_NAMES: types.MappingProxyType = types.MappingProxyType({
+    "float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16})
+_DTYPE_FIELDS = ("dtype", "param_dtype")
+
+
+def resolve_dtypes(kwargs: dict) -> dict:
+  """`kwargs` with `dtype` / `param_dtype` names ("bfloat16") turned into jnp dtypes (a DFS-Net
+  passes its own to its backbone); dtype objects pass through unchanged.
+
+  Raises:
+    ValueError: a name that is not one of DTYPE_NAMES, naming the field and the value.
+  """
+  out = dict(kwargs)
+  for field in _DTYPE_FIELDS:
+    value = out.get(field)
+    if isinstance(value, str):
+      if value not in DTYPE_NAMES:
+        raise ValueError(f"model field {field}={value!r} is not a dtype name; valid names: "
+                         f"{', '.join(DTYPE_NAMES)}")
+      out[field] = DTYPE_NAMES[value]
+  return out
+
+
 def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
   """Creates the Linen module registered as `name`.
 
@@ -68,7 +92,8 @@ def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
     name: one of `list_models()`, e.g. "lenet_l".
     num_classes: number of output classes (>= 1).
     **kwargs: module fields, e.g. `lk_features=1400`, `activation="relu"`, `small_input=True`
-      (all but LeNet-L), `aux_logits=True` (InceptionV3), `dtype=jnp.bfloat16`; DFS-Nets take
+      (all but LeNet-L), `aux_logits=True` (InceptionV3), `dtype=jnp.bfloat16` (or its name,
+      "bfloat16", as a config gives it: `resolve_dtypes`); DFS-Nets take
       `small_input`, `dtype`, `param_dtype`, `backbone_kwargs`, `widths`, `layout`
       ("fig2" | "v1"), `compression`, `mid_width`, `bottlenecks`, `dropout_rate`.
 
@@ -78,12 +103,14 @@ def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
     `(logits, {endpoint: f32[b, d]})` when `features` names endpoints.
 
   Raises:
-    ValueError: unknown `name` (message lists the valid names) or `num_classes < 1`.
+    ValueError: unknown `name` (message lists the valid names), `num_classes < 1`, or a dtype
+      name that is not one of DTYPE_NAMES.
     TypeError: a keyword that is not a field of the model.
   """
   constructor, _ = _lookup(name)
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+  kwargs = resolve_dtypes(kwargs)
   try:
     return constructor(num_classes=num_classes, **kwargs)
   except TypeError as e:
