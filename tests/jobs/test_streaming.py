@@ -62,6 +62,10 @@ def test_build_matches_extraction_of_decoded_images(tiny_run, photos, tmp_path):
   images = np.stack([query.decode_image((photos / p).read_bytes(), (16, 16, 1)) for p in paths])
   want = extract_lib.extract(run.model, run.variables, images, "f6", batch_size=8)
   np.testing.assert_allclose(index.vectors, want, rtol=1e-5, atol=1e-6)
+  # Searchable by image: a database photo finds itself first.
+  searcher = query.ImageSearcher.open(str(tmp_path / "db.cbiridx"))
+  d, i = searcher.search(searcher.decode((photos / paths[30]).read_bytes())[None], 2)
+  assert i[0, 0] == want_ids[30] and d[0, 0] < 1e-6
 
 
 def test_failed_build_resumes_to_the_identical_index(tiny_run, photos, tmp_path):
@@ -78,6 +82,23 @@ def test_failed_build_resumes_to_the_identical_index(tiny_run, photos, tmp_path)
   built = _build(run, sources.ImageFolderSource(photos), out)
   assert built.resumed_chunks == 2 and built.computed == 40 - 32
   assert (tmp_path / "whole.cbiridx").read_bytes() == out.read_bytes()
+
+
+def test_codes_index_holds_the_encoders_codes(tiny_run, photos, tmp_path):
+  from cbir_jax.features import encoder as encoder_lib  # pylint: disable=import-outside-toplevel
+  from cbir_jax.index import BinaryIndex  # pylint: disable=import-outside-toplevel
+  run = jobs.restore(str(tiny_run))
+  plain = _build(run, sources.ImageFolderSource(photos), tmp_path / "a.cbiridx").index
+  encoder = encoder_lib.HashEncoder(16, selection="first").fit(plain.vectors)
+  built = _build(run, sources.ImageFolderSource(photos), tmp_path / "b.cbiridx",
+                 encoder=encoder, codes_out=str(tmp_path / "b_codes.cbiridx"))
+  codes = BinaryIndex.load(tmp_path / "b_codes.cbiridx")
+  assert codes.nbits == 16 and len(codes) == 39 == len(built.codes_index)
+  np.testing.assert_array_equal(codes.codes, encoder.encode(plain.vectors))
+  np.testing.assert_array_equal(codes.ids, plain.ids)
+  assert codes.metadata["provenance"]["encoder"] == encoder.state()
+  with pytest.raises(ValueError, match="give both encoder and codes_out"):
+    _build(run, sources.ImageFolderSource(photos), tmp_path / "c.cbiridx", encoder=encoder)
 
 
 def test_bad_sizes_are_refused(tiny_run, photos, tmp_path):
