@@ -145,13 +145,14 @@ def _load_cifar10_local(split, manual_dir, data_dir, image_size, seed) -> ImageA
 
 
 def _load_cifar10_packed(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:
-  """CIFAR-10 from a folder made by bin/pack_dataset.py (`data.packed`); no tfds, no TF."""
-  del data_dir, seed  # Read straight from the packed files; the official splits.
+  """CIFAR-10 from a folder made by bin/pack_dataset.py (`data.packed`); no tfds, no TF.
+  data_dir: where decoded splits are cached (default: packed.default_cache_dir())."""
+  del seed  # The official splits.
   from cbir_jax.data import packed  # pylint: disable=g-import-not-at-top
   if manual_dir is None:
     raise FileNotFoundError("cifar10_packed needs manual_dir=<folder holding images.bin and "
                             "index.npz, made by bin/pack_dataset.py>")
-  return packed.load_packed(manual_dir, split, image_size)
+  return packed.load_packed(manual_dir, split, image_size, cache_dir=data_dir)
 
 
 def _load_caltech256(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:

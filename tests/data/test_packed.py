@@ -50,7 +50,7 @@ def tiny_cifar_tree(root: pathlib.Path, per_class_train: int = 2,
 
 @pytest.fixture(name="packed_tree", scope="module")
 def _packed_tree(tmp_path_factory):
-  """(JPEG tree, packed folder, tfds data_dir, PackSummary)."""
+  """(JPEG tree, packed folder, tfds data_dir (also the packed loader's cache), PackSummary)."""
   base = tmp_path_factory.mktemp("packed")
   root = base / "cifar10"
   tiny_cifar_tree(root)
@@ -71,10 +71,13 @@ def _assert_same(a: datasets.ImageArrays, b: datasets.ImageArrays) -> None:
 def test_packed_equals_tfds_loader_pixel_for_pixel(packed_tree, split):
   root, folder, data_dir, _ = packed_tree
   tfds_arrays = datasets.load_arrays("cifar10_local", split, manual_dir=root, data_dir=data_dir)
-  packed_arrays = datasets.load_arrays("cifar10_packed", split, manual_dir=folder)
+  cache = data_dir / f"cache_{split}"
+  packed_arrays = datasets.load_arrays("cifar10_packed", split, manual_dir=folder,
+                                       data_dir=cache)
   _assert_same(packed_arrays, tfds_arrays)
   assert len(packed_arrays) == (24 if split == "train" else 10)  # 2 of 26 train files skipped
-  resized = datasets.load_arrays("cifar10_packed", split, manual_dir=folder, image_size=(20, 24))
+  resized = datasets.load_arrays("cifar10_packed", split, manual_dir=folder, data_dir=cache,
+                                 image_size=(20, 24))
   _assert_same(resized, datasets.load_arrays("cifar10_local", split, manual_dir=root,
                                              data_dir=data_dir, image_size=(20, 24)))
 
@@ -82,11 +85,25 @@ def test_packed_equals_tfds_loader_pixel_for_pixel(packed_tree, split):
 def test_load_split_with_validation_carve_matches(packed_tree):
   root, folder, data_dir, _ = packed_tree
   config = {"name": "cifar10_packed", "manual_dir": str(folder), "image_size": 32,
-            "validation_fraction": 0.25}
+            "validation_fraction": 0.25, "data_dir": str(data_dir / "cache_split")}
   local = dict(config, name="cifar10_local", manual_dir=str(root), data_dir=str(data_dir))
   for split in ("train", "validation", "test"):
     _assert_same(datasets.load_split(config, split, seed=3),
                  datasets.load_split(local, split, seed=3))
+
+
+def test_decoded_split_is_cached_and_a_bad_cache_ignored(packed_tree, tmp_path):
+  _, folder, _, _ = packed_tree
+  first = packed.load_packed(folder, "test", cache_dir=tmp_path)
+  (cache,) = tmp_path.glob("*_test_native.npy")
+  marked = first.images.copy()
+  marked[0, 0, 0] = 255 - marked[0, 0, 0]
+  np.save(cache, marked)  # the next load reads the cache, not the JPEGs
+  np.testing.assert_array_equal(packed.load_packed(folder, "test", cache_dir=tmp_path).images,
+                                marked)
+  np.save(cache, marked[:3])  # wrong shape: decoded again and rewritten
+  _assert_same(packed.load_packed(folder, "test", cache_dir=tmp_path), first)
+  assert np.load(cache).shape == first.images.shape
 
 
 def test_shared_headers_are_stored_once(packed_tree):
@@ -154,7 +171,7 @@ def test_a_changed_data_file_is_refused(packed_tree, tmp_path):
   data[len(data) // 2] ^= 0xFF
   (copy / packed.DATA_FILE).write_bytes(bytes(data))
   with pytest.raises(ValueError, match="images.bin .* is not the file index.npz was written for"):
-    packed.load_packed(copy, "test")
+    packed.load_packed(copy, "test", cache_dir=tmp_path)
 
 
 NO_TF = ("import sys\n"
@@ -162,13 +179,15 @@ NO_TF = ("import sys\n"
           "  sys.modules[name] = None\n")
 
 
+@pytest.mark.slow
 def test_packed_path_never_imports_tensorflow(packed_tree):
   """With tensorflow and tfds made unimportable (as on the GPU machine), load_split reads the
   packed data; the same call for cifar10_local fails on the missing tfds."""
   _, folder, _, _ = packed_tree
   code = NO_TF + (
       "from cbir_jax.data import datasets\n"
-      f"config = {{'name': 'cifar10_packed', 'manual_dir': {str(folder)!r}, 'image_size': 32}}\n"
+      f"config = {{'name': 'cifar10_packed', 'manual_dir': {str(folder)!r}, 'image_size': 32,"
+      f" 'data_dir': {str(folder / 'cache')!r}}}\n"
       "a = datasets.load_split(config, 'test', seed=0)\n"
       "assert 'tensorflow' not in [m for m, v in sys.modules.items() if v is not None]\n"
       "print(len(a), a.images.shape)\n"
