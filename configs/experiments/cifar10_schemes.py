@@ -11,6 +11,13 @@ Tiny scale (the narrow *_tiny test variants, 300 steps of 64 on data_batch_1's 1
 a 2,000-image database and 500 queries; the table before 2026-11-28):
   python bin/reproduce.py --experiment=cifar10_schemes:tiny,families=inception_v3 \
       --workdir=runs/c10_schemes_tiny
+GPU scale (the paper's full ResNet50 / InceptionV3 / MobileNetV2 and DFS-Nets with CIFAR stems,
+bfloat16 compute, batch 512, 6 epochs by default (`epochs=N`), the whole 50,000-image training
+split, 10,000 test queries, 50,000-image database; the data packed by bin/pack_dataset.py and read
+without tfds; about 10 minutes on one H100/H200 by a FLOP estimate, docs/RESULTS.md "Paper scale
+on one GPU", which holds the device command, bin/gpu_reproduce.sh):
+  python bin/reproduce.py --experiment=cifar10_schemes:gpu,data=runs/gpu_carry/cifar10_packed \
+      --workdir=runs/c10_schemes_gpu
 Smoke test (2 steps, 200/50 images):
   python bin/reproduce.py --experiment=cifar10_schemes:families=mobilenet_v2 --quick \
       --workdir=/tmp/c10_quick
@@ -31,8 +38,10 @@ stratified seeded subset), the queries the test split. Classification accuracy i
 test split. mAP is seed 002's "MAP": the mean over queries of the average precision over the whole
 ranking (a query with no relevant item scores 0); mAP@k (top-k AP) is beside it.
 
-Arguments (comma separated): "cpu", "tiny" or "quick"; "families=<a>+<b>" (resnet50,
-inception_v3, mobilenet_v2; default all three); "data=<folder>".
+Arguments (comma separated): "cpu", "tiny", "quick" or "gpu"; "families=<a>+<b>" (resnet50,
+inception_v3, mobilenet_v2; default all three); "data=<folder>"; "epochs=<N>" (gpu only: training
+epochs per network, default 6). With `--quick`, "gpu" keeps its models, dtype and packed data
+and takes the quick scale's steps and subsets (a CPU smoke test of the GPU path).
 """
 
 import ml_collections
@@ -46,39 +55,48 @@ PAPER = {"resnet50": (87.10, 84.60, 12.52), "inception_v3": (88.80, 87.93, 12.77
          "mobilenet_v2": (83.40, 77.74, 12.66)}
 
 
-def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str]:
-  """"cpu,families=a+b,data=/x" -> ("cpu", ("a", "b"), "/x")."""
-  scale, families, data = "", FAMILIES, ""
+def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool]:
+  """"cpu,families=a+b,data=/x" -> ("cpu", ("a", "b"), "/x", -1, False); "gpu,epochs=4,quick"
+  -> ("gpu", FAMILIES, "", 4, True): scale, families, data folder, epochs (-1: the scale's own)
+  and whether "quick" came beside "gpu"."""
+  scale, families, data, epochs, quick = "", FAMILIES, "", -1, False
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
-    if part in ("cpu", "tiny", "quick"):
-      scale = part
+    if part in ("cpu", "tiny", "quick", "gpu"):
+      quick = quick or part == "quick"
+      scale = "gpu" if "gpu" in (part, scale) else part
     elif key == "families" and value and all(f in FAMILIES for f in value.split("+")):
       families = tuple(value.split("+"))
     elif key == "data" and value:
       data = value
+    elif key == "epochs" and value.isdigit() and int(value) > 0:
+      epochs = int(value)
     else:
-      raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'tiny', 'quick', "
-                       f"'families=<{'+'.join(FAMILIES)} subset>' and 'data=<folder>', "
-                       f"got {part!r}")
-  return scale, families, data
+      raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'tiny', 'quick', 'gpu', "
+                       f"'families=<{'+'.join(FAMILIES)} subset>', 'data=<folder>' and "
+                       f"'epochs=<N > 0>' (gpu), got {part!r}")
+  if epochs > 0 and scale != "gpu":
+    raise ValueError(f"configs/experiments/{name}.py: 'epochs={epochs}' is for the gpu scale, "
+                     f"got scale {scale or 'paper'!r}")
+  return scale, families, data, epochs, quick and scale == "gpu"
 
 
 def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
                    database_split: str, query_split: str) -> ml_collections.ConfigDict:
   """The schemes experiment over `training_file`'s recipes (configs/cifar10.py or caltech256)."""
-  scale, families, data = parse_arg(arg, name)
+  scale, families, data, epochs, gpu_quick = parse_arg(arg, name)
   training = config_util.load_sibling(__file__, training_file)
   c = ml_collections.ConfigDict()
   c.name = name
   c.kind = "schemes"
-  c.scale = scale or "paper"
+  c.scale = (scale or "paper") + (" (quick)" if gpu_quick else "")
   c.seed = 0
   c.protocol = "heldout"
   c.dataset = ml_collections.ConfigDict()
-  base = training.get_config("")
+  base = training.get_config("gpu" if scale == "gpu" else "")
   c.dataset.name = base.dataset.name
-  c.dataset.manual_dir = data or config_util.shared_dataset(dataset_folder)
+  c.dataset.manual_dir = data or (base.dataset.manual_dir if scale == "gpu"
+                                  else config_util.shared_dataset(dataset_folder))
   c.dataset.database_split = database_split
   c.dataset.query_split = query_split
   c.families = families
@@ -89,10 +107,12 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
   for family in families:
     for tag in (family, "dfs_" + family):
       m = training.get_config(f"model={tag}" + {"": "", "cpu": ",cpu", "tiny": ",tiny",
-                                                  "quick": ",tiny"}[scale])
+                                                  "quick": ",tiny", "gpu": ",gpu"}[scale])
       m.dataset.manual_dir = c.dataset.manual_dir
       m.dataset.validation_fraction = c.validation_fraction
-      if scale == "quick":
+      if epochs > 0:
+        m.num_epochs = epochs
+      if scale == "quick" or gpu_quick:
         m.batch_size = 16
         m.num_steps = 2
         m.optimizer.warmup_steps = 0
@@ -104,19 +124,20 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
   c.endpoints = ml_collections.ConfigDict({"backbone": "pool", "dfs": "dfs"})
   c.retrieval = ml_collections.ConfigDict()
   # -1: every image of the split. Subsets are stratified and seeded by `seed`.
-  c.retrieval.num_database = {"": -1, "cpu": -1, "tiny": 2000, "quick": 200}[scale]
-  c.retrieval.num_queries = {"": -1, "cpu": -1, "tiny": 500, "quick": 50}[scale]
-  c.retrieval.num_validation = {"": -1, "cpu": -1, "tiny": 500, "quick": 50}[scale]
+  sizes = "quick" if gpu_quick else scale
+  c.retrieval.num_database = {"": -1, "cpu": -1, "gpu": -1, "tiny": 2000, "quick": 200}[sizes]
+  c.retrieval.num_queries = {"": -1, "cpu": -1, "gpu": -1, "tiny": 500, "quick": 50}[sizes]
+  c.retrieval.num_validation = {"": -1, "cpu": -1, "gpu": -1, "tiny": 500, "quick": 50}[sizes]
   c.retrieval.bits = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)  # clipped to the feature width
   c.retrieval.scheme3_bits = -1     # -1: half the DFS feature width.
   # The IGR / IGR-with-redundancy-penalty / random / PCA comparison on the DFS features: these b
   # and the chosen one (clipped to the width), random selections averaged over random_trials.
   c.retrieval.selection_bits = (16, 64, 256)
-  c.retrieval.random_trials = 3 if scale != "quick" else 2
+  c.retrieval.random_trials = 3 if sizes != "quick" else 2
   c.retrieval.hash_threshold = "dimension"
-  c.ks = (10, 50, 100) if scale != "quick" else (5, 10)
-  c.recall_max = 100 if scale != "quick" else 20
-  c.extract_batch_size = 500 if scale == "cpu" else 250 if scale != "quick" else 25
+  c.ks = (10, 50, 100) if sizes != "quick" else (5, 10)
+  c.recall_max = 100 if sizes != "quick" else 20
+  c.extract_batch_size = {"cpu": 500, "gpu": 1000, "quick": 25}.get(sizes, 250)
   c.paper = ml_collections.ConfigDict({f: PAPER[f] for f in families if f in PAPER})
   return c
 
