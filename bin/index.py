@@ -25,7 +25,8 @@ every local device and writes the features of each --chunk_size images to <out>.
 and run again with the same flags it resumes from the last complete chunk, and the index is
 the one an uninterrupted build writes. Unreadable files are skipped and listed (metadata
 "skipped"). On N processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or a
-cluster jax.distributed detects) each process reads its chunks and process 0 merges them.
+cluster jax.distributed detects) each process reads its chunks and process 0 merges them; the
+images and <out>.parts/ must then be on a file system every host sees.
 """
 
 import json
@@ -243,6 +244,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
+  launch.ensure_malloc_tuning()  # XLA:CPU's buffers on huge pages (build --images extracts).
   app.run(main)
 
 

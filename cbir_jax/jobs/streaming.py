@@ -8,7 +8,9 @@ again skips the chunks already written, so only the chunk in flight is lost; sin
 batches are aligned to fixed positions, every batch holds the same images as in an
 uninterrupted build and the final index is identical. With N processes (`jax.distributed`)
 process p computes chunks k = p (mod N); after a barrier process 0 merges every chunk, in order,
-into the index, written atomically, and removes the parts folder.
+into the index, written atomically, and removes the parts folder (the parts folder must be on a
+file system every process sees; a process that fails leaves the others waiting at the barrier
+until jax.distributed's timeout).
 """
 
 from __future__ import annotations
