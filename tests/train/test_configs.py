@@ -54,7 +54,7 @@ def test_cpu_model_accepts_the_config_input(name, arg):
   assert "params" in out
 
 
-@pytest.mark.parametrize("bad", ["model=vgg16", "gpu", "model=resnet50,cpu,fast"])
+@pytest.mark.parametrize("bad", ["model=vgg16", "tpu", "model=resnet50,cpu,fast"])
 def test_bad_config_argument_names_it(bad):
   with pytest.raises(ValueError, match=bad.split(",")[-1]):
     _load("cifar10.py", bad)
