@@ -42,3 +42,31 @@ def test_gpu_scale_end_to_end_without_tensorflow(tmp_path):
   assert set(payload["rows"]) == {"mobilenet_v2"}
   assert 0 <= payload["rows"]["mobilenet_v2"]["scheme 3 map"] <= 1
   assert (workdir / "train" / "mobilenet_v2" / "metrics.jsonl").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_pack_dataset_launcher_checks_the_budget_first(tmp_path):
+  """bin/pack_dataset.py: what travels beside the data is counted before any image is read; over
+  the budget it exits 2 naming the sizes and writes nothing; within it, it packs and reports."""
+  root = tmp_path / "cifar10"
+  tiny_cifar_tree(root)
+  (tmp_path / "wheels").mkdir()
+  (tmp_path / "wheels" / "a.whl").write_bytes(b"w" * 300_000)
+  out = tmp_path / "packed"
+
+  def pack(*flags):
+    return subprocess.run([sys.executable, "bin/pack_dataset.py", f"--manual_dir={root}",
+                           f"--out={out}", *flags], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+  full = pack("--budget_mib=0.1", f"--travel_with={tmp_path / 'wheels'}")
+  assert full.returncode == 2
+  assert "pack_dataset: what travels beside the data (repository " in full.stderr
+  assert "already fills the 0.1 MiB budget" in full.stderr
+  over = pack("--budget_mib=0.29", "--nocount_repo", f"--travel_with={tmp_path / 'wheels'}")
+  assert over.returncode == 2 and "over the budget of 0.29 MiB; nothing was written" in over.stderr
+  assert not out.exists()
+  ok = pack("--budget_mib=1", "--nocount_repo", f"--travel_with={tmp_path / 'wheels'}")
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  assert "packed 24 train, 10 test images" in ok.stdout and "of the 1 MiB budget" in ok.stdout
+  assert sorted(p.name for p in out.iterdir()) == [packed.DATA_FILE, packed.INDEX_FILE]
