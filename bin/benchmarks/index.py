@@ -149,6 +149,10 @@ def main(argv) -> None:
     launch.fail("benchmark index", f"unexpected arguments {argv[1:]}")
   if _NUM_IMAGES.value < CLASSES:
     launch.fail("benchmark index", f"--num_images must be >= {CLASSES}, got {_NUM_IMAGES.value}")
+  for name, flag, low in (("batch_size", _BATCH_SIZE, 1), ("workers", _WORKERS, 1),
+                          ("side", _SIDE, 16), ("lk_features", _LK, 1)):
+    if flag.value < low:
+      launch.fail("benchmark index", f"--{name} must be >= {low}, got {flag.value}")
   unknown = set(_FRAMEWORKS.value) - {"cbir_jax", "pytorch"}
   if unknown:
     launch.fail("benchmark index", f"--frameworks: unknown {sorted(unknown)}; valid: cbir_jax, "

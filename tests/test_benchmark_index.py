@@ -1,0 +1,39 @@
+"""bin/benchmark.py index: bad flags fail in one line; a tiny run measures both frameworks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*flags: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, str(REPO / "bin" / "benchmark.py"), "index", *flags],
+                        cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--num_images=10", "--num_images must be >= 100"), ("--workers=0", "--workers must be >= 1"),
+    ("--side=8", "--side must be >= 16"), ("--frameworks=tf", "unknown ['tf']")])
+def test_bad_flag_is_one_line(flag, message):
+  proc = _run(flag)
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("benchmark index: ") and message in lines[0]
+
+
+def test_tiny_run_measures_both(tmp_path):
+  proc = _run("--num_images=200", f"--cache_dir={tmp_path}", "--batch_size=32", "--workers=1",
+              "--lk_features=16", f"--out={tmp_path / 'table.md'}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  table = (tmp_path / "table.md").read_text()
+  assert "| cbir_jax | 200 |" in table and "| pytorch | 200 | " in table, table
+  assert (tmp_path / "200x64" / ".complete").exists()
+  assert sum(len(files) for _, _, files in os.walk(tmp_path / "200x64")) == 201
