@@ -160,9 +160,11 @@ def test_cli_killed_with_sigkill_resumes_to_the_identical_index(tiny_run, tmp_pa
 
 @pytest.mark.slow
 def test_cli_two_processes_build_the_single_process_index(tiny_run, photos, tmp_path):
+  # Two CPU devices per process: each process also extracts over a 2-device mesh.
+  devices = "--xla_force_host_platform_device_count=2"
   single = tmp_path / "single.cbiridx"
-  proc = subprocess.run(_command(tiny_run, photos, single), env=_env(), capture_output=True,
-                        text=True, timeout=300)
+  proc = subprocess.run(_command(tiny_run, photos, single), env=_env(XLA_FLAGS=devices),
+                        capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -171,7 +173,7 @@ def test_cli_two_processes_build_the_single_process_index(tiny_run, photos, tmp_
   procs = [subprocess.Popen(
       _command(tiny_run, photos, out), env=_env(
           JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-          JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid)),
+          JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid), XLA_FLAGS=devices),
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in range(2)]
   try:
     results = [p.communicate(timeout=300) for p in procs]
@@ -184,3 +186,21 @@ def test_cli_two_processes_build_the_single_process_index(tiny_run, photos, tmp_
   assert "wrote FloatIndex with 39 rows" in results[0][0]
   assert "process 0 merged" in results[1][0]
   assert single.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.slow
+def test_cli_bad_streaming_flags_fail_in_one_line(tiny_run, photos, tmp_path):
+  cases = [
+      ([f"--images={photos}", "--features=x.npy"], "not both"),
+      ([f"--images={photos}"], "--train_workdir (a training run) or --weights"),
+      ([f"--images={tmp_path / 'missing' / 'dir'}", f"--train_workdir={tiny_run}",
+        "--endpoint=f6"], "is not a folder"),
+      ([f"--images={photos}", f"--train_workdir={tiny_run}", "--endpoint=f6",
+        "--chunk_size=100"], "chunk_size (100) must be a multiple of batch_size (256)"),
+  ]
+  for flags, message in cases:
+    proc = subprocess.run([sys.executable, str(REPO / "bin" / "index.py"), "build",
+                           f"--out={tmp_path / 'x.cbiridx'}", *flags], env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and message in proc.stderr, (flags, proc.stderr[-2000:])
+

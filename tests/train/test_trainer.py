@@ -174,6 +174,17 @@ def test_checkpoint_of_the_same_model_with_other_kwargs_is_a_clear_error(runs):
     trainer.train_and_evaluate(config, runs["straight"])
 
 
+@pytest.mark.slow  # the `runs` fixture trains in three subprocesses
+def test_data_state_of_another_step_is_a_clear_error(runs, tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "copy"
+  shutil.copytree(runs["straight"], workdir)
+  state_file = workdir / "checkpoints" / "60" / "data" / "process_0-of-1.json"
+  state_file.write_text(json.dumps(dict(json.loads(state_file.read_text()), next_index=7)))
+  with pytest.raises(ValueError, match="holds a data iterator at step 7 but a model at step 60"):
+    trainer.train_and_evaluate(_config(), str(workdir))
+
+
 def test_config_validation_before_any_work():
   config = _config()
   config.model.kwargs = ml_collections.ConfigDict({"lk_features": 800})
