@@ -9,8 +9,10 @@
 # On the device (repository root, python3 = 3.12 with jax[cuda], flax, optax, orbax; no
 # tensorflow, tfds, ml_collections, clu or grain; $OUT comes back): installs the carried wheels
 # into /tmp/site, runs bin/gpu_reproduce.py (bin/reproduce.py without an install or tensorflow)
-# on the packed data with a workdir in /tmp, stops it LIMIT_S (default 600) - 25 s after the start
-# so that what exists still comes back, and leaves in $OUT at most 6 files: log.txt, env.txt,
+# on the packed data with the workdir runs/c10_schemes_gpu (git-ignored: a second call that finds
+# the machine still warm resumes it, finished networks and features skipped), stops it LIMIT_S
+# (default 600) - 25 s after the start so that what exists still comes back, and leaves in $OUT
+# at most 6 files: log.txt, env.txt,
 # results.json, results.md, figures.tar (the PNGs) and train.tar (each network's
 # train_result.json, metrics.jsonl, config.json). Exit status: the run's (124: stopped at the
 # limit).
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 CARRY=${CARRY:-runs/gpu_carry}
 LIMIT_S=${LIMIT_S:-600}
 PYTHON=${PYTHON:-python3}
-WORK=${WORK:-/tmp/c10_schemes_gpu}
+WORK=${WORK:-runs/c10_schemes_gpu}
 ARG="gpu,data=$CARRY/cifar10_packed${1:+,$1}"
 "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site "$CARRY"/wheels/*.whl || { echo "wheel install failed" >&2; exit 3; }
