@@ -174,10 +174,12 @@ def euclidean_topk_keys(queries: jax.Array, database: jax.Array, k: int, chunk: 
 
 
 def resolve_chunks(chunk_size: int | None, n: int, num_queries: int,
-                   window: int) -> tuple[int, int]:
+                   window: int, k: int | None = None) -> tuple[int, int]:
   """(chunk, gpu_chunk) for `euclidean_topk_keys`: `chunk_size` for both, or by default the rows
-  of a BLOCK_BYTES and of a GPU_BLOCK_BYTES (q, chunk) float32 block (topk.resolve_chunk)."""
-  return tuple(topk_lib.resolve_chunk(chunk_size, n, num_queries, window, block_bytes=block)
+  of a BLOCK_BYTES and of a GPU_BLOCK_BYTES (q, chunk) float32 block (topk.resolve_chunk; the
+  whole database when k >= n / 2)."""
+  return tuple(topk_lib.resolve_chunk(chunk_size, n, num_queries, window, block_bytes=block,
+                                      k=k)
                for block in (BLOCK_BYTES, GPU_BLOCK_BYTES))
 
 
@@ -223,6 +225,6 @@ def euclidean_topk(queries: Any, database: Any, k: int, *, chunk_size: int | Non
   method = check_method(method)
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
-  chunk, gpu_chunk = resolve_chunks(chunk_size, n, queries.shape[0], window)
+  chunk, gpu_chunk = resolve_chunks(chunk_size, n, queries.shape[0], window, k)
   return _euclidean_topk(queries, database, k, chunk, int(window), method, gpu_chunk)
 

@@ -193,5 +193,5 @@ def hamming_topk(query_codes: Any, database_codes: Any, k: int, *, chunk_size: i
   k = topk_lib.check_k(k, n)
   method = check_method(method)
   chunk = topk_lib.resolve_chunk(chunk_size, n, query_codes.shape[0], window,
-                                 rows_per_element=1 if method == "gemm" else window)
+                                 rows_per_element=1 if method == "gemm" else window, k=k)
   return _hamming_topk(query_codes, database_codes, k, chunk, int(window), method)

@@ -80,7 +80,8 @@ def sharded_euclidean_topk(queries: Any, database: Any, k: int, *, mesh: Mesh, a
   n = database.shape[0]
   k = topk_lib.check_k(k, n)
   shard_n, local_k = _shards(n, k, parts)
-  chunk, gpu_chunk = euclidean.resolve_chunks(chunk_size, shard_n, queries.shape[0], window)
+  chunk, gpu_chunk = euclidean.resolve_chunks(chunk_size, shard_n, queries.shape[0], window,
+                                              local_k)
   db = _shard_database(jnp.asarray(database, jnp.float32), shard_n, parts, mesh, axis_name)
   keys, idx = _sharded_search(jnp.asarray(queries, jnp.float32), db,
                               metric="euclidean", method=method, n=n, k=k, local_k=local_k,
@@ -110,7 +111,7 @@ def sharded_hamming_topk(query_codes: Any, database_codes: Any, k: int, *, mesh:
   k = topk_lib.check_k(k, n)
   shard_n, local_k = _shards(n, k, parts)
   chunk = topk_lib.resolve_chunk(chunk_size, shard_n, query_codes.shape[0], window,
-                                 1 if method == "gemm" else window)
+                                 1 if method == "gemm" else window, k=local_k)
   db = _shard_database(database_codes, shard_n, parts, mesh, axis_name)
   return _sharded_search(jnp.asarray(query_codes), db, metric="hamming", method=method, n=n,
                          k=k, local_k=local_k, chunk=chunk, window=int(window), mesh=mesh,

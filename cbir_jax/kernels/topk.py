@@ -47,11 +47,20 @@ def check_method(method: str, methods: tuple[str, ...]) -> str:
 
 
 def resolve_chunk(chunk_size: int | None, n: int, num_queries: int, window: int,
-                  rows_per_element: int = 1, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
+                  rows_per_element: int = 1, block_bytes: int = DEFAULT_BLOCK_BYTES,
+                  k: int | None = None) -> int:
   """Static chunk length: `chunk_size`, or what makes a (q, chunk / rows_per_element) 4-byte
   array of `block_bytes` (rounded down to a multiple of window * GROUP**2, so that
   `smallest_windows` gets two levels of group minima, when that is at least one such unit); at
-  most n, and rounded down to a multiple of `window` when >= window."""
+  most n, and rounded down to a multiple of `window` when >= window.
+
+  By default, when `k` is given and at least half of n (a full or near-full ranking, as
+  evaluations ask for), the whole database is one chunk: the (q, k) result is then already at
+  least half the size of the (q, n) block, so streaming bounds no memory, while each streamed
+  chunk would re-sort the (q, k) running list (n = 50,000, k = n: ~25 sorts of 52,000 keys per
+  query instead of one)."""
+  if chunk_size is None and k is not None and 2 * int(k) >= n:
+    return int(n)
   if chunk_size is None:
     chunk = block_bytes // (4 * max(num_queries, 1)) * rows_per_element
     unit = window * GROUP**2 if window > 1 else 1
