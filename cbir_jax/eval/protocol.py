@@ -112,17 +112,6 @@ class RetrievalResult:
             "database_size": self.database_size, "protocol": self.protocol}
 
 
-def per_class_table(indices: np.ndarray, query_labels: np.ndarray,
-                    database_labels: np.ndarray, ks: Sequence[int]) -> dict[int, dict[str, float]]:
-  """{class: {"paper_map@k": mean P@k over that class's queries}} for each k."""
-  ranked = metrics.ranked_labels_of(indices, database_labels)
-  table: dict[int, dict[str, float]] = {}
-  for k in ks:
-    for c, value in metrics.per_class_precision_at_k(ranked, query_labels, int(k)).items():
-      table.setdefault(c, {})[f"paper_map@{k}"] = value
-  return table
-
-
 def recall_vs_returned(indices: np.ndarray, query_labels: np.ndarray,
                        database_labels: np.ndarray, *, self_excluded: bool,
                        max_returned: int) -> np.ndarray:
@@ -136,28 +125,38 @@ def recall_vs_returned(indices: np.ndarray, query_labels: np.ndarray,
   return recall
 
 
+# Queries ranked at once by `evaluate_search`: rows = max(1, EVAL_CELLS // n), so that the
+# (rows, n) rankings and their label and precision arrays stay a few hundred MB.
+EVAL_CELLS = 2**24
+
+
 def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.ndarray,
                     database_labels: np.ndarray, *, protocol: str,
                     query_positions: np.ndarray | None = None,
                     ks: Sequence[int] = (10, 20, 30, 40, 50),
-                    recall_max: int = 100) -> RetrievalResult:
+                    recall_max: int = 100, query_chunk: int | None = None) -> RetrievalResult:
   """Ranks the whole database through `search` for every query and scores it.
 
   Args:
     name: display name.
-    search, queries: as in `rank_database`.
+    search, queries: as in `rank_database` (`queries` sliceable along its first axis).
     query_labels: int[q]; database_labels: int[n].
     protocol: "database" (queries are database items; needs `query_positions` int[q], or
       defaults to 0..q-1 when q == n) or "heldout".
     ks: cut-offs for the mAP@k / P@k / R@k columns.
     recall_max: length of the recall-vs-returned curve (clipped to the ranking length).
+    query_chunk: queries ranked per `search` call (None: max(1, EVAL_CELLS // n)); the scores
+      do not depend on it (`metrics.RankingScorer` keeps per-query values, the curves are
+      query means).
 
   Returns:
-    A RetrievalResult; memory is O(q * n) for the full ranking.
+    A RetrievalResult; `search_seconds` is the sum over the chunks' `search` calls. Memory is
+    O(query_chunk * n).
   """
   if protocol not in PROTOCOLS:
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
   qlab = np.asarray(query_labels)
+  database_labels = np.asarray(database_labels)
   n = len(database_labels)
   if protocol == "database":
     if query_positions is None:
@@ -165,19 +164,44 @@ def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.
         raise ValueError(f"protocol 'database' needs query_positions when the {len(qlab)} "
                          f"queries are not the whole database of {n}")
       query_positions = np.arange(n)
+    query_positions = np.asarray(query_positions)
   else:
     query_positions = None
-  _, indices, seconds = rank_database(search, queries, n, query_positions=query_positions)
+  if len(queries) != len(qlab):
+    raise ValueError(f"{len(queries)} queries but {len(qlab)} query labels")
+  if query_chunk is None:
+    query_chunk = max(1, EVAL_CELLS // max(n, 1))
+  if isinstance(query_chunk, bool) or int(query_chunk) < 1:
+    raise ValueError(f"query_chunk must be an int >= 1, got {query_chunk!r}")
   exclude = query_positions is not None
+  scorer = metrics.RankingScorer(database_labels, ks=ks, self_excluded=exclude)
   total = metrics.count_relevant(qlab, database_labels, exclude_self=exclude)
-  ranked = metrics.ranked_labels_of(indices, database_labels)
-  pr_precision, pr_recall = metrics.pr_curve(ranked, qlab, total)
+  precision_at = {int(k): [] for k in ks}
+  pr_sum = recall_sum = None
+  seconds = 0.0
+  for start in range(0, max(len(qlab), 1), int(query_chunk)):
+    stop = min(start + int(query_chunk), len(qlab))
+    positions = None if query_positions is None else query_positions[start:stop]
+    _, indices, took = rank_database(search, queries[start:stop], n, query_positions=positions)
+    seconds += took
+    chunk_labels = qlab[start:stop]
+    scorer.add(indices, chunk_labels)
+    ranked = metrics.ranked_labels_of(indices, database_labels)
+    precision, recall = metrics.pr_curve(ranked, chunk_labels, total[start:stop])
+    weight = stop - start
+    pr_sum = precision * weight if pr_sum is None else pr_sum + precision * weight
+    recall_sum = recall * weight if recall_sum is None else recall_sum + recall * weight
+    for k in precision_at:
+      precision_at[k].append(metrics.precision_at_k(ranked, chunk_labels, k))
+  pr_precision, pr_recall = pr_sum / len(qlab), recall_sum / len(qlab)
+  per_class: dict[int, dict[str, float]] = {}
+  for k, parts in precision_at.items():
+    p = np.concatenate(parts)
+    for c in np.unique(qlab):
+      per_class.setdefault(int(c), {})[f"paper_map@{k}"] = float(p[qlab == c].mean())
   return RetrievalResult(
-      name=name,
-      metrics=metrics.score_ranking(indices, qlab, database_labels, ks=ks,
-                                    self_excluded=exclude),
-      per_class=per_class_table(indices, qlab, database_labels, ks),
-      recall_curve=pr_recall[:min(int(recall_max), indices.shape[1])].copy(),
+      name=name, metrics=scorer.result(), per_class=per_class,
+      recall_curve=pr_recall[:min(int(recall_max), len(pr_recall))].copy(),
       pr_precision=pr_precision, pr_recall=pr_recall,
       search_seconds=seconds, num_queries=len(qlab), database_size=n, protocol=protocol)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from cbir_jax.eval import metrics
+from cbir_jax.eval import metrics, ranking
 from cbir_jax.features import encoder as encoder_lib
 from cbir_jax.features import hashing, igr
 from cbir_jax.kernels import euclidean_topk, hamming_topk
@@ -104,8 +104,14 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
                      f"{list(methods)}")
   score = lambda search: _scores(search, db_labels, q_labels, paper_k, query_chunk)
 
+  # A whole or near-whole ranking is sorted by NumPy (eval.ranking), the kernels' k << n top-k
+  # otherwise; both rank ties to the lower database index.
+  full = 2 * depth >= n
+  rank_vectors = ranking.rank_vectors if full else (lambda a, b, k: euclidean_topk(a, b, k))
+  rank_codes = ranking.rank_codes if full else (lambda a, b, k: hamming_topk(a, b, k))
+
   def euclidean(db_x: np.ndarray, q_x: np.ndarray) -> dict[str, float]:
-    return score(lambda s, e: euclidean_topk(q_x[s:e], db_x, depth)[1])
+    return score(lambda s, e: rank_vectors(q_x[s:e], db_x, depth)[1])
 
   rates = igr.information_gain_rate(db, db_labels, bins=igr_bins)
   pca = encoder_lib.pca_components(db) if "pca_hamming" in methods else None
@@ -122,7 +128,7 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
     else:
       enc.fit(db, db_labels, rates=rates, pca=pca)
       db_codes, q_codes = enc.encode(db), enc.encode(q)
-    return score(lambda s, e: hamming_topk(q_codes[s:e], db_codes, depth)[1])
+    return score(lambda s, e: rank_codes(q_codes[s:e], db_codes, depth)[1])
 
   def mean_of(trials: list[dict[str, float]]) -> dict[str, float]:
     row = {key: float(np.mean([t[key] for t in trials])) for key in trials[0]}

@@ -108,16 +108,19 @@ def test_rank_database_k_checks(data):
   assert idx.shape == (9, 5)
 
 
+@pytest.mark.parametrize("query_chunk", [None, 1, 4])
 @pytest.mark.parametrize("protocol_name", ["heldout", "database"])
-def test_evaluate_search_matches_reference(data, protocol_name):
+def test_evaluate_search_matches_reference(data, protocol_name, query_chunk):
   db, dblab, queries, qlab = data
   if protocol_name == "database":
     queries, qlab, positions = db, dblab, np.arange(len(db))
   else:
     positions = None
   ks = (1, 5, 10)
+  # Chunked or not, every number is the same (per-query values; curves are query means).
   res = protocol.evaluate_search("x", _reference_search(db), queries, qlab, dblab,
-                                 protocol=protocol_name, ks=ks, recall_max=12)
+                                 protocol=protocol_name, ks=ks, recall_max=12,
+                                 query_chunk=query_chunk)
   rows = _reference_rows(queries, db, positions)
   excluded = positions is not None
   for k in ks:
