@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from cbir_jax.data.datasets import VALIDATION
-from cbir_jax.eval import plots, protocol
+from cbir_jax.eval import plots, protocol, ranking
 from cbir_jax.experiments.stages import (PAPER_KS, Stages, finish, float_index, ks_columns,
                                          training_table, has_validation)
 from cbir_jax.features import fuse
@@ -61,7 +61,8 @@ def run_corel(config, workdir: str) -> dict:
     val = {n: triple(config.features[n], VALIDATION)[0] for n in names}
     vlab = triple(config.features[names[0]], VALIDATION)[1]
     db_parts = {n: parts[n][0][0] for n in names}
-    options = {vname: (float_index(fused(v, db_parts)).search, fused(v, val))
+    options = {vname: (ranking.full_ranking_search(float_index(fused(v, db_parts))),
+                       fused(v, val))
                for vname, v in variants_cfg.items()}
     best, scores = protocol.choose_on_validation(options, vlab, dblab, key="map",
                                                  ks=tuple(config.ks))

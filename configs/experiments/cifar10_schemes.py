@@ -127,12 +127,16 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
   sizes = "quick" if gpu_quick else scale
   c.retrieval.num_database = {"": -1, "cpu": -1, "gpu": -1, "tiny": 2000, "quick": 200}[sizes]
   c.retrieval.num_queries = {"": -1, "cpu": -1, "gpu": -1, "tiny": 500, "quick": 50}[sizes]
-  c.retrieval.num_validation = {"": -1, "cpu": -1, "gpu": -1, "tiny": 500, "quick": 50}[sizes]
+  # Validation queries (a stratified subset of the validation tenth) for the b choices, and
+  # the test queries of the b sweep and the selection comparison (the headline schemes use all
+  # of them): whole-ranking mAP over 50,000 images costs ~1 min per 10,000 queries on 2 cores.
+  c.retrieval.num_validation = {"": -1, "cpu": 1000, "gpu": -1, "tiny": 500, "quick": 50}[sizes]
+  c.retrieval.sweep_queries = {"": -1, "cpu": 2000, "gpu": -1, "tiny": -1, "quick": -1}[sizes]
   c.retrieval.bits = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)  # clipped to the feature width
   c.retrieval.scheme3_bits = -1     # -1: half the DFS feature width.
   # The IGR / IGR-with-redundancy-penalty / random / PCA comparison on the DFS features: these b
   # and the chosen one (clipped to the width), random selections averaged over random_trials.
-  c.retrieval.selection_bits = (16, 64, 256)
+  c.retrieval.selection_bits = (32, 128) if sizes == "cpu" else (16, 64, 256)
   c.retrieval.random_trials = 3 if sizes != "quick" else 2
   c.retrieval.hash_threshold = "dimension"
   c.ks = (10, 50, 100) if sizes != "quick" else (5, 10)
