@@ -2,8 +2,11 @@
 
 Run (paper scale: LeNet-L at 256x384, AlexNet at 227x227; accelerator-sized):
   python bin/reproduce.py --experiment=corel_heldout --workdir=runs/corel_heldout
-CPU scale (LeNet-L at 64x96, AlexNet at 64x64, 15 epochs each; what docs/RESULTS.md shows):
-  python bin/reproduce.py --experiment=corel_heldout:cpu --workdir=runs/corel_heldout_cpu
+CPU scale (the paper's input sizes, LeNet-L at 256x384 and AlexNet at 227x227, 30 epochs each;
+about an hour on 2 cores):
+  python bin/reproduce.py --experiment=corel_heldout:cpu --workdir=runs/corel_heldout_cpu227
+Small scale (LeNet-L at 64x96, AlexNet at 64x64 -- below the input-size guard --, 15 epochs):
+  python bin/reproduce.py --experiment=corel_heldout:small --workdir=runs/corel_heldout_small
 Smoke test (tiny images, a few steps; seconds):
   python bin/reproduce.py --experiment=corel_heldout --quick --workdir=/tmp/corel_heldout_quick
 
@@ -15,7 +18,8 @@ chosen on validation: 10 % of the database split (50 images), carved out before 
 queries against the other 450 database images, which are also the database of the final scores.
 No K sweep (K = 1400).
 
-Arguments (comma separated): "" (paper scale), "cpu", "quick"; optionally "data=<folder>".
+Arguments (comma separated): "" (paper scale), "cpu", "small", "quick"; optionally
+"data=<folder>" and "alexnet_weights=<file>".
 """
 
 import ml_collections
@@ -24,7 +28,8 @@ from cbir_jax import config_util
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  """Returns the corel_heldout experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>")."""
+  """Returns the corel_heldout experiment; `arg` is "", "cpu", "small" or "quick" (+
+  ",data=<folder>")."""
   paper = config_util.load_sibling(__file__, "corel_paper.py")
   scale, _, weights = paper.parse_arg(arg, "corel_heldout")
   c = paper.get_config(arg)

@@ -38,6 +38,9 @@ def test_backbone_blocks_widths_and_final_map(name):
   # 32x32 -> a 2x2 last map: the global pool still averages 4 positions (the size guard's rule).
   check = registry.check_input_size(name, 32, warn=False)
   assert check.last_map == (2, 2) and check.meaningful
+  # One pixel less per side is where the map drops to 1x1 (docs/MODELS.md's table: 31 and 17).
+  below = 30 if name.startswith("inception") else 16
+  assert not registry.check_input_size(name, below, warn=False).meaningful
 
 
 @pytest.mark.parametrize("name", sorted(DFS))
