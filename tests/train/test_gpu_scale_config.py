@@ -37,6 +37,8 @@ def test_schemes_gpu_scale_and_epochs():
     assert m.num_epochs == 3 and m.dataset.manual_dir == "/packed"
     assert m.dataset.validation_fraction == 0.1 and m.dataset.name == "cifar10_packed"
   assert (c.retrieval.num_database, c.retrieval.num_queries) == (-1, -1)
+  assert (c.retrieval.num_validation, c.retrieval.sweep_queries) == (1000, 2000)
+  assert tuple(c.retrieval.selection_bits) == (32, 128)
   assert c.extract_batch_size == 1000
   quick = schemes.get_config("gpu,quick,families=mobilenet_v2")
   assert quick.scale == "gpu (quick)" and quick.retrieval.num_database == 200
