@@ -7,6 +7,10 @@ Each launcher in bin/ parses its flags and calls one function here:
   hash_feature_files  bin/hash.py: fit a `HashEncoder` on database features, encode every file;
   build_index         bin/index.py build: a FloatIndex / BinaryIndex from a features or codes
                       file, with the provenance record, labels and class names of its sidecar;
+  streaming.build_index_streaming
+                      bin/index.py build --images: a folder or ArrayRecord tfds set streamed
+                      through extraction into an index in resumable chunks, on every local
+                      device and every jax.distributed process;
   evaluate_files      bin/evaluate.py: score saved features or a saved index.
 
 Every feature or code file carries a JSON sidecar with the provenance record
