@@ -10,19 +10,26 @@ negatives clipped; `hamming_distances`), a query block at a time, ordered by
 `np.argsort(kind="stable")`, i.e. ties to the lower database position, the kernels' rule. Hamming
 rankings are then identical to the kernels'; Euclidean ones can differ only where two distances
 are equal to float32 rounding, as two float formulations of one distance can. Searches for k <
-n / 2 go to the index's own `search`.
+n / 2, and every search when JAX's default backend is an accelerator (whose sort is fast), go to
+the index's own `search` (`host_sorts`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
 import numpy as np
 
 from cbir_jax.kernels import euclidean_distances, hamming_distances
 
 # Distances computed at once per query block: rows = max(1, CELLS // n).
 CELLS = 2**24
+
+
+def host_sorts(k: int, n: int) -> bool:
+  """Whether a k-of-n ranking is sorted on the host here: k >= n / 2 on a CPU backend."""
+  return 2 * int(k) >= n and jax.default_backend() == "cpu"
 
 
 def _rank(distances: Callable[[np.ndarray], Any], queries: np.ndarray, n: int,
@@ -59,8 +66,8 @@ def rank_codes(query_codes: Any, database_codes: Any, k: int) -> tuple[np.ndarra
 
 def full_ranking_search(index) -> Callable[[Any, int], tuple[np.ndarray, np.ndarray]]:
   """`search(queries, k)` over a FloatIndex / BinaryIndex for evaluations (see module doc):
-  k >= n / 2 ranks with the distance matrix and NumPy's stable sort, smaller k calls
-  `index.search`. Returns the index's ids, as `index.search` does."""
+  where `host_sorts(k, n)`, the distance matrix and NumPy's stable sort, else `index.search`.
+  Returns the index's ids, as `index.search` does."""
   if hasattr(index, "codes"):
     stored, rank = index.codes, rank_codes
   elif hasattr(index, "vectors"):
@@ -72,7 +79,7 @@ def full_ranking_search(index) -> Callable[[Any, int], tuple[np.ndarray, np.ndar
   ids = np.asarray(index.ids, np.int64)
 
   def search(queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if 2 * int(k) >= n:
+    if host_sorts(k, n):
       distances, positions = rank(queries, stored, k)
       return distances, ids[positions]
     return index.search(queries, k)

@@ -106,7 +106,7 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
 
   # A whole or near-whole ranking is sorted by NumPy (eval.ranking), the kernels' k << n top-k
   # otherwise; both rank ties to the lower database index.
-  full = 2 * depth >= n
+  full = ranking.host_sorts(depth, n)
   rank_vectors = ranking.rank_vectors if full else (lambda a, b, k: euclidean_topk(a, b, k))
   rank_codes = ranking.rank_codes if full else (lambda a, b, k: hamming_topk(a, b, k))
 

@@ -18,7 +18,7 @@ DATASETS = {"digits.py": "digits", "lenet_l_corel1k.py": "corel1k",
 CASES = ([("digits.py", a) for a in ("", "tiny")]
          + [(f, a) for f in ("lenet_l_corel1k.py", "alexnet_corel1k.py") for a in ("", "cpu")]
          + [(f, f"model={m}{c}") for f in ("cifar10.py", "caltech256.py") for m in FAMILIES
-            for c in ("", ",cpu")])
+            for c in ("", ",cpu", ",tiny")])
 
 
 def _load(name: str, arg: str):
@@ -35,14 +35,16 @@ def test_config_validates(name, arg):
   assert config.dataset.name == DATASETS[name]
   if "model=" in arg:
     family = arg.split("=")[1].split(",")[0]
-    if arg.endswith("cpu"):
+    if arg.endswith("cpu") and name == "cifar10.py":  # the CPU-scale variants
+      assert config.model.name == family.replace("resnet50", "resnet") + "_cpu"
+    elif arg.endswith("cpu") or arg.endswith("tiny"):  # caltech256's "cpu" = its alias "tiny"
       assert config.model.name.endswith("_tiny")
     else:
       assert config.model.name == family
 
 
 @pytest.mark.parametrize("name, arg", [(n, a) for n, a in CASES if a.endswith("cpu")
-                                       or a == "tiny"])
+                                       or a.endswith("tiny")])
 def test_cpu_model_accepts_the_config_input(name, arg):
   config = _load(name, arg)
   size = config.dataset.image_size
