@@ -87,7 +87,8 @@ class TfdsSource(grain.sources.RandomAccessDataSource):
 
   Args:
     builder: a tfds builder (`tfds.builder(name, data_dir=...)` or one of ours), prepared with
-      `file_format="array_record"`, or a registered tfds name (then `data_dir` is used).
+      `file_format="array_record"`, or a registered tfds name (then `data_dir` is used; the
+      project's builders, e.g. "corel1k", are registered by `cbir_jax.data.builders`).
     split: the split to read, e.g. "train".
     data_dir: tfds data_dir when `builder` is a name.
 
@@ -98,6 +99,7 @@ class TfdsSource(grain.sources.RandomAccessDataSource):
   def __init__(self, builder: Any, split: str, *, data_dir: str | None = None):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     if isinstance(builder, str):
+      import cbir_jax.data.builders  # pylint: disable=g-import-not-at-top,unused-import  # Our names.
       builder = tfds.builder(builder, data_dir=data_dir)
     if not builder.is_prepared():
       raise ValueError(f"tfds data set {builder.name} is not prepared in {builder.data_dir}; "

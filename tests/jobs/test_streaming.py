@@ -204,3 +204,34 @@ def test_cli_bad_streaming_flags_fail_in_one_line(tiny_run, photos, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and message in proc.stderr, (flags, proc.stderr[-2000:])
 
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_cli_builds_from_a_tfds_set_stored_as_array_record(tiny_run, tmp_path):
+  """Corel-1K of ../shared/datasets prepared by our builder as ArrayRecord, indexed by name."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from cbir_jax import config_util  # pylint: disable=import-outside-toplevel
+  import cbir_jax.data.builders  # pylint: disable=import-outside-toplevel,unused-import
+  root = config_util.shared_dataset("corel1k")
+  if not root:
+    pytest.skip("real data not found: ../shared/datasets/corel1k (set CBIR_SHARED_DATASETS)")
+  data_dir = tmp_path / "tfds"
+  tfds.builder("corel1k", data_dir=str(data_dir), file_format="array_record"
+               ).download_and_prepare(download_config=tfds.download.DownloadConfig(
+                   manual_dir=root))
+  source = sources.TfdsSource("corel1k", "train", data_dir=str(data_dir))
+  assert len(source) == 1000
+  record = source[17]
+  np.testing.assert_array_equal(
+      query.decode_image(record["encoded"]),
+      query.decode_image((Path(root) / record["path"]).read_bytes()))
+  out = tmp_path / "corel.cbiridx"
+  command = _command(tiny_run, "corel1k", out, chunk_size=256) + [  # The last flag wins.
+      "--batch_size=64", f"--data_dir={data_dir}", "--split=train"]
+  proc = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  index = FloatIndex.load(out)
+  assert len(index) == 1000 and index.metadata["skipped"] == []
+  assert sorted(index.ids.tolist()) == sorted(source[i]["id"] for i in range(1000))
+  assert index.metadata["provenance"]["dataset"]["name"] == "corel1k"
