@@ -60,7 +60,9 @@ _K = flags.DEFINE_integer("k", 10, "search: results per query.")
 _SHOW = flags.DEFINE_integer("show", 5, "search: query rows to print.")
 _IMAGES = flags.DEFINE_string("images", None, "build, instead of --features: a folder of images "
                               "(root/<class>/<image>, or images directly in it) or the name of a "
-                              "tfds data set prepared with file_format='array_record'.")
+                              "tfds data set (any registered one, or ours: corel1k, "
+                              "cifar10_local, caltech256) prepared in --data_dir with "
+                              "file_format='array_record'.")
 _SPLIT = flags.DEFINE_string("split", "train", "build --images=<tfds name>: the split to index.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "build --images=<tfds name>: tfds data_dir.")
 _TRAIN_WORKDIR = flags.DEFINE_string("train_workdir", None, "build --images: the training run "
