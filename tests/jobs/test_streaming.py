@@ -101,6 +101,16 @@ def test_codes_index_holds_the_encoders_codes(tiny_run, photos, tmp_path):
     _build(run, sources.ImageFolderSource(photos), tmp_path / "c.cbiridx", encoder=encoder)
 
 
+def test_input_shape_of_a_run_and_of_imported_weights(tiny_run):
+  run = jobs.restore(str(tiny_run))
+  assert streaming.input_shape_of(run, None) == (16, 16, 1)  # The checkpointed input shape.
+  assert streaming.input_shape_of(run, (24, 20)) == (24, 20, 1)
+  weights = jobs.Restored(run.model, run.variables, "lenet_l", weights={"path": "w"})
+  assert streaming.input_shape_of(weights, (32, 32)) == (32, 32, 3)
+  with pytest.raises(ValueError, match="imported weights need the image size"):
+    streaming.input_shape_of(weights, None)
+
+
 def test_bad_sizes_are_refused(tiny_run, photos, tmp_path):
   run = jobs.restore(str(tiny_run))
   with pytest.raises(ValueError, match=r"chunk_size \(12\) must be a multiple of batch_size"):
