@@ -6,7 +6,7 @@ import pytest
 from cbir_jax.data import images as images_lib
 from cbir_jax.data import sources
 from cbir_jax.data.builders import image_folder
-from tests.jobs.conftest import make_photos
+from tests.photo_files import make_photos
 
 
 def test_folder_source_order_and_unreadable_file(tmp_path):

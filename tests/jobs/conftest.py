@@ -1,11 +1,10 @@
 """Fixtures of the jobs tests: a one-step LeNet-L run and a small photo folder with a bad file."""
 
 import ml_collections
-import numpy as np
 import pytest
-from PIL import Image
 
 from cbir_jax.train import trainer
+from tests.photo_files import make_photos
 
 
 @pytest.fixture(scope="session")
@@ -32,20 +31,6 @@ def tiny_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
   trainer.train_and_evaluate(c, str(workdir))
   return workdir
-
-
-def make_photos(root, per_class: int, size=(20, 24), seed: int = 0, bad: bool = True):
-  """root/c<k>/<i>.jpg for 3 classes of seeded noise around a class colour; with `bad`, an
-  unreadable c1/bad.jpg. Returns root."""
-  rng = np.random.default_rng(seed)
-  for c, color in enumerate([(220, 30, 30), (30, 200, 40), (40, 60, 210)]):
-    (root / f"c{c}").mkdir(parents=True)
-    for i in range(per_class):
-      pixels = np.clip(np.array(color) + rng.normal(0, 40, (*size, 3)), 0, 255).astype(np.uint8)
-      Image.fromarray(pixels).save(root / f"c{c}" / f"{i:04d}.jpg", quality=90)
-  if bad:
-    (root / "c1" / "bad.jpg").write_bytes(b"not an image")
-  return root
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from cbir_jax.data import sources
 from cbir_jax.features import extract as extract_lib
 from cbir_jax.index import FloatIndex
 from cbir_jax.jobs import streaming
-from tests.jobs.conftest import make_photos
+from tests.photo_files import make_photos
 
 REPO = Path(__file__).resolve().parents[2]
 DATASET = {"name": "image_folder", "split": "all", "seed": 0}
