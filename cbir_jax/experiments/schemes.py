@@ -27,13 +27,19 @@ def run_schemes(config, workdir: str) -> dict:
   st = Stages(config, workdir)
   train = {tag: st.train(tag) for tag in config.models}
   r = config.retrieval
-  rows, sweeps, details, files, selections = {}, {}, {}, {}, {}
+  rows, sweeps, details, files, selections, layouts = {}, {}, {}, {}, {}, {}
   ks = tuple(config.ks)
   validating = has_validation(config)
   for family in config.families:
     dfs_tag = "dfs_" + family
+    # A "<dfs tag>_v1" model in the config: the same DFS-Net with the module's v1 layout,
+    # compared with the Fig. 2 layout on schemes 2 and 3 (issue 21 item 4).
+    v1_tag = dfs_tag + "_v1"
+    has_v1 = v1_tag in config.models
     feats, fit = {}, None
-    for tag, endpoint in ((family, config.endpoints.backbone), (dfs_tag, config.endpoints.dfs)):
+    tags = ((family, config.endpoints.backbone), (dfs_tag, config.endpoints.dfs)) + (
+        ((v1_tag, config.endpoints.dfs),) if has_v1 else ())
+    for tag, endpoint in tags:
       # The test database is the whole training split (or its seeded subset), the validation
       # tenth included; validation queries are searched against the rest (`fit`).
       db, dblab, dbids = st.features(tag, endpoint, config.dataset.database_split,
@@ -74,7 +80,7 @@ def run_schemes(config, workdir: str) -> dict:
     half = d // 2 if int(r.scheme3_bits) == -1 else int(r.scheme3_bits)
     bits_list = sorted({b for b in r.bits if b <= d} | {half})
     chosen, choice = {}, {}
-    for tag in (dfs_tag, family):
+    for tag in (dfs_tag, family) + ((v1_tag,) if has_v1 else ()):
       width = feats[tag][0].shape[1]
       options_bits = sorted({b for b in r.bits if b <= width} | {min(half, width)})
       if validating:
@@ -102,6 +108,19 @@ def run_schemes(config, workdir: str) -> dict:
     enc, index = hashed(family, chosen[family])
     res["backbone + IGR + hash"] = final(f"{family} backbone + IGR + hash b={chosen[family]}",
                                          index, enc.encode(feats[family][1]))
+    if has_v1:
+      enc, index = hashed(v1_tag, chosen[v1_tag])
+      v1_s2 = final(f"{family} v1 layout scheme 2", float_index(feats[v1_tag][0]),
+                    feats[v1_tag][1])
+      v1_s3 = final(f"{family} v1 layout scheme 3 b={chosen[v1_tag]}", index,
+                    enc.encode(feats[v1_tag][1]))
+      layouts[family] = {
+          "fig2": {"dfs_acc": train[dfs_tag].get("eval_accuracy"),
+                   "scheme 2 map": res["scheme 2"].metrics["map"],
+                   "scheme 3 map": res["scheme 3"].metrics["map"], "bits": chosen[dfs_tag]},
+          "v1": {"dfs_acc": train[v1_tag].get("eval_accuracy"),
+                 "scheme 2 map": v1_s2.metrics["map"], "scheme 3 map": v1_s3.metrics["map"],
+                 "bits": chosen[v1_tag]}}
     # IGR against random, PCA and a redundancy-aware IGR on the DFS features (a report on the
     # test queries; no choice is made from it).
     compare_bits = sorted({b for b in r.get("selection_bits", ()) if b <= d} | {chosen[dfs_tag]})
@@ -172,10 +191,15 @@ def run_schemes(config, workdir: str) -> dict:
            "igr = the paper's IGR order; igr_mrmr = IGR with a redundancy penalty (weight 1); "
            "random = mean of seeded draws; pca = top principal components.\n",
            selection.format_table(sel)]
+  for family, both in layouts.items():
+    md += [f"\n### DFS module layout, {family}: Fig. 2 (default) against v1 (docs/MODELS.md)\n",
+           protocol.markdown_table(both, ["dfs_acc", "scheme 2 map", "scheme 3 map", "bits"],
+                                   headers=["DFS-Net test acc", "S2 mAP", "S3 mAP", "S3 bits"],
+                                   row_header="layout", digits={"bits": 0})]
   md += ["\n### Training\n", training_table(train, "test acc")]
   payload = {"experiment": config.name, "scale": config.scale, "config": config.to_dict(),
              "train": train, "seconds": st.seconds, "rows": rows, "schemes": details,
              "bit_sweeps": {k: v.to_json() for k, v in sweeps.items()},
-             "selection_comparison": selections,
+             "selection_comparison": selections, "layouts": layouts,
              "paper": config.paper.to_dict()}
   return finish(workdir, payload, "\n".join(md), files)

@@ -40,7 +40,12 @@ stratified seeded subset), the queries the test split. Classification accuracy i
 test split. mAP is seed 002's "MAP": the mean over queries of the average precision over the whole
 ranking (a query with no relevant item scores 0); mAP@k (top-k AP) is beside it.
 
-Arguments (comma separated): "cpu", "tiny", "quick" or "gpu"; "families=<a>+<b>" (resnet50,
+DFS module layouts (issue 21): with "v1" each family's DFS-Net is also trained with the module's
+v1 layout (docs/MODELS.md) and schemes 2 and 3 are reported for both layouts, e.g.
+  python bin/reproduce.py --experiment=cifar10_schemes:cpu,families=inception_v3,v1 \
+      --workdir=runs/c10_schemes_cpu
+
+Arguments (comma separated): "cpu", "tiny", "quick" or "gpu"; "v1"; "families=<a>+<b>" (resnet50,
 inception_v3, mobilenet_v2; default all three); "data=<folder>"; "epochs=<N>" (gpu only: training
 epochs per network, default 6). With `--quick`, "gpu" keeps its models, dtype and packed data
 and takes the quick scale's steps and subsets (a CPU smoke test of the GPU path).
@@ -55,6 +60,13 @@ FAMILIES = ("resnet50", "inception_v3", "mobilenet_v2")
 # (%) and retrieval time (s) of the whole query set.
 PAPER = {"resnet50": (87.10, 84.60, 12.52), "inception_v3": (88.80, 87.93, 12.77),
          "mobilenet_v2": (83.40, 77.74, 12.66)}
+
+
+def v1_layout(arg: str) -> tuple[str, bool]:
+  """(arg without its "v1" token, whether it had one): "v1" also trains each family's DFS-Net
+  with the DFS module's v1 layout (tag dfs_<family>_v1) to compare with Fig. 2's."""
+  parts = [p.strip() for p in (arg or "").split(",")]
+  return ",".join(p for p in parts if p != "v1"), "v1" in parts
 
 
 def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool]:
@@ -86,6 +98,7 @@ def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool
 def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
                    database_split: str, query_split: str) -> ml_collections.ConfigDict:
   """The schemes experiment over `training_file`'s recipes (configs/cifar10.py or caltech256)."""
+  arg, with_v1 = v1_layout(arg)
   scale, families, data, epochs, gpu_quick = parse_arg(arg, name)
   training = config_util.load_sibling(__file__, training_file)
   c = ml_collections.ConfigDict()
@@ -123,6 +136,10 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
         m.checkpoint_every_steps = 100
         m.augment = False
       c.models[tag] = m
+      if with_v1 and tag.startswith("dfs_"):
+        v1 = ml_collections.ConfigDict(m.to_dict())
+        v1.model.kwargs.layout = "v1"
+        c.models[tag + "_v1"] = v1
   c.endpoints = ml_collections.ConfigDict({"backbone": "pool", "dfs": "dfs"})
   c.retrieval = ml_collections.ConfigDict()
   # -1: every image of the split. Subsets are stratified and seeded by `seed`.

@@ -81,3 +81,13 @@ def test_cifar10_config_scales():
   assert cfg.get_config("").model.name == "resnet50"
   with pytest.raises(ValueError, match="'tiny'"):
     cfg.get_config("model=resnet50,cpu,tiny")
+
+
+def test_schemes_v1_token_adds_the_v1_layout_dfs_nets():
+  exp = config_util.load_sibling(__file__, "../../configs/experiments/cifar10_schemes.py")
+  c = exp.get_config("cpu,families=inception_v3,v1")
+  assert sorted(c.models) == ["dfs_inception_v3", "dfs_inception_v3_v1", "inception_v3"]
+  assert c.models.dfs_inception_v3_v1.model.kwargs.layout == "v1"
+  assert "layout" not in c.models.dfs_inception_v3.model.kwargs  # Fig. 2, the default
+  assert sorted(exp.get_config("cpu,families=inception_v3").models) == [
+      "dfs_inception_v3", "inception_v3"]
