@@ -40,13 +40,14 @@ stratified seeded subset), the queries the test split. Classification accuracy i
 test split. mAP is seed 002's "MAP": the mean over queries of the average precision over the whole
 ranking (a query with no relevant item scores 0); mAP@k (top-k AP) is beside it.
 
-DFS module layouts (issue 21): with "v1" each family's DFS-Net is also trained with the module's
-v1 layout (docs/MODELS.md) and schemes 2 and 3 are reported for both layouts, e.g.
-  python bin/reproduce.py --experiment=cifar10_schemes:cpu,families=inception_v3,v1 \
-      --workdir=runs/c10_schemes_cpu
+DFS module layouts (issue 21): with "v1" (or "v1=<a>+<b>", those families only) each family's
+DFS-Net is also trained with the module's v1 layout (docs/MODELS.md) and schemes 2 and 3 are
+reported for both layouts; what docs/RESULTS.md shows:
+  python bin/reproduce.py --experiment=cifar10_schemes:cpu,families=resnet50+inception_v3,\
+v1=inception_v3 --workdir=runs/c10_schemes_cpu
 
-Arguments (comma separated): "cpu", "tiny", "quick" or "gpu"; "v1"; "families=<a>+<b>" (resnet50,
-inception_v3, mobilenet_v2; default all three); "data=<folder>"; "epochs=<N>" (gpu only: training
+Arguments (comma separated): "cpu", "tiny", "quick" or "gpu"; "v1[=<a>+<b>]";
+"families=<a>+<b>" (resnet50, inception_v3, mobilenet_v2; default all three); "data=<folder>"; "epochs=<N>" (gpu only: training
 epochs per network, default 6). With `--quick`, "gpu" keeps its models, dtype and packed data
 and takes the quick scale's steps and subsets (a CPU smoke test of the GPU path).
 """
@@ -62,11 +63,21 @@ PAPER = {"resnet50": (87.10, 84.60, 12.52), "inception_v3": (88.80, 87.93, 12.77
          "mobilenet_v2": (83.40, 77.74, 12.66)}
 
 
-def v1_layout(arg: str) -> tuple[str, bool]:
-  """(arg without its "v1" token, whether it had one): "v1" also trains each family's DFS-Net
-  with the DFS module's v1 layout (tag dfs_<family>_v1) to compare with Fig. 2's."""
+def v1_layout(arg: str) -> tuple[str, tuple[str, ...] | None]:
+  """(arg without its v1 token, the families it names): "v1" (every family of the run) or
+  "v1=<a>+<b>" also trains those families' DFS-Nets with the DFS module's v1 layout (tag
+  dfs_<family>_v1) to compare with Fig. 2's; None without the token."""
   parts = [p.strip() for p in (arg or "").split(",")]
-  return ",".join(p for p in parts if p != "v1"), "v1" in parts
+  rest, v1 = [], None
+  for p in parts:
+    key, _, value = p.partition("=")
+    if p == "v1":
+      v1 = FAMILIES
+    elif key == "v1" and value and all(f in FAMILIES for f in value.split("+")):
+      v1 = tuple(value.split("+"))
+    else:
+      rest.append(p)
+  return ",".join(rest), v1
 
 
 def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool]:
@@ -136,7 +147,7 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
         m.checkpoint_every_steps = 100
         m.augment = False
       c.models[tag] = m
-      if with_v1 and tag.startswith("dfs_"):
+      if with_v1 and tag.startswith("dfs_") and family in with_v1:
         v1 = ml_collections.ConfigDict(m.to_dict())
         v1.model.kwargs.layout = "v1"
         c.models[tag + "_v1"] = v1

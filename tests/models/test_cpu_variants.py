@@ -91,3 +91,5 @@ def test_schemes_v1_token_adds_the_v1_layout_dfs_nets():
   assert "layout" not in c.models.dfs_inception_v3.model.kwargs  # Fig. 2, the default
   assert sorted(exp.get_config("cpu,families=inception_v3").models) == [
       "dfs_inception_v3", "inception_v3"]
+  assert sorted(exp.get_config("cpu,families=resnet50+inception_v3,v1=inception_v3").models) == [
+      "dfs_inception_v3", "dfs_inception_v3_v1", "dfs_resnet50", "inception_v3", "resnet50"]
