@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,6 +14,7 @@ from cbir_jax.data import datasets, input_pipeline
 from cbir_jax.features import encoder as encoder_lib
 from cbir_jax.features import hashing, igr
 from cbir_jax.train import trainer
+from tests.tiny_run import train_tiny_lenet
 
 # Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
 pytestmark = pytest.mark.slow
@@ -30,26 +30,8 @@ def _launch(script: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.distributed = "off"
-  c.dataset = ml_collections.ConfigDict({"name": "digits", "manual_dir": "", "image_size": 16,
-                                         "train_split": "train", "eval_split": ""})
-  c.model = ml_collections.ConfigDict({"name": "lenet_l", "kwargs": {"lk_features": 8}})
-  c.batch_size = 32
-  c.num_epochs = -1
-  c.num_steps = 1
-  c.optimizer = ml_collections.ConfigDict({
-      "name": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "momentum": 0.9,
-      "schedule": "constant", "warmup_steps": 0, "grad_clip_norm": 0.0})
-  c.label_smoothing = 0.0
-  c.augment = False
-  c.log_every_steps = 1
-  c.eval_every_steps = -1
-  c.checkpoint_every_steps = 1
-  c.keep_checkpoints = 1
   workdir = tmp_path_factory.mktemp("run")
-  trainer.train_and_evaluate(c, str(workdir))
+  train_tiny_lenet(workdir)
   return workdir
 
 
