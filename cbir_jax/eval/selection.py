@@ -107,8 +107,8 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
   # A whole or near-whole ranking is sorted by NumPy (eval.ranking), the kernels' k << n top-k
   # otherwise; both rank ties to the lower database index.
   full = ranking.host_sorts(depth, n)
-  rank_vectors = ranking.rank_vectors if full else (lambda a, b, k: euclidean_topk(a, b, k))
-  rank_codes = ranking.rank_codes if full else (lambda a, b, k: hamming_topk(a, b, k))
+  rank_vectors = ranking.rank_vectors if full else euclidean_topk
+  rank_codes = ranking.rank_codes if full else hamming_topk
 
   def euclidean(db_x: np.ndarray, q_x: np.ndarray) -> dict[str, float]:
     return score(lambda s, e: rank_vectors(q_x[s:e], db_x, depth)[1])
@@ -119,13 +119,13 @@ def compare_selection(db_features: Any, db_labels: Any, q_features: Any, q_label
                 if "igr_mrmr_hamming" in methods else None)
 
   def hamming(b: int, selection: str, seed: int = 0) -> dict[str, float]:
-    enc = encoder_lib.HashEncoder(b, selection=selection, igr_bins=igr_bins, threshold=threshold,
-                                  seed=seed, redundancy=redundancy)
     if selection == "igr_mrmr":  # The greedy order does not depend on b: computed once above.
       enc = encoder_lib.HashEncoder(b, selection="first", threshold=threshold)
       enc.fit(db[:, mrmr_order])
       db_codes, q_codes = enc.encode(db[:, mrmr_order]), enc.encode(q[:, mrmr_order])
     else:
+      enc = encoder_lib.HashEncoder(b, selection=selection, igr_bins=igr_bins,
+                                    threshold=threshold, seed=seed)
       enc.fit(db, db_labels, rates=rates, pca=pca)
       db_codes, q_codes = enc.encode(db), enc.encode(q)
     return score(lambda s, e: rank_codes(q_codes[s:e], db_codes, depth)[1])

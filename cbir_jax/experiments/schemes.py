@@ -9,6 +9,7 @@ from cbir_jax.eval import plots, protocol, ranking, selection
 from cbir_jax.experiments.stages import (Stages, finish, float_index, has_validation,
                                          training_table)
 from cbir_jax.features import encoder as encoder_lib
+from cbir_jax.features import igr
 from cbir_jax.index import BinaryIndex
 
 # The selection comparison of each family's DFS features (eval.selection.METHODS).
@@ -36,7 +37,7 @@ def run_schemes(config, workdir: str) -> dict:
     # compared with the Fig. 2 layout on schemes 2 and 3 (issue 21 item 4).
     v1_tag = dfs_tag + "_v1"
     has_v1 = v1_tag in config.models
-    feats, fit = {}, None
+    feats = {}
     tags = ((family, config.endpoints.backbone), (dfs_tag, config.endpoints.dfs)) + (
         ((v1_tag, config.endpoints.dfs),) if has_v1 else ())
     for tag, endpoint in tags:
@@ -63,11 +64,16 @@ def run_schemes(config, workdir: str) -> dict:
     def final_sub(name, index, vectors):
       return st.evaluate_sealed(name, index, sealed_sub, vectors[sub], dblab)
 
-    def hashed(tag, b, database=None, labels=None):
-      """(encoder, index) of IGR top-b mean-threshold codes of a database (default: `tag`'s)."""
-      database = feats[tag][0] if database is None else database
-      labels = dblab if labels is None else labels
-      enc = encoder_lib.HashEncoder(b, threshold=r.hash_threshold).fit(database, labels)
+    rates = {}  # (tag, on the validation's database) -> IGR rates, which do not depend on b
+
+    def hashed(tag, b, on_fit=False):
+      """(encoder, index) of IGR top-b mean-threshold codes of `tag`'s database, or with
+      `on_fit` of the part of it that validation queries search."""
+      database, labels = feats[tag][2][2:] if on_fit else (feats[tag][0], dblab)
+      if (tag, on_fit) not in rates:
+        rates[tag, on_fit] = igr.information_gain_rate(database, labels)
+      enc = encoder_lib.HashEncoder(b, threshold=r.hash_threshold).fit(
+          database, labels, rates=rates[tag, on_fit])
       index = BinaryIndex(b)
       index.add(enc.encode(database))
       return enc, index
@@ -84,10 +90,10 @@ def run_schemes(config, workdir: str) -> dict:
       width = feats[tag][0].shape[1]
       options_bits = sorted({b for b in r.bits if b <= width} | {min(half, width)})
       if validating:
-        val_vectors, val_labels, fit_db, fit_labels = feats[tag][2]
+        val_vectors, val_labels, _, fit_labels = feats[tag][2]
         options = {}
         for b in options_bits:
-          enc, index = hashed(tag, b, fit_db, fit_labels)
+          enc, index = hashed(tag, b, on_fit=True)
           options[b] = (ranking.full_ranking_search(index), enc.encode(val_vectors))
         chosen[tag], scores = protocol.choose_on_validation(options, val_labels, fit_labels)
         choice[tag] = {"chosen_by": "validation mAP", "bits": chosen[tag],
