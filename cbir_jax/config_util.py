@@ -35,3 +35,18 @@ def load_sibling(anchor_file: str, relpath: str) -> ModuleType:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def select_on_validation(model_config, *, test_split: str, patience: int,
+                         validation_fraction: float) -> None:
+  """Sets a training config to make its decisions on the validation split: evaluate on the
+  seeded, stratified `validation_fraction` carved from the training split, stop once it has
+  not improved for `patience` + 1 evaluations in a row (0: train the whole schedule), hand on
+  the checkpoint best on it, and report `test_split` only once, at that checkpoint."""
+  model_config.dataset.validation_fraction = validation_fraction
+  model_config.dataset.eval_split = "validation"
+  model_config.dataset.test_split = test_split
+  model_config.checkpoint_selection = "best"
+  model_config.selection_metric = "eval_accuracy"
+  model_config.early_stopping_patience = int(patience)
+  model_config.early_stopping_min_delta = 0.0

@@ -121,10 +121,10 @@ def run_schemes(config, workdir: str) -> dict:
       v1_s3 = final(f"{family} v1 layout scheme 3 b={chosen[v1_tag]}", index,
                     enc.encode(feats[v1_tag][1]))
       layouts[family] = {
-          "fig2": {"dfs_acc": train[dfs_tag].get("eval_accuracy"),
+          "fig2": {"dfs_acc": train[dfs_tag].get("test_accuracy"),
                    "scheme 2 map": res["scheme 2"].metrics["map"],
                    "scheme 3 map": res["scheme 3"].metrics["map"], "bits": chosen[dfs_tag]},
-          "v1": {"dfs_acc": train[v1_tag].get("eval_accuracy"),
+          "v1": {"dfs_acc": train[v1_tag].get("test_accuracy"),
                  "scheme 2 map": v1_s2.metrics["map"], "scheme 3 map": v1_s3.metrics["map"],
                  "bits": chosen[v1_tag]}}
     # IGR against random, PCA and a redundancy-aware IGR on the DFS features (a report on the
@@ -144,8 +144,8 @@ def run_schemes(config, workdir: str) -> dict:
     sweeps[family] = sweep
     details[family] = {k: v.to_json() for k, v in res.items()}
     details[family]["bits_choice"] = choice
-    rows[family] = {"backbone_acc": train[family].get("eval_accuracy"),
-                    "dfs_acc": train[dfs_tag].get("eval_accuracy"), "bits": head_bits,
+    rows[family] = {"backbone_acc": train[family].get("test_accuracy"),
+                    "dfs_acc": train[dfs_tag].get("test_accuracy"), "bits": head_bits,
                     "backbone_bits": chosen[family],
                     "dim": d, **{f"{k} map": v.metrics["map"] for k, v in res.items()},
                     **{f"{k} s": v.search_seconds for k, v in res.items()}}

@@ -31,7 +31,7 @@ class Stages:
     marker = os.path.join(path, "train_result.json")
     if os.path.exists(marker):
       with open(marker, encoding="utf-8") as f:
-        return json.load(f)
+        return split_accuracies(json.load(f), path)
     model_config = self.config.models[tag]
     if model_config.get("imported_weights", ""):  # Imported, not trained (e.g. ImageNet AlexNet).
       return {"imported": os.path.basename(model_config.imported_weights)}
@@ -43,7 +43,7 @@ class Stages:
     if "train_accuracy" not in out:  # Trained before (e.g. an interrupted run): read its log.
       out.update(logged_training(os.path.join(path, "metrics.jsonl")))
     atomic.write_json(marker, out)
-    return out
+    return split_accuracies(out, path)
 
   def features(self, tag: str, endpoint: str, split: str, subset: int = -1,
                carve: bool = False):
@@ -124,6 +124,21 @@ def logged_training(path: str) -> dict:
   return out
 
 
+def split_accuracies(result: dict, train_workdir: str) -> dict:
+  """A train_result with `val_accuracy` and `test_accuracy` named by split: the trainer's
+  `eval_accuracy` is the validation accuracy when the run evaluated on the validation split
+  (and then `test_accuracy` is its reported test score), else it was the test/query split's
+  (runs trained before selection on validation existed)."""
+  out = dict(result)
+  if "eval_accuracy" not in out or not os.path.exists(os.path.join(train_workdir, "config.json")):
+    return out
+  if trainer.splits(trainer.load_config(train_workdir))[1] == "validation":
+    out["val_accuracy"] = out["eval_accuracy"]
+  else:
+    out.setdefault("test_accuracy", out["eval_accuracy"])
+  return out
+
+
 def float_index(database):
   index = FloatIndex(database.shape[1])
   index.add(np.ascontiguousarray(database, dtype=np.float32))
@@ -140,12 +155,16 @@ def has_validation(config) -> bool:
 
 
 def training_table(train: dict, eval_name: str) -> str:
-  """Steps, last logged train accuracy, held-out accuracy and times of each trained model."""
+  """Steps trained, the selected step, last logged train accuracy, validation accuracy (what
+  the selection saw; blank for runs that evaluated the test split), test/query accuracy
+  (reported only) and times of each trained model."""
   return protocol.markdown_table(
-      train, ["steps", "train_accuracy", "eval_accuracy", "train_seconds", "logged_step_seconds"],
-      headers=["steps", "train acc (last log)", eval_name, "train s (this run)",
-               "sum of logged step s"],
-      row_header="model", digits={"steps": 0, "train_seconds": 1, "logged_step_seconds": 1})
+      train, ["steps", "selected_step", "train_accuracy", "val_accuracy", "test_accuracy",
+              "train_seconds", "logged_step_seconds"],
+      headers=["steps", "selected step", "train acc (last log)", "validation acc", eval_name,
+               "train s (this run)", "sum of logged step s"],
+      row_header="model", digits={"steps": 0, "selected_step": 0, "train_seconds": 1,
+                                  "logged_step_seconds": 1})
 
 
 def finish(workdir: str, payload: dict, markdown: str, files: dict) -> dict:

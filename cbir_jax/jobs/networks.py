@@ -49,8 +49,11 @@ class Restored:
 
 
 def restore(train_workdir: str, step: int | None = None) -> Restored:
-  """The model of `train_workdir` at checkpoint `step` (None: the newest)."""
+  """The model of `train_workdir` at checkpoint `step` (None: the step the finished run
+  selected, see `trainer.restore`, else the newest)."""
   workdir = os.path.abspath(train_workdir)
+  if step is None:
+    step = trainer.selected_step(workdir)
   model, variables, config = trainer.restore(workdir, step)
   if step is None:
     ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False,

@@ -50,13 +50,18 @@ class Checkpointer:
       raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
     self.directory = os.path.abspath(os.fspath(directory))
     self.best_metric = best_metric
+    self._best_mode = best_mode
     policy = ocp_managers.AnyPreservationPolicy([
         ocp_managers.LatestN(n=int(keep)),
         ocp_managers.BestN(get_metric_fn=lambda m: float(m[best_metric]),
                            reverse=best_mode == "min", n=1,
                            keep_checkpoints_without_metrics=False),
     ])
+    # best_fn makes orbax write each checkpoint's metrics into it (item `metrics`), so the best
+    # one is known again after a restart; retention is the policy above.
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=not read_only,
+                                           best_fn=lambda m: float(m[best_metric]),
+                                           best_mode=best_mode,
                                            read_only=read_only,
                                            enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta", "data"),
@@ -149,6 +154,20 @@ class Checkpointer:
       raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; found "
                               f"{sorted(steps)}")
     return int(step)
+
+  def best_step(self) -> int | None:
+    """The kept checkpoint with the best `best_metric` among those saved with metrics, or
+    None (no checkpoint was saved with metrics)."""
+    scored = []
+    for step in self.all_steps():
+      metrics = self._manager.metrics(step)
+      if metrics and self.best_metric in metrics:
+        scored.append((float(metrics[self.best_metric]), step))
+    if not scored:
+      return None
+    sign = 1.0 if self._best_mode == "max" else -1.0
+    # The best value; among equal values the earliest step (a later one did not improve).
+    return max(scored, key=lambda vs: (sign * vs[0], -vs[1]))[1]
 
   def wait(self) -> None:
     """Blocks until a background save has finished."""

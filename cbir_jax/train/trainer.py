@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from absl import logging
 import flax.linen as nn
+from flax.training import early_stopping
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,10 +33,13 @@ class TrainResult:
   """What `train_and_evaluate` returns.
 
   Attributes:
-    state: the final TrainState (replicated over the mesh).
+    state: the selected TrainState (replicated over the mesh): the last one, or with
+      `checkpoint_selection="best"` the checkpoint best on the validation split.
     model: the Linen module (`model.apply(state.variables(), x, ...)`).
     metrics: final scalars: `train_loss`, `train_accuracy` (mean over the last log interval),
-      `eval_loss`, `eval_accuracy` (held-out split, when configured), `steps`,
+      `eval_loss`, `eval_accuracy` (the evaluation split, when configured; of the selected
+      checkpoint), `steps` (trained), `selected_step`, `stopped_early` (1.0 / 0.0),
+      `test_loss`, `test_accuracy` (`dataset.test_split`, reported only, when configured),
       `images_per_sec`, `step_seconds` (excluding the first, compiling step), `train_seconds`.
     train_data, eval_data: the arrays trained on and evaluated on (None: no evaluation), so a
       caller that goes on to extract features need not load them again.
@@ -70,6 +74,73 @@ def splits(config: ml_collections.ConfigDict) -> tuple[str, str]:
   return train, held_out
 
 
+SELECTION_METRICS = {"eval_accuracy": "max", "eval_loss": "min"}
+SELECTION_FILE = "selection.json"
+
+
+def check_selection(config: ml_collections.ConfigDict) -> None:
+  """Checks early stopping and checkpoint selection: both decide on the evaluation split, so
+  they require it to be the validation split carved from the training side (a query or test
+  split never decides anything); ValueError names the field and its value."""
+  patience = config.get("early_stopping_patience", 0)
+  if isinstance(patience, bool) or int(patience) != float(patience) or int(patience) < 0:
+    raise ValueError(f"early_stopping_patience must be an int >= 0 (0: off), got {patience!r}")
+  if float(config.get("early_stopping_min_delta", 0.0)) < 0:
+    raise ValueError("early_stopping_min_delta must be >= 0, got "
+                     f"{config.get('early_stopping_min_delta')}")
+  selection = config.get("checkpoint_selection", "last")
+  if selection not in ("last", "best"):
+    raise ValueError(f"checkpoint_selection must be 'last' or 'best', got {selection!r}")
+  metric = config.get("selection_metric", "eval_accuracy")
+  if metric not in SELECTION_METRICS:
+    raise ValueError(f"selection_metric must be one of {sorted(SELECTION_METRICS)}, got "
+                     f"{metric!r}")
+  _, eval_split = splits(config)
+  deciding = [f"early_stopping_patience={int(patience)}"] if int(patience) > 0 else []
+  deciding += ["checkpoint_selection='best'"] if selection == "best" else []
+  if deciding and eval_split != datasets.VALIDATION:
+    raise ValueError(f"{' and '.join(deciding)} decide on the evaluation split, which must be "
+                     f"the validation split carved from the training side: set "
+                     f"dataset.eval_split='validation' and dataset.validation_fraction > 0 "
+                     f"(got eval_split={eval_split!r}; query and test images never decide)")
+  test_split = config.dataset.get("test_split", "") or ""
+  if test_split and test_split == datasets.VALIDATION:
+    raise ValueError("dataset.test_split reports a split the run never decides on; got "
+                     "'validation'")
+
+
+def early_stopping_from_log(path: str, up_to_step: int, *, patience: int, min_delta: float,
+                            metric: str) -> early_stopping.EarlyStopping:
+  """flax's EarlyStopping replayed over the evaluations in metrics.jsonl up to `up_to_step`
+  (the resumed checkpoint), so a resumed run stops where an uninterrupted one would.
+  Records past `up_to_step` (trained after the last checkpoint, then lost) are ignored; a step
+  evaluated twice counts once (the last record)."""
+  stopper = early_stopping.EarlyStopping(min_delta=float(min_delta), patience=int(patience))
+  if not os.path.exists(path):
+    return stopper
+  evaluated = {}
+  for record in metric_log.read_metrics(path):
+    if metric in record and int(record["step"]) <= up_to_step:
+      evaluated[int(record["step"])] = float(record[metric])
+  for step in sorted(evaluated):
+    stopper = stopper.update(_minimised(evaluated[step], metric))
+  return stopper
+
+
+def _minimised(value: float, metric: str) -> float:
+  return -value if SELECTION_METRICS[metric] == "max" else value
+
+
+def selected_step(workdir: str) -> int | None:
+  """The checkpoint step the run in `workdir` selected (`selection.json`, written when
+  training ends), or None (an unfinished run, or one written before selection existed)."""
+  path = os.path.join(os.path.abspath(workdir), SELECTION_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return int(json.load(f)["step"])
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks the fields train_and_evaluate needs, before any work; ValueError names the field."""
   for field in ("model", "dataset", "batch_size", "optimizer", "seed"):
@@ -90,6 +161,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     if int(config.get(field, 1)) < 1:
       raise ValueError(f"{field} must be >= 1, got {config.get(field)}")
+  check_selection(config)
   # Field and value checks (warmup against num_steps when it is known before loading data).
   optim.make_optimizer(config.optimizer, num_steps if num_steps > 0 else 10 ** 9)
   try:
@@ -218,11 +290,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   batch_size, eval_batch_size (-1: batch_size), num_epochs or num_steps (-1: from epochs),
   optimizer.* (see `optim.make_optimizer`), label_smoothing, aux_loss_weight, augment, seed,
   log_every_steps, eval_every_steps (-1: every epoch), checkpoint_every_steps,
-  keep_checkpoints, distributed ("auto"/"on"/"off").
+  keep_checkpoints, distributed ("auto"/"on"/"off"); and the decisions made on the validation
+  split (`dataset.eval_split="validation"`, required by these; see `check_selection`):
+  early_stopping_patience (0: off; flax's EarlyStopping: training stops at the evaluation that
+  is the (patience+1)-th in a row without an improvement of more than early_stopping_min_delta),
+  selection_metric ("eval_accuracy" or "eval_loss"; also ranks the kept best checkpoint),
+  checkpoint_selection ("last" or "best": the state returned, recorded in selection.json and
+  restored by default by `restore`); dataset.test_split: a split evaluated once at the
+  selected state and only reported (test_accuracy), never used for a decision.
 
   Args:
     config: the run's ConfigDict.
-    workdir: output folder (created): config.json, checkpoints/, metrics.jsonl.
+    workdir: output folder (created): config.json, checkpoints/, metrics.jsonl and, when
+      training ends, selection.json (the selected step).
     stop_at_step: stop once this step is reached (after checkpointing it), as a preempted job
       would; a later call with the same workdir resumes from there. None: train to the end.
 
@@ -281,8 +361,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                          "format": trunk.format, "variant": trunk.variant,
                          "freeze_trunk_steps": freeze}
 
+  metric = config.get("selection_metric", "eval_accuracy")
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                     keep=int(config.get("keep_checkpoints", 2)))
+                                     keep=int(config.get("keep_checkpoints", 2)),
+                                     best_metric=metric, best_mode=SELECTION_METRICS[metric])
   if ckpt.latest_step() is not None:
     checkpoint_lib.check_same_model(ckpt.read_meta(), meta, os.path.join(
         ckpt.directory, str(ckpt.latest_step())))
@@ -300,8 +382,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if lead:
     _write_config(config, workdir)
   start_step = int(jax.device_get(state.step))
+  patience = int(config.get("early_stopping_patience", 0))
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  stopper = early_stopping_from_log(metrics_path, start_step, patience=patience,
+                                    min_delta=float(config.get("early_stopping_min_delta", 0.0)),
+                                    metric=metric) if patience > 0 else None
+  if stopper is not None and stopper.should_stop:  # A resumed run that had stopped early.
+    logging.info("early stopping: %s stopped improving before step %d; not training further",
+                 metric, start_step)
+    num_steps = start_step
   end_step = num_steps if stop_at_step is None else max(min(num_steps, int(stop_at_step)),
                                                         start_step)
+  test_split = config.dataset.get("test_split", "") or ""
 
   train_step = steps.jit_train_step(replicated, data_sharding,
                                     label_smoothing=float(config.get("label_smoothing", 0.0)),
@@ -319,7 +411,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        f"{start_step}; the checkpoint is inconsistent")
   log_every = int(config.get("log_every_steps", 50))
   checkpoint_every = int(config.get("checkpoint_every_steps", 1000))
-  log = metric_log.MetricLog(os.path.join(workdir, "metrics.jsonl"), total_steps=num_steps,
+  log = metric_log.MetricLog(metrics_path, total_steps=num_steps,
                              initial_step=start_step, enabled=lead)
   logging.info("training %s on %s (%d examples, %d classes) for steps %d..%d on %d device(s), "
                "global batch %d", config.model.name, config.dataset.name, len(train),
@@ -330,6 +422,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   interval_start, interval_steps, steady_seconds, steady_steps = time.perf_counter(), 0, 0.0, 0
   train_start = time.perf_counter()
   first_step = True
+  stop_now = False
   try:
     for step in range(start_step, end_step):
       state, step_metrics = train_step(state, mesh_lib.global_batch(next(batches), data_sharding))
@@ -364,15 +457,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                 preprocess=preprocess)
         log.write(done, eval_metrics)
         results.update(eval_metrics)
+        if stopper is not None:
+          stopper = stopper.update(_minimised(eval_metrics[metric], metric))
         interval_start += time.perf_counter() - pause
-      if eval_metrics is not None or done % checkpoint_every == 0 or done == end_step:
+      stop_now = stopper is not None and stopper.should_stop
+      if (eval_metrics is not None or done % checkpoint_every == 0 or done == end_step
+          or stop_now):
         pause = time.perf_counter()
         ckpt.save(state, meta, metrics=eval_metrics, data_iterator=batches)
         interval_start += time.perf_counter() - pause
-    if held_out is not None and "eval_accuracy" not in results:  # Nothing left to train.
+      if stop_now:
+        logging.info("early stopping at step %d: %s has not improved by more than %g for %d "
+                     "evaluations (best %.4g)", done, metric, stopper.min_delta,
+                     stopper.patience_count, abs(stopper.best_metric))
+        end_step = done
+        break
+    finished = stop_now or end_step == num_steps
+    state, chosen = _selected_state(config, ckpt, state, create, rng, replicated, finished)
+    if held_out is not None and ("eval_accuracy" not in results or chosen != end_step):
       results.update(evaluate(state, eval_fn, held_out.images, held_out.labels,
                               batch_size=eval_batch_size, sharding=data_sharding,
-                                preprocess=preprocess))
+                              preprocess=preprocess))
+    if test_split and finished:  # Reported only; evaluated once, at the selected state.
+      test = _load(config, test_split)
+      scores = evaluate(state, eval_fn, test.images, test.labels, batch_size=eval_batch_size,
+                        sharding=data_sharding, preprocess=preprocess)
+      results.update({"test_loss": scores["eval_loss"], "test_accuracy": scores["eval_accuracy"]})
+    results["selected_step"] = float(chosen)
+    results["stopped_early"] = float(num_steps < int(meta["num_steps"]) or
+                                     (stopper is not None and stopper.should_stop))
+    if finished and lead:
+      atomic.write_json(os.path.join(workdir, SELECTION_FILE),
+                        {"step": int(chosen), "rule": config.get("checkpoint_selection", "last"),
+                         "metric": metric, "stopped_early": bool(results["stopped_early"]),
+                         "trained_steps": int(end_step), "planned_steps": int(meta["num_steps"])})
   finally:
     batches.close()  # Stops grain's prefetch thread.
     log.close()
@@ -384,6 +502,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     results["images_per_sec"] = steady_steps * batch_size / steady_seconds
   return TrainResult(state=state, model=model, metrics=results, train_data=train,
                      eval_data=held_out)
+
+
+def _selected_state(config, ckpt, state, create, rng, sharding, finished: bool):
+  """(state, step) the run hands on: the last state, or with checkpoint_selection="best" (once
+  training has finished) the kept checkpoint best on the validation split."""
+  last = int(jax.device_get(state.step))
+  if config.get("checkpoint_selection", "last") != "best" or not finished:
+    return state, last
+  ckpt.wait()
+  best = ckpt.best_step()
+  if best is None or best == last:
+    return state, last
+  logging.info("checkpoint selection: step %d is best on the validation split (%s)", best,
+               ckpt.best_metric)
+  return ckpt.restore(_abstract_state(create, rng, sharding), best), best
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -404,7 +537,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def restore(workdir: str, step: int | None = None) -> tuple[nn.Module, dict[str, Any],
                                                              ml_collections.ConfigDict]:
-  """The model, its variables and the config of the newest (or `step`) checkpoint in workdir.
+  """The model, its variables and the config of checkpoint `step` in workdir; None: the step
+  the finished run selected (selection.json: the last, or the best on validation), else the
+  newest checkpoint.
 
   Returns:
     (model, variables, config): `model.apply(variables, x, train=False, features=...)`;
@@ -415,6 +550,8 @@ def restore(workdir: str, step: int | None = None) -> tuple[nn.Module, dict[str,
     ValueError: config.json names another model than the checkpoint (the message names both).
   """
   config = load_config(workdir)
+  if step is None:
+    step = selected_step(workdir)
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"no checkpoints folder {directory}: nothing was trained there")

@@ -36,8 +36,10 @@ with a redundancy penalty) at every b. Test queries decide nothing.
 Data: split "train" (all 50,000 training images with ../shared/datasets/cifar10/train_jpeg; the
 tiny scale uses "train_batches", data_batch_1's 10,000) and "test" (10,000), lossy JPEGs; the
 database is the whole training split (the validation tenth included; at tiny and quick scale a
-stratified seeded subset), the queries the test split. Classification accuracy is on the whole
-test split. mAP is seed 002's "MAP": the mean over queries of the average precision over the whole
+stratified seeded subset), the queries the test split. Each network evaluates on the validation
+tenth every epoch, stops once it has not improved for `early_stopping_patience` + 1 epochs
+(within the epoch budget) and hands on its checkpoint best on validation; classification
+accuracy is reported on the whole test split at that checkpoint, never used for a decision. mAP is seed 002's "MAP": the mean over queries of the average precision over the whole
 ranking (a query with no relevant item scores 0); mAP@k (top-k AP) is beside it.
 
 DFS module layouts (issue 21): with "v1" (or "v1=<a>+<b>", those families only) each family's
@@ -129,13 +131,18 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
   # Choices (scheme 3's b, the backbone comparison's b) are made on a seeded, stratified 10 % of
   # the training split that the models never train on (datasets.load_split's validation carve).
   c.validation_fraction = 0.1
+  c.early_stopping_patience = 0 if scale == "quick" or gpu_quick else 2
   c.models = ml_collections.ConfigDict()
   for family in families:
     for tag in (family, "dfs_" + family):
       m = training.get_config(f"model={tag}" + {"": "", "cpu": ",cpu", "tiny": ",tiny",
                                                   "quick": ",tiny", "gpu": ",gpu"}[scale])
       m.dataset.manual_dir = c.dataset.manual_dir
-      m.dataset.validation_fraction = c.validation_fraction
+      # Evaluated on the validation tenth every epoch; the checkpoint best there is the one
+      # extracted; early stopping within the epoch budget; test accuracy reported only.
+      config_util.select_on_validation(m, test_split=query_split,
+                                       patience=c.early_stopping_patience,
+                                       validation_fraction=c.validation_fraction)
       if epochs > 0:
         m.num_epochs = epochs
       if scale == "quick" or gpu_quick:

@@ -16,7 +16,9 @@ images, 50 per class) is the only training data and the search database; the oth
 features (F6, Fc8), AL fusion variants and metrics as corel_paper.py. The fusion variant is
 chosen on validation: 10 % of the database split (50 images), carved out before training, as
 queries against the other 450 database images, which are also the database of the final scores.
-No K sweep (K = 1400).
+No K sweep (K = 1400). Each network evaluates on the validation split every epoch, stops once it
+has not improved for `early_stopping_patience` + 1 epochs (within the scale's epoch budget) and
+hands on its checkpoint best on validation; its query accuracy is reported, never used.
 
 Arguments (comma separated): "" (paper scale), "cpu", "small", "quick"; optionally
 "data=<folder>" and "alexnet_weights=<file>".
@@ -43,7 +45,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.validation_fraction = 0.1
   if weights:
     c.models.alexnet = paper.imported_alexnet(weights, c.dataset.manual_dir, "database")
+  # Each network trains until its validation accuracy stops improving (patience evaluations,
+  # once per epoch, within the scale's epoch budget) and hands on its best checkpoint on
+  # validation; query accuracy is reported only.
+  c.early_stopping_patience = {"quick": 0}.get(scale, 6)
   for m in c.models.values():
-    m.dataset.validation_fraction = c.validation_fraction
+    config_util.select_on_validation(m, test_split="query", patience=c.early_stopping_patience,
+                                     validation_fraction=c.validation_fraction)
   c.lk_sweep.widths = ()
   return c

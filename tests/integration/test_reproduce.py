@@ -116,6 +116,17 @@ def test_quick_heldout_chooses_on_validation_over_two_seeds(tmp_path, corel_fold
     assert choice["chosen_by"].startswith("validation mAP") and choice["variant"]
     # 10 classes x 3 database images: 1 per class is carved out for validation.
     assert results["runs"][seed]["table1"]["AL"]["database_size"] == 20
+    # Every network evaluated the validation split, handed on its best checkpoint there, and
+    # reported its query accuracy only once, at that checkpoint.
+    for tag in ("lenet_lk1400", "alexnet"):
+      run = workdir / f"seed_{seed}" / "train" / tag
+      config = json.loads((run / "config.json").read_text())
+      assert config["dataset"]["eval_split"] == "validation"
+      assert config["dataset"]["test_split"] == "query"
+      selection = json.loads((run / "selection.json").read_text())
+      assert selection["rule"] == "best" and selection["metric"] == "eval_accuracy"
+      trained = json.loads((run / "train_result.json").read_text())
+      assert trained["selected_step"] == selection["step"] and "test_accuracy" in trained
   proc = _reproduce(f"--experiment=corel_heldout:data={corel_folder}", "--quick",
                     f"--workdir={tmp_path / 'x'}", "--seeds=0,0", tfds_dir=tmp_path / "tfds")
   assert proc.returncode == 2 and "--seeds must be distinct" in proc.stderr
