@@ -89,6 +89,57 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return out
 
 
+AUGMENT_POLICIES = ("flip_crop", "strong")
+# The "strong" policy's ranges (what ImageNet-style training of small data sets uses).
+STRONG_SCALE = (0.25, 1.0)       # area fraction of the random resized crop
+STRONG_RATIO = (3 / 4, 4 / 3)    # its aspect ratio (log-uniform)
+STRONG_JITTER = 0.4              # brightness, contrast, saturation factors in [1 - j, 1 + j]
+
+
+def strong_augment_batch(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Random resized crop, horizontal flip and colour jitter, per example.
+
+  Each image: a window of area fraction in `STRONG_SCALE` and aspect ratio in `STRONG_RATIO`
+  (log-uniform; clipped to the image) at a uniform position, resized back to h x w (PIL
+  bilinear); mirrored with probability 0.5; then brightness, contrast and saturation each
+  scaled by a factor drawn from [1 - STRONG_JITTER, 1 + STRONG_JITTER] (contrast around the
+  image's mean grey, saturation around each pixel's grey), clipped to [0, 255].
+
+  Args:
+    images: uint8[b, h, w, c] (c = 1 or 3; saturation applies to c = 3 only).
+    rng: the generator every random draw comes from.
+
+  Returns:
+    uint8[b, h, w, c].
+  """
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  b, h, w, c = images.shape
+  area = rng.uniform(*STRONG_SCALE, size=b) * h * w
+  ratio = np.exp(rng.uniform(np.log(STRONG_RATIO[0]), np.log(STRONG_RATIO[1]), size=b))
+  ch = np.clip(np.round(np.sqrt(area / ratio)), 1, h).astype(int)
+  cw = np.clip(np.round(np.sqrt(area * ratio)), 1, w).astype(int)
+  top = (rng.random(b) * (h - ch + 1)).astype(int)
+  left = (rng.random(b) * (w - cw + 1)).astype(int)
+  flips = rng.random(b) < 0.5
+  factors = rng.uniform(1 - STRONG_JITTER, 1 + STRONG_JITTER, size=(b, 3))
+  out = np.empty((b, h, w, c), np.float32)
+  for i in range(b):
+    window = images[i, top[i]:top[i] + ch[i], left[i]:left[i] + cw[i]]
+    pil = Image.fromarray(window[..., 0] if c == 1 else window)
+    resized = np.asarray(pil.resize((w, h), Image.BILINEAR), np.float32)
+    out[i] = resized.reshape(h, w, c)
+    if flips[i]:
+      out[i] = out[i, :, ::-1]
+  grey = out.mean(axis=-1, keepdims=True) if c == 3 else out
+  out = out * factors[:, 0, None, None, None]                                   # brightness
+  mean = grey.mean(axis=(1, 2, 3), keepdims=True) * factors[:, 0, None, None, None]
+  out = mean + (out - mean) * factors[:, 1, None, None, None]                   # contrast
+  if c == 3:
+    grey = out.mean(axis=-1, keepdims=True)
+    out = grey + (out - grey) * factors[:, 2, None, None, None]                 # saturation
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
   """The example order of `epoch`: int64[n], `np.random.default_rng((seed, epoch)).permutation`."""
   return np.random.default_rng((seed, epoch)).permutation(n)
@@ -111,7 +162,8 @@ def _resolve_process(process_index: int | None, process_count: int | None) -> tu
 
 
 def train_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
-                  start_step: int = 0, augment: bool = False, process_index: int | None = None,
+                  start_step: int = 0, augment: bool = False, augment_policy: str = "flip_crop",
+                  process_index: int | None = None,
                   process_count: int | None = None, prefetch: int = 2,
                   preprocess: Callable[[np.ndarray], Any] | None = None
                   ) -> grain.DatasetIterator:
@@ -131,7 +183,9 @@ def train_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, se
     batch_size: global batch size, in [1, n] and divisible by process_count.
     seed: integer seed of the order and the augmentation.
     start_step: first step to yield (>= 0).
-    augment: random flip + random crop with padding (see `augment_batch`).
+    augment: augment the training batches, with
+    augment_policy: "flip_crop" (random flip + random crop with padding, `augment_batch`) or
+      "strong" (random resized crop + flip + colour jitter, `strong_augment_batch`).
     preprocess: uint8 images -> float32 network input (e.g. imported weights' preprocessing);
       None: `normalize`.
     process_index, process_count: this process's slot; default jax.process_index() /
@@ -155,6 +209,9 @@ def train_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, se
     raise ValueError(f"start_step must be >= 0, got {start_step}")
   if prefetch < 0:
     raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+  if augment_policy not in AUGMENT_POLICIES:
+    raise ValueError(f"augment_policy must be one of {AUGMENT_POLICIES}, got {augment_policy!r}")
+  augmenter = augment_batch if augment_policy == "flip_crop" else strong_augment_batch
   local = batch_size // process_count
   steps_per_epoch = n // batch_size
 
@@ -162,7 +219,7 @@ def train_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, se
     index = global_batch_indices(n, batch_size, seed, step)
     batch = images[index]
     if augment:
-      batch = augment_batch(batch, np.random.default_rng((seed, step // steps_per_epoch, step)))
+      batch = augmenter(batch, np.random.default_rng((seed, step // steps_per_epoch, step)))
     part = slice(process_index * local, (process_index + 1) * local)
     return {"image": _prepare(batch[part], preprocess), "label": labels[index[part]]}
 

@@ -7,6 +7,7 @@ Workdir layout: `config.json` (the run's config), `checkpoints/<step>/` (orbax),
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -156,6 +157,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if num_steps <= 0 and (num_epochs is None or float(num_epochs) <= 0):
     raise ValueError(f"set num_steps > 0 or num_epochs > 0, got num_steps={num_steps}, "
                      f"num_epochs={num_epochs}")
+  if config.get("augment_policy", "flip_crop") not in input_pipeline.AUGMENT_POLICIES:
+    raise ValueError(f"augment_policy must be one of {input_pipeline.AUGMENT_POLICIES}, got "
+                     f"{config.get('augment_policy')!r}")
   if not 0 <= float(config.get("label_smoothing", 0.0)) < 1:
     raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
@@ -188,7 +192,11 @@ def _load_trunk(config: ml_collections.ConfigDict):
   name = config.model.name
   source = config.get("init_from_model", "") or (name[len("dfs_"):] if name.startswith("dfs_")
                                                   else name)
-  trunk = pretrained.load_pretrained(path, source, format=config.get("init_from_format") or None)
+  if os.path.isdir(path):  # One of our own training runs (e.g. pretrained on another set).
+    trunk = _own_run(path, source)
+  else:
+    trunk = pretrained.load_pretrained(path, source,
+                                       format=config.get("init_from_format") or None)
   with config.unlocked():
     if "kwargs" not in config.model or config.model.kwargs is None:
       config.model.kwargs = ml_collections.ConfigDict()
@@ -199,8 +207,44 @@ def _load_trunk(config: ml_collections.ConfigDict):
     else:
       for key, value in trunk.model_kwargs.items():
         config.model.kwargs[key] = value
-    config.preprocessing = trunk.preprocessing.to_json()
+    if trunk.preprocessing is not None:
+      config.preprocessing = trunk.preprocessing.to_json()
   return trunk
+
+
+def _own_run(workdir: str, source: str) -> pretrained.Pretrained:
+  """A cbir_jax training workdir as `init_from`: its selected checkpoint (`restore`), checked to
+  be model `source`; its model fields and preprocessing (None: the default normalisation)
+  carry over; `source["sha256"]` digests the checkpoint's files, so the provenance names the
+  exact weights."""
+  if not os.path.exists(os.path.join(workdir, "config.json")):
+    raise ValueError(f"init_from={workdir!r} is a folder but not a training workdir (no "
+                     "config.json); give a weights file or a cbir_jax run folder")
+  model, variables, run_config = restore(workdir)
+  if run_config.model.name != source:
+    raise ValueError(f"init_from={workdir!r} holds a {run_config.model.name!r} run, but "
+                     f"{source!r} weights are needed (set init_from_model to start another "
+                     "model from it)")
+  step = selected_step(workdir)
+  if step is None:
+    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False,
+                                       read_only=True)
+    step = ckpt.latest_step()
+    ckpt.close()
+  digest = hashlib.sha256()
+  state_dir = os.path.join(workdir, "checkpoints", str(step), "state")
+  for root, _, files in sorted(os.walk(state_dir)):
+    for name in sorted(files):
+      digest.update(os.path.relpath(os.path.join(root, name), state_dir).encode())
+      with open(os.path.join(root, name), "rb") as f:
+        digest.update(f.read())
+  kwargs = model_kwargs(run_config)
+  return pretrained.Pretrained(
+      model=model, variables=jax.device_get(variables), preprocessing=preprocessing_of(run_config),
+      source={"file": f"{os.path.abspath(workdir)}@{step}", "sha256": digest.hexdigest(),
+              "format": "cbir_jax", "framework": "cbir_jax", "dropped": []},
+      format="cbir_jax", variant=str(kwargs.get("variant", "default")), model_name=source,
+      model_kwargs=kwargs, num_classes=int(model.num_classes))
 
 
 def _with_frozen_trunk(tx, model, model_name: str, input_shape, freeze: int):
@@ -288,7 +332,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Config fields (see configs/*.py): model.name, model.kwargs, dataset.{name, manual_dir,
   image_size, train_split, eval_split (or database_split/query_split; "" = no evaluation)},
   batch_size, eval_batch_size (-1: batch_size), num_epochs or num_steps (-1: from epochs),
-  optimizer.* (see `optim.make_optimizer`), label_smoothing, aux_loss_weight, augment, seed,
+  optimizer.* (see `optim.make_optimizer`), label_smoothing, aux_loss_weight, augment,
+  augment_policy ("flip_crop" or "strong", see `input_pipeline.train_batches`), seed,
   log_every_steps, eval_every_steps (-1: every epoch), checkpoint_every_steps,
   keep_checkpoints, distributed ("auto"/"on"/"off"); and the decisions made on the validation
   split (`dataset.eval_split="validation"`, required by these; see `check_selection`):
@@ -322,7 +367,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   held_out = _load(config, eval_split) if eval_split else None
   num_classes = len(train.class_names)
   trunk = _load_trunk(config)  # Imported weights to start from (sets the matching variant).
-  preprocess = None if trunk is None else trunk.preprocessing.apply
+  preprocess = (None if trunk is None or trunk.preprocessing is None
+                else trunk.preprocessing.apply)
   # The input-size guard, before any compilation: an error where the model would produce
   # nothing at this size, a loud warning where its last feature map is below the rule.
   registry.check_input_size(config.model.name, train.images.shape[1:3],
@@ -402,6 +448,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   batches = input_pipeline.train_batches(train.images, train.labels, batch_size=batch_size,
                                          seed=int(config.seed), start_step=start_step,
                                          augment=bool(config.get("augment", False)),
+                                         augment_policy=config.get("augment_policy",
+                                                                   "flip_crop"),
                                          preprocess=preprocess)
   if start_step and ckpt.has_data():  # The iterator state saved with the model.
     batches = ckpt.restore_data(batches)

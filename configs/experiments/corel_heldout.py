@@ -21,7 +21,10 @@ has not improved for `early_stopping_patience` + 1 epochs (within the scale's ep
 hands on its checkpoint best on validation; its query accuracy is reported, never used.
 
 Arguments (comma separated): "" (paper scale), "cpu", "small", "quick"; optionally
-"data=<folder>" and "alexnet_weights=<file>".
+"data=<folder>", "alexnet_weights=<file>", "aug=strong" (both networks train with the strong
+augmentation policy: random resized crop, flip, colour jitter) and "epochs=<N>" (the epoch budget
+of both; early stopping on validation may end them sooner). The held-out variant table in
+docs/RESULTS.md compares these.
 """
 
 import ml_collections
@@ -33,13 +36,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the corel_heldout experiment; `arg` is "", "cpu", "small" or "quick" (+
   ",data=<folder>")."""
   paper = config_util.load_sibling(__file__, "corel_paper.py")
-  scale, _, weights = paper.parse_arg(arg, "corel_heldout")
+  options = paper.parse_options(arg, "corel_heldout")
+  scale, weights = options["scale"], options["alexnet_weights"]
   c = paper.get_config(arg)
   c.name = "corel_heldout"
   c.protocol = "heldout"
   c.dataset.database_split = "database"
   c.dataset.query_split = "query"
-  c.models = paper.corel_models(scale, c.dataset.manual_dir, "database", "query", lk_sweep=False)
+  c.models = paper.corel_models(scale, c.dataset.manual_dir, "database", "query", lk_sweep=False,
+                                aug=options["aug"], epochs_override=options["epochs"])
   # The fusion variant is chosen on a seeded, stratified 10 % of the database split that the
   # models never train on; the query split decides nothing.
   c.validation_fraction = 0.1

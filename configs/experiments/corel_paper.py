@@ -20,7 +20,8 @@ corel_heldout.py is the honest protocol. No ImageNet weights exist here: AlexNet
 scratch, and its fc8 has 10 dimensions (one per Corel class), not the paper's 1,000.
 
 Arguments (comma separated): "" (paper scale), "cpu", "small", "quick"; optionally
-"data=<folder>".
+"data=<folder>", "alexnet_weights=<file>", "aug=strong" (the strong augmentation policy for both
+networks) and "epochs=<N>" (both networks' epoch budget).
 """
 
 import ml_collections
@@ -36,22 +37,33 @@ PAPER_TABLE1 = {
 LK_SWEEP = (800, 1000, 1200, 1400, 1600, 1800)
 
 
-def parse_arg(arg: str, name: str) -> tuple[str, str, str]:
-  """"cpu,data=/x,alexnet_weights=/w.pth" -> ("cpu", "/x", "/w.pth"); scale "", "cpu", "small"
-  or "quick"."""
-  scale, data, weights = "", "", ""
+def parse_options(arg: str, name: str) -> dict:
+  """"cpu,data=/x,alexnet_weights=/w.pth,aug=strong,epochs=60" -> {"scale": "cpu", "data":
+  "/x", "alexnet_weights": "/w.pth", "aug": "strong", "epochs": 60}; scale "", "cpu", "small"
+  or "quick"; aug "" (each recipe's own) or "strong" (input_pipeline's strong policy for both
+  networks); epochs 0 = the scale's."""
+  options = {"scale": "", "data": "", "alexnet_weights": "", "aug": "", "epochs": 0}
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
+    key, _, value = part.partition("=")
     if part in ("cpu", "small", "quick"):
-      scale = part
-    elif part.startswith("data="):
-      data = part[len("data="):]
-    elif part.startswith("alexnet_weights="):
-      weights = part[len("alexnet_weights="):]
+      options["scale"] = part
+    elif key in ("data", "alexnet_weights") and value:
+      options[key] = value
+    elif key == "aug" and value == "strong":
+      options["aug"] = value
+    elif key == "epochs" and value.isdigit() and int(value) > 0:
+      options["epochs"] = int(value)
     else:
       raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'small', 'quick', "
-                       "'data=<folder>' and "
-                       f"'alexnet_weights=<file>', got {part!r}")
-  return scale, data, weights
+                       "'data=<folder>', 'alexnet_weights=<file>', 'aug=strong' and "
+                       f"'epochs=<N > 0>', got {part!r}")
+  return options
+
+
+def parse_arg(arg: str, name: str) -> tuple[str, str, str]:
+  """(scale, data, alexnet_weights) of `parse_options`."""
+  o = parse_options(arg, name)
+  return o["scale"], o["data"], o["alexnet_weights"]
 
 
 def imported_alexnet(weights: str, manual_dir: str, train_split: str, image_size=227
@@ -94,8 +106,11 @@ def _train_config(base: ml_collections.ConfigDict, *, scale: str, image_size, ep
 
 
 def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
-                 lk_sweep: bool) -> ml_collections.ConfigDict:
-  """Training configs keyed by tag: lenet_lk<K> (the sweep or K = 1400 only) and alexnet."""
+                 lk_sweep: bool, *, aug: str = "", epochs_override: int = 0
+                 ) -> ml_collections.ConfigDict:
+  """Training configs keyed by tag: lenet_lk<K> (the sweep or K = 1400 only) and alexnet;
+  `aug`="strong" switches both to the strong augmentation policy, `epochs_override` > 0 sets
+  their epoch budget."""
   # The paper-scale recipes of the training configs (LeNet-L: Adam + cosine; AlexNet: SGD, step
   # decay at 1/3 and 2/3 of the run after a 5 % warmup) at every scale; only lengths differ.
   lenet_base = config_util.load_sibling(__file__, "../lenet_l_corel1k.py").get_config("")
@@ -123,13 +138,22 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
       alex_base, scale=scale, image_size=alex_size, epochs=epochs or alex_base.num_epochs,
       train_split=train_split, eval_split=eval_split, manual_dir=manual_dir,
       model_name=alex_model, kwargs=alex_kwargs)
+  for m in models.values():
+    if aug and scale != "quick":
+      m.augment = True
+      m.augment_policy = aug
+    if aug and scale == "quick":
+      m.augment_policy = aug
+    if epochs_override and scale != "quick":
+      m.num_epochs = epochs_override
   return models
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the corel_paper experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>",
   ",alexnet_weights=<torchvision AlexNet file>")."""
-  scale, data, weights = parse_arg(arg, "corel_paper")
+  options = parse_options(arg, "corel_paper")
+  scale, data, weights = options["scale"], options["data"], options["alexnet_weights"]
   c = ml_collections.ConfigDict()
   c.name = "corel_paper"
   c.kind = "corel_fusion"
@@ -143,7 +167,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.manual_dir = data or config_util.shared_dataset("corel1k")
   c.dataset.database_split = "train"   # corel1k `train` = all 1,000 images.
   c.dataset.query_split = "train"
-  c.models = corel_models(scale, c.dataset.manual_dir, "train", "", lk_sweep=True)
+  c.models = corel_models(scale, c.dataset.manual_dir, "train", "", lk_sweep=True,
+                          aug=options["aug"], epochs_override=options["epochs"])
   if weights:  # alexnet_weights=<file>: Fc8 is ImageNet's 1,000-d layer, as in the paper.
     c.models.alexnet = imported_alexnet(weights, c.dataset.manual_dir, "train")
   # Retrieval features: name -> "<model tag>:<endpoint>".

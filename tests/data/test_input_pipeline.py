@@ -114,6 +114,48 @@ def test_augment_batch_is_flip_and_shifted_crop():
   np.testing.assert_array_equal(out, again)
 
 
+def test_strong_augment_crops_resizes_flips_and_jitters_within_its_ranges():
+  # A flat grey image stays flat under crop, resize, flip and contrast/saturation about its own
+  # grey: only the brightness factor is left, so each output is round(128 * f), f in [0.6, 1.4].
+  flat = np.full((200, 12, 10, 3), 128, np.uint8)
+  out = input_pipeline.strong_augment_batch(flat, np.random.default_rng(3))
+  assert out.shape == flat.shape and out.dtype == np.uint8
+  assert all(len(np.unique(o)) == 1 for o in out)
+  values = out[:, 0, 0, 0].astype(float) / 128
+  jitter = input_pipeline.STRONG_JITTER
+  assert values.min() >= 1 - jitter - 0.01 and values.max() <= 1 + jitter + 0.01
+  assert values.max() - values.min() > jitter  # drawn, not constant
+  # A left-dark / right-bright image: crops from one side keep its order unless flipped; both
+  # orders occur (the flip), and many outputs are not the whole image (the resized crop).
+  ramp = np.tile(np.linspace(0, 255, 40).astype(np.uint8)[None, None, :, None], (300, 40, 1, 3))
+  out = input_pipeline.strong_augment_batch(ramp, np.random.default_rng(4)).astype(int)
+  rising = (out[:, 20, -1, 0] > out[:, 20, 0, 0]).mean()
+  assert 0.3 < rising < 0.7
+  spans = np.abs(out[:, 20, -1, 0] - out[:, 20, 0, 0])
+  assert (spans < 0.8 * spans.max()).mean() > 0.3
+  # Grey input (one channel) works; the same generator state gives the same batch.
+  grey = np.random.default_rng(0).integers(0, 256, size=(8, 9, 7, 1), dtype=np.uint8)
+  a = input_pipeline.strong_augment_batch(grey, np.random.default_rng(9))
+  b = input_pipeline.strong_augment_batch(grey, np.random.default_rng(9))
+  assert a.shape == grey.shape
+  np.testing.assert_array_equal(a, b)
+
+
+def test_train_batches_strong_policy_resumes_exactly():
+  images, labels = _data(n=24, h=8, w=8)
+  kwargs = dict(batch_size=6, seed=2, augment=True, augment_policy="strong", prefetch=0)
+  straight = _take(input_pipeline.train_batches(images, labels, **kwargs), 7)
+  resumed = _take(input_pipeline.train_batches(images, labels, start_step=4, **kwargs), 3)
+  for x, y in zip(straight[4:], resumed):
+    np.testing.assert_array_equal(x["image"], y["image"])
+  plain = _take(input_pipeline.train_batches(images, labels, batch_size=6, seed=2,
+                                             augment=True, prefetch=0), 1)
+  assert not np.array_equal(plain[0]["image"], straight[0]["image"])
+  with pytest.raises(ValueError, match="augment_policy must be one of .*got 'autoaugment'"):
+    input_pipeline.train_batches(images, labels, batch_size=6, seed=2, augment=True,
+                                 augment_policy="autoaugment")
+
+
 def test_train_batches_bad_arguments():
   images, labels = _data()
   with pytest.raises(ValueError, match="batch_size"):

@@ -77,3 +77,41 @@ def test_freeze_for_zeroes_only_the_masked_updates_for_n_steps():
   assert seen == [(0.0, -1.0), (0.0, -1.0), (-1.0, -1.0)]
   with pytest.raises(ValueError, match="freeze steps must be an int >= 0, got -1"):
     optim.freeze_for(optax.sgd(1.0), {"trunk": True}, -1)
+
+
+def test_init_from_one_of_our_runs_starts_from_its_selected_checkpoint(tmp_path):
+  from tests.train.test_trainer import _config  # pylint: disable=import-outside-toplevel
+  source_dir, target_dir = str(tmp_path / "source"), str(tmp_path / "target")
+  source = _config()
+  source.num_steps = 20
+  trained = trainer.train_and_evaluate(source, source_dir)
+  target = _config()
+  target.num_steps = 8
+  target.init_from = source_dir
+  target.freeze_trunk_steps = 100
+  result = trainer.train_and_evaluate(target, target_dir)
+  before = jax.device_get(trained.state.params)
+  after = jax.device_get(result.state.params)
+  for layer in ("c1", "c3", "lk", "c5", "f6"):  # the trunk: the source's, frozen
+    for got, want in zip(jax.tree.leaves(after[layer]), jax.tree.leaves(before[layer])):
+      np.testing.assert_array_equal(got, want)
+  assert not np.array_equal(after["output"]["kernel"], before["output"]["kernel"])  # fresh head
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "target" / "checkpoints"), async_save=False,
+                                     read_only=True)
+  try:
+    meta = ckpt.read_meta()
+  finally:
+    ckpt.close()
+  assert meta["init_from"]["format"] == "cbir_jax"
+  assert meta["init_from"]["file"].endswith("source@20") and len(meta["init_from"]["sha256"]) == 64
+  assert "preprocessing" not in json.loads((tmp_path / "target" / "config.json").read_text())
+  wrong = _config()
+  wrong.model.name = "alexnet_tiny"
+  wrong.model.kwargs = ml_collections.ConfigDict({"small_input": True})
+  wrong.init_from = source_dir
+  with pytest.raises(ValueError, match="holds a 'lenet_l' run, but 'alexnet_tiny' weights"):
+    trainer.train_and_evaluate(wrong, str(tmp_path / "wrong"))
+  (tmp_path / "empty").mkdir()
+  target.init_from = str(tmp_path / "empty")
+  with pytest.raises(ValueError, match="is a folder but not a training workdir"):
+    trainer.train_and_evaluate(target, str(tmp_path / "other"))

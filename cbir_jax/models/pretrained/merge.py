@@ -29,7 +29,7 @@ def _unflatten(flat: Mapping[tuple, Any]) -> dict:
 
 
 # Our classifiers: top-level names a trunk never fills (the head, AlexNet's fc8, Inception's aux).
-CLASSIFIERS = ("head", "fc8", "aux")
+CLASSIFIERS = ("head", "fc8", "aux", "output")  # "output": LeNet-L's
 
 
 def trunk_mask(params: Mapping, prefix: tuple[str, ...] = (),
