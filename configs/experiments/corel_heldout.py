@@ -23,8 +23,10 @@ hands on its checkpoint best on validation; its query accuracy is reported, neve
 Arguments (comma separated): "" (paper scale), "cpu", "small", "quick"; optionally
 "data=<folder>", "alexnet_weights=<file>", "aug=strong" (both networks train with the strong
 augmentation policy: random resized crop, flip, colour jitter) and "epochs=<N>" (the epoch budget
-of both; early stopping on validation may end them sooner). The held-out variant table in
-docs/RESULTS.md compares these.
+of both; early stopping on validation may end them sooner), "alexnet_init=<workdir>" and
+"lenet_init=<workdir>" (start the network from a training run, e.g. configs/cifar10_pretrain.py's
+CIFAR-10 pretraining at the same input size). The held-out variant table in docs/RESULTS.md
+compares these.
 """
 
 import ml_collections
@@ -44,7 +46,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.database_split = "database"
   c.dataset.query_split = "query"
   c.models = paper.corel_models(scale, c.dataset.manual_dir, "database", "query", lk_sweep=False,
-                                aug=options["aug"], epochs_override=options["epochs"])
+                                aug=options["aug"], epochs_override=options["epochs"],
+                                alexnet_init=options["alexnet_init"],
+                                lenet_init=options["lenet_init"])
   # The fusion variant is chosen on a seeded, stratified 10 % of the database split that the
   # models never train on; the query split decides nothing.
   c.validation_fraction = 0.1

@@ -39,15 +39,17 @@ LK_SWEEP = (800, 1000, 1200, 1400, 1600, 1800)
 
 def parse_options(arg: str, name: str) -> dict:
   """"cpu,data=/x,alexnet_weights=/w.pth,aug=strong,epochs=60" -> {"scale": "cpu", "data":
-  "/x", "alexnet_weights": "/w.pth", "aug": "strong", "epochs": 60}; scale "", "cpu", "small"
-  or "quick"; aug "" (each recipe's own) or "strong" (input_pipeline's strong policy for both
-  networks); epochs 0 = the scale's."""
-  options = {"scale": "", "data": "", "alexnet_weights": "", "aug": "", "epochs": 0}
+  "/x", "alexnet_weights": "/w.pth", "aug": "strong", "epochs": 60, ...}; scale "", "cpu",
+  "small" or "quick"; aug "" (each recipe's own) or "strong" (input_pipeline's strong policy for
+  both networks); epochs 0 = the scale's; alexnet_init / lenet_init: a training workdir each
+  network starts from (`init_from`, e.g. configs/cifar10_pretrain.py's runs)."""
+  options = {"scale": "", "data": "", "alexnet_weights": "", "aug": "", "epochs": 0,
+             "alexnet_init": "", "lenet_init": ""}
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
     if part in ("cpu", "small", "quick"):
       options["scale"] = part
-    elif key in ("data", "alexnet_weights") and value:
+    elif key in ("data", "alexnet_weights", "alexnet_init", "lenet_init") and value:
       options[key] = value
     elif key == "aug" and value == "strong":
       options["aug"] = value
@@ -55,8 +57,9 @@ def parse_options(arg: str, name: str) -> dict:
       options["epochs"] = int(value)
     else:
       raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'small', 'quick', "
-                       "'data=<folder>', 'alexnet_weights=<file>', 'aug=strong' and "
-                       f"'epochs=<N > 0>', got {part!r}")
+                       "'data=<folder>', 'alexnet_weights=<file>', 'aug=strong', "
+                       "'epochs=<N > 0>', 'alexnet_init=<workdir>' and 'lenet_init=<workdir>', "
+                       f"got {part!r}")
   return options
 
 
@@ -106,11 +109,11 @@ def _train_config(base: ml_collections.ConfigDict, *, scale: str, image_size, ep
 
 
 def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
-                 lk_sweep: bool, *, aug: str = "", epochs_override: int = 0
-                 ) -> ml_collections.ConfigDict:
+                 lk_sweep: bool, *, aug: str = "", epochs_override: int = 0,
+                 alexnet_init: str = "", lenet_init: str = "") -> ml_collections.ConfigDict:
   """Training configs keyed by tag: lenet_lk<K> (the sweep or K = 1400 only) and alexnet;
   `aug`="strong" switches both to the strong augmentation policy, `epochs_override` > 0 sets
-  their epoch budget."""
+  their epoch budget, `alexnet_init` / `lenet_init` name training workdirs they start from."""
   # The paper-scale recipes of the training configs (LeNet-L: Adam + cosine; AlexNet: SGD, step
   # decay at 1/3 and 2/3 of the run after a 5 % warmup) at every scale; only lengths differ.
   lenet_base = config_util.load_sibling(__file__, "../lenet_l_corel1k.py").get_config("")
@@ -138,7 +141,10 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
       alex_base, scale=scale, image_size=alex_size, epochs=epochs or alex_base.num_epochs,
       train_split=train_split, eval_split=eval_split, manual_dir=manual_dir,
       model_name=alex_model, kwargs=alex_kwargs)
-  for m in models.values():
+  for tag, m in models.items():
+    start = alexnet_init if tag == "alexnet" else lenet_init
+    if start:
+      m.init_from = start
     if aug and scale != "quick":
       m.augment = True
       m.augment_policy = aug
@@ -168,7 +174,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.database_split = "train"   # corel1k `train` = all 1,000 images.
   c.dataset.query_split = "train"
   c.models = corel_models(scale, c.dataset.manual_dir, "train", "", lk_sweep=True,
-                          aug=options["aug"], epochs_override=options["epochs"])
+                          aug=options["aug"], epochs_override=options["epochs"],
+                          alexnet_init=options["alexnet_init"],
+                          lenet_init=options["lenet_init"])
   if weights:  # alexnet_weights=<file>: Fc8 is ImageNet's 1,000-d layer, as in the paper.
     c.models.alexnet = imported_alexnet(weights, c.dataset.manual_dir, "train")
   # Retrieval features: name -> "<model tag>:<endpoint>".

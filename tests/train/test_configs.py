@@ -60,3 +60,39 @@ def test_cpu_model_accepts_the_config_input(name, arg):
 def test_bad_config_argument_names_it(bad):
   with pytest.raises(ValueError, match=bad.split(",")[-1]):
     _load("cifar10.py", bad)
+
+
+@pytest.mark.parametrize("arg, model, size", [("", "alexnet", 64),
+                                              ("model=lenet_l", "lenet_l", (64, 96)),
+                                              ("model=alexnet,size=131,epochs=2", "alexnet", 131),
+                                              ("model=lenet_l,size=32x48", "lenet_l", (32, 48))])
+def test_cifar10_pretrain_config_decides_on_validation(arg, model, size):
+  config = _load("cifar10_pretrain.py", arg)
+  trainer.validate_config(config)
+  assert config.model.name == model and config.dataset.name == "cifar10_local"
+  got = config.dataset.image_size
+  assert (got if isinstance(got, int) else tuple(got)) == size
+  assert config.dataset.eval_split == "validation" and config.dataset.test_split == "test"
+  assert config.checkpoint_selection == "best" and config.dataset.validation_fraction == 0.1
+  with pytest.raises(ValueError, match="got 'size=0'"):
+    _load("cifar10_pretrain.py", "size=0")
+
+
+def test_corel_heldout_variants_reach_both_networks(tmp_path):
+  config = _load_experiment("corel_heldout.py", f"small,aug=strong,epochs=40,"
+                            f"alexnet_init={tmp_path / 'a'},lenet_init={tmp_path / 'l'}")
+  alexnet, lenet = config.models.alexnet, config.models.lenet_lk1400
+  assert alexnet.init_from == str(tmp_path / "a") and lenet.init_from == str(tmp_path / "l")
+  for m in (alexnet, lenet):
+    assert m.augment and m.augment_policy == "strong" and m.num_epochs == 40
+    assert m.dataset.eval_split == "validation" and m.dataset.test_split == "query"
+    trainer.check_selection(m)
+  with pytest.raises(ValueError, match="got 'aug=weak'"):
+    _load_experiment("corel_heldout.py", "small,aug=weak")
+
+
+def _load_experiment(name: str, arg: str):
+  spec = importlib.util.spec_from_file_location(name[:-3], CONFIGS / "experiments" / name)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
