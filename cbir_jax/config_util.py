@@ -50,3 +50,16 @@ def select_on_validation(model_config, *, test_split: str, patience: int,
   model_config.selection_metric = "eval_accuracy"
   model_config.early_stopping_patience = int(patience)
   model_config.early_stopping_min_delta = 0.0
+
+
+def decision_defaults(model_config) -> None:
+  """The training fields a run's decisions and augmentation use, at their defaults (so every
+  training config has them and `--config.<field>=...` can set them): augmentation policy
+  "flip_crop", no early stopping, the last checkpoint, no test split. See
+  `select_on_validation` and `train.trainer.check_selection`."""
+  model_config.augment_policy = "flip_crop"
+  model_config.early_stopping_patience = 0
+  model_config.early_stopping_min_delta = 0.0
+  model_config.selection_metric = "eval_accuracy"
+  model_config.checkpoint_selection = "last"
+  model_config.dataset.test_split = ""

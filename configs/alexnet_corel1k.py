@@ -75,4 +75,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.eval_every_steps = -1
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 2
+  # Decisions on the validation split (early stopping, best checkpoint; off by default) and the
+  # augmentation policy: config_util.decision_defaults / select_on_validation.
+  config_util.decision_defaults(c)
   return c

@@ -15,6 +15,8 @@ Arguments (comma separated): "model=<name>" (default resnet50), "cpu" (or its al
 
 import ml_collections
 
+from cbir_jax import config_util
+
 MODELS = ("resnet50", "inception_v3", "mobilenet_v2", "dfs_resnet50", "dfs_inception_v3",
           "dfs_mobilenet_v2")
 TINY = {"resnet50": "resnet_tiny", "inception_v3": "inception_v3_tiny",
@@ -89,4 +91,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.eval_every_steps = 100 if cpu else -1
   c.checkpoint_every_steps = 100 if cpu else 2000
   c.keep_checkpoints = 2
+  # Decisions on the validation split (early stopping, best checkpoint; off by default) and the
+  # augmentation policy: config_util.decision_defaults / select_on_validation.
+  config_util.decision_defaults(c)
   return c

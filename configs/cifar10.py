@@ -131,4 +131,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.eval_every_steps = 100 if tiny else NEVER if gpu else -1
   c.checkpoint_every_steps = 100 if tiny else 100 if cpu else NEVER if gpu else 2000
   c.keep_checkpoints = 2
+  # Decisions on the validation split (early stopping, best checkpoint; off by default) and the
+  # augmentation policy: config_util.decision_defaults / select_on_validation.
+  config_util.decision_defaults(c)
   return c

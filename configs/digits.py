@@ -11,6 +11,8 @@ Arguments (comma separated): "tiny" (K = 32, 1 epoch: for tests).
 
 import ml_collections
 
+from cbir_jax import config_util
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the digits training config; `arg` is "" or "tiny"."""
@@ -63,4 +65,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.eval_every_steps = -1           # -1: at the end of every epoch.
   c.checkpoint_every_steps = 200
   c.keep_checkpoints = 2
+  # Decisions on the validation split (early stopping, best checkpoint; off by default) and the
+  # augmentation policy: config_util.decision_defaults / select_on_validation.
+  config_util.decision_defaults(c)
   return c
