@@ -126,3 +126,25 @@ def pr_curves(path: str, curves_by_name: Mapping[str, tuple[np.ndarray, np.ndarr
   if title:
     ax.set_title(title, fontsize=10)
   return _save_atomic(fig, path, dpi)
+
+
+def bars(path: str, groups: Sequence[str], series: Mapping[str, tuple[Sequence[float],
+                                                                      Sequence[float]]], *,
+         ylabel: str, title: str = "", dpi: int = 110) -> str:
+  """Grouped bars with error bars: one group per name in `groups`, one bar per series
+  (`series[name] = (means, stds)`, one value per group; NaN: no bar)."""
+  fig = _figure(figsize=(max(5.5, 1.3 * len(groups) + 2), 3.8))
+  ax = fig.subplots()
+  width = 0.8 / max(len(series), 1)
+  x = np.arange(len(groups))
+  for i, (label, (means, stds)) in enumerate(series.items()):
+    ax.bar(x + (i - (len(series) - 1) / 2) * width, np.asarray(means, float), width,
+           yerr=np.asarray(stds, float), capsize=3, label=label)
+  ax.set_xticks(x)
+  ax.set_xticklabels(list(groups), fontsize=7, rotation=15, ha="right")
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3, axis="y")
+  ax.legend(fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=10)
+  return _save_atomic(fig, path, dpi)
