@@ -47,7 +47,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Paper scale: Krizhevsky et al.'s SGD, momentum 0.9, decay 5e-4, 0.1x steps. The tiny CPU net
   # learns faster with Adam + cosine. Measured on validation (2026-11-28, 10 % of the database
   # split, 50 images; 30 epochs; seeds 0-2): Adam + cosine 0.480 ± 0.033 final validation
-  # accuracy against 0.267 ± 0.038 for the SGD recipe (runs/recipe_alex.sh in docs/RESULTS.md:
+  # accuracy against 0.267 ± 0.038 for the SGD recipe (docs/RESULTS.md, "The AlexNet CPU recipe":
   #   bin/train.py --config=configs/alexnet_corel1k.py:cpu --config.seed=<s>
   #     --config.dataset.validation_fraction=0.1 --config.dataset.eval_split=validation
   #   [--config.optimizer.name=sgd --config.optimizer.learning_rate=0.01
