@@ -208,16 +208,39 @@ class RankingScorer:
       values[f"precision@{k}"] = precision_at_k(ranked, qlab, k)
       values[f"recall@{k}"] = recall_at_k(ranked, qlab, k, total)
       values[f"map@{k}"] = average_precision_at_k(ranked, qlab, k, total)
+    return self.add_values(values, qlab)
+
+  def add_values(self, values: dict[str, np.ndarray],
+                 query_labels: np.ndarray) -> "RankingScorer":
+    """Adds per-query values float64[q_i] computed elsewhere (`eval.device_scoring`), keyed
+    "map" and "precision@k", "recall@k", "map@k" for each k in `ks`, as `add` computes them."""
+    qlab = np.asarray(query_labels)
+    keys = {"map"} | {f"{m}@{k}" for k in self.ks for m in ("precision", "recall", "map")}
+    if set(values) != keys:
+      raise ValueError(f"values must have the keys {sorted(keys)}, got {sorted(values)}")
+    bad = {key: np.shape(v) for key, v in values.items() if np.shape(v) != qlab.shape}
+    if qlab.ndim != 1 or bad:
+      raise ValueError(f"values must each have shape {qlab.shape} (one per query), got {bad}")
     self._labels.append(qlab)
     for key, value in values.items():
-      self._values.setdefault(key, []).append(value)
+      self._values.setdefault(key, []).append(np.asarray(value, np.float64))
     return self
+
+  def query_labels(self) -> np.ndarray:
+    """int[q]: the labels of every query added so far, in order."""
+    return np.concatenate(self._labels) if self._labels else np.zeros((0,), np.int64)
+
+  def per_query(self, key: str) -> np.ndarray:
+    """float64[q]: one value (e.g. "precision@10") of every query added so far, in order."""
+    if key not in self._values:
+      raise ValueError(f"no per-query {key!r}; have {sorted(self._values)}")
+    return np.concatenate(self._values[key])
 
   def result(self) -> dict[str, float]:
     if not self._labels:
       raise ValueError("no queries were scored (call add() first)")
-    qlab = np.concatenate(self._labels)
-    per_query = {key: np.concatenate(v) for key, v in self._values.items()}
+    qlab = self.query_labels()
+    per_query = {key: self.per_query(key) for key in self._values}
     classes = np.unique(qlab)
     out: dict[str, float] = {}
     for k in self.ks:

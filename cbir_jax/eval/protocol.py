@@ -10,7 +10,10 @@ Two protocols are supported:
 Rankings come from any `search(queries, k) -> (distances (q, k), indices (q, k))` callable in FAISS
 order (an index's `search`), so ties follow the kernels' rule (lower database index first).
 Metrics and curves are those of `metrics`; this module only arranges inputs, tables and sweeps.
-Pure NumPy besides the `search` call.
+`evaluate_search` scores on the host (NumPy; the default on a CPU backend) or, on an accelerator
+or with `device_scoring=True`, on the device (`eval.device_scoring`: a `ranking.FullRankingSearch`
+hands over each chunk's distance block, which is ranked and scored there, and only per-query sums
+and curve sums come back). Both paths give the same numbers (the device's AP sums are float32).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import dataclasses
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import jax
 import numpy as np
 
+from cbir_jax.eval import device_scoring as device_scoring_lib
 from cbir_jax.eval import metrics
 
 SearchFn = Callable[[Any, int], tuple[np.ndarray, np.ndarray]]
@@ -134,7 +139,8 @@ def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.
                     database_labels: np.ndarray, *, protocol: str,
                     query_positions: np.ndarray | None = None,
                     ks: Sequence[int] = (10, 20, 30, 40, 50),
-                    recall_max: int = 100, query_chunk: int | None = None) -> RetrievalResult:
+                    recall_max: int = 100, query_chunk: int | None = None,
+                    device_scoring: bool | None = None) -> RetrievalResult:
   """Ranks the whole database through `search` for every query and scores it.
 
   Args:
@@ -148,10 +154,16 @@ def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.
     query_chunk: queries ranked per `search` call (None: max(1, EVAL_CELLS // n)); the scores
       do not depend on it (`metrics.RankingScorer` keeps per-query values, the curves are
       query means).
+    device_scoring: score on the accelerator (`eval.device_scoring`): with a `search` that has
+      `distances(queries)` and `ids` (`ranking.FullRankingSearch`, ids a permutation of 0..n-1)
+      each chunk's distance block is ranked and scored there and only per-query sums come
+      back; with any other `search` its ranked ids are scored there. None (default): when
+      `jax.default_backend() != "cpu"`. False: the host path (NumPy, faster on a CPU). Both
+      give the same numbers up to float32 rounding of the AP sums (~1e-7).
 
   Returns:
-    A RetrievalResult; `search_seconds` is the sum over the chunks' `search` calls. Memory is
-    O(query_chunk * n).
+    A RetrievalResult; `search_seconds` is the sum over the chunks' `search` calls (on the
+    device distance path: the distance blocks, synchronised). Memory is O(query_chunk * n).
   """
   if protocol not in PROTOCOLS:
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -173,14 +185,38 @@ def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.
     query_chunk = max(1, EVAL_CELLS // max(n, 1))
   if isinstance(query_chunk, bool) or int(query_chunk) < 1:
     raise ValueError(f"query_chunk must be an int >= 1, got {query_chunk!r}")
+  if device_scoring is None:
+    device_scoring = jax.default_backend() != "cpu"
+  score = _score_on_device if device_scoring else _score_on_host
+  scorer, pr_precision, pr_recall, seconds = score(
+      search, queries, qlab, database_labels, query_positions, tuple(int(k) for k in ks),
+      int(query_chunk))
+  per_class: dict[int, dict[str, float]] = {}
+  for k in ks:
+    p = scorer.per_query(f"precision@{int(k)}")
+    for c in np.unique(qlab):
+      per_class.setdefault(int(c), {})[f"paper_map@{int(k)}"] = float(p[qlab == c].mean())
+  return RetrievalResult(
+      name=name, metrics=scorer.result(), per_class=per_class,
+      recall_curve=pr_recall[:min(int(recall_max), len(pr_recall))].copy(),
+      pr_precision=pr_precision, pr_recall=pr_recall,
+      search_seconds=seconds, num_queries=len(qlab), database_size=n, protocol=protocol)
+
+
+def _chunks(count: int, size: int) -> Iterable[tuple[int, int]]:
+  for start in range(0, max(count, 1), size):
+    yield start, min(start + size, count)
+
+
+def _score_on_host(search, queries, qlab, database_labels, query_positions, ks, query_chunk):
+  """`evaluate_search`'s host path: ranked ids to NumPy, `metrics` scores them."""
+  n = len(database_labels)
   exclude = query_positions is not None
   scorer = metrics.RankingScorer(database_labels, ks=ks, self_excluded=exclude)
   total = metrics.count_relevant(qlab, database_labels, exclude_self=exclude)
-  precision_at = {int(k): [] for k in ks}
   pr_sum = recall_sum = None
   seconds = 0.0
-  for start in range(0, max(len(qlab), 1), int(query_chunk)):
-    stop = min(start + int(query_chunk), len(qlab))
+  for start, stop in _chunks(len(qlab), query_chunk):
     positions = None if query_positions is None else query_positions[start:stop]
     _, indices, took = rank_database(search, queries[start:stop], n, query_positions=positions)
     seconds += took
@@ -191,19 +227,41 @@ def evaluate_search(name: str, search: SearchFn, queries: Any, query_labels: np.
     weight = stop - start
     pr_sum = precision * weight if pr_sum is None else pr_sum + precision * weight
     recall_sum = recall * weight if recall_sum is None else recall_sum + recall * weight
-    for k in precision_at:
-      precision_at[k].append(metrics.precision_at_k(ranked, chunk_labels, k))
-  pr_precision, pr_recall = pr_sum / len(qlab), recall_sum / len(qlab)
-  per_class: dict[int, dict[str, float]] = {}
-  for k, parts in precision_at.items():
-    p = np.concatenate(parts)
-    for c in np.unique(qlab):
-      per_class.setdefault(int(c), {})[f"paper_map@{k}"] = float(p[qlab == c].mean())
-  return RetrievalResult(
-      name=name, metrics=scorer.result(), per_class=per_class,
-      recall_curve=pr_recall[:min(int(recall_max), len(pr_recall))].copy(),
-      pr_precision=pr_precision, pr_recall=pr_recall,
-      search_seconds=seconds, num_queries=len(qlab), database_size=n, protocol=protocol)
+  return scorer, pr_sum / len(qlab), recall_sum / len(qlab), seconds
+
+
+def _score_on_device(search, queries, qlab, database_labels, query_positions, ks, query_chunk):
+  """`evaluate_search`'s device path (`eval.device_scoring`); same returns as the host path."""
+  n = len(database_labels)
+  exclude = query_positions is not None
+  if len(qlab) == 0:
+    raise ValueError("need at least one query, got 0")
+  total = metrics.count_relevant(qlab, database_labels, exclude_self=exclude)
+  groups = min(query_chunk, len(np.unique(total)))
+  ids = getattr(search, "ids", None)
+  blocks = (callable(getattr(search, "distances", None)) and ids is not None
+            and len(ids) == n and np.array_equal(np.sort(ids), np.arange(n)))
+  scorer = device_scoring_lib.DeviceRankingScorer(
+      database_labels, ks=ks, self_excluded=exclude, max_groups=groups,
+      column_positions=np.asarray(ids) if blocks else None)
+  seconds = 0.0
+  for start, stop in _chunks(len(qlab), query_chunk):
+    positions = None if query_positions is None else query_positions[start:stop]
+    if blocks:
+      if positions is not None:
+        positions = np.asarray(positions, np.int64)
+        if positions.min() < 0 or positions.max() >= n:
+          raise ValueError(f"query_positions must be in [0, {n}), got "
+                           f"[{positions.min()}, {positions.max()}]")
+      began = time.perf_counter()
+      distances = jax.block_until_ready(search.distances(queries[start:stop]))
+      seconds += time.perf_counter() - began
+      scorer.add_distances(distances, qlab[start:stop], positions)
+    else:
+      _, indices, took = rank_database(search, queries[start:stop], n, query_positions=positions)
+      seconds += took
+      scorer.add_positions(indices, qlab[start:stop])
+  return (*scorer.result(), seconds)
 
 
 def ids_to_positions(database_ids: np.ndarray, ids: np.ndarray, *,
