@@ -3,25 +3,26 @@
 `protocol.evaluate_search` on a GPU/TPU used to copy each chunk's ranked ids (q_chunk x n int64)
 to the host and score them in NumPy (`metrics.RankingScorer`, `metrics.pr_curve`); at 10,000 x
 50,000 that copy and the NumPy work dominate. `DeviceRankingScorer` does the same scoring in one
-jitted function per chunk and brings back only O(q * len(ks)) per-query sums and two length-r
-curve sums:
+jitted function per chunk and brings back only per-query sums (O(q * len(ks))) and the curves'
+hit-count sums (int32[G, r], G = distinct relevant counts among the chunk's queries, i.e. about
+the number of classes):
 
-- `add_distances(distances, query_labels, self_columns)`: the distance block f32/i32[q, n] of a
-  chunk (columns = database positions), ranked on the device by a stable `lax.sort` (ties to the
-  lower database position, NumPy's `argsort(kind="stable")` rule, so the ranking is the one
-  `ranking.full_ranking_search` sorts on the host). With self exclusion the query's own column is
-  removed from its ranked row wherever ties placed it (r = n - 1), as `metrics.drop_self_matches`.
+- `add_distances(distances, query_labels, query_positions)`: the distance block f32/i32[q, n] of
+  a chunk, ranked on the device by a stable argsort of order-preserving uint32 keys (`_sort_keys`:
+  ties to the lower column, -0.0 equal to 0.0, NaN last: NumPy's `argsort(kind="stable")` order,
+  so the ranking is the one `ranking.full_ranking_search` sorts on the host; a (u32 key, iota)
+  sort is one XLA:GPU can hand to CUB's radix sort). With self exclusion the query's own column
+  is removed from its ranked row wherever ties placed it (r = n - 1), as
+  `metrics.drop_self_matches` does.
 - `add_positions(indices, query_labels)`: ranked database positions int[q, r] (-1 = missing hit,
-  never relevant), for a `search` that only returns ids.
+  never relevant, even to a query labelled -1), for a `search` that only returns ids.
 
-Exactness: hit counts are int32 (exact while q * r < 2**31, checked), so P@k, R@k and the
-precision curve equal the host's float64 values up to float64 rounding; the recall curve too:
-the device sums hit counts over each group of queries with the same relevant count (int32[G, r],
-G <= the number of distinct counts, i.e. of query classes) and the host divides. Only the AP
-sums sum_i rel_i H_i / i are float32 on the device (per query, float32 roundings of a sum of
-<= r terms: about 1e-7 relative at r = 50,000). `result()` divides in float64 on the host exactly as `metrics` does and feeds
-`metrics.RankingScorer.add_values`, so "paper_map@k" and every mean are the host's formulas.
-Memory on the device: a few (q, n) arrays per chunk.
+Exactness: hit counts are int32 (exact while q * r < 2**31, checked), so P@k, R@k and both
+curves equal the host's float64 values up to float64 rounding (the host divides the grouped hit
+counts by each group's relevant count). Only the AP sums sum_i rel_i H_i / i are float32 on the
+device (float32 roundings of a sum of <= r terms: ~1e-7 relative at r = 50,000). The host then
+divides in float64 as `metrics` does and feeds `metrics.RankingScorer.add_values`, so
+"paper_map@k" and every mean are the host's formulas. Device memory: a few (q, n) arrays.
 """
 
 from __future__ import annotations
