@@ -14,7 +14,6 @@ from cbir_jax.eval import protocol
 from cbir_jax.features import extract as extract_lib
 from cbir_jax.features import provenance as provenance_lib
 from cbir_jax.models import registry
-from cbir_jax.train import checkpoint as checkpoint_lib
 from cbir_jax.train import trainer
 
 
@@ -53,15 +52,8 @@ def restore(train_workdir: str, step: int | None = None) -> Restored:
   selected, see `trainer.restore`, else the newest)."""
   workdir = os.path.abspath(train_workdir)
   if step is None:
-    step = trainer.selected_step(workdir)
+    step = trainer.default_step(workdir)
   model, variables, config = trainer.restore(workdir, step)
-  if step is None:
-    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False,
-                                       read_only=True)
-    try:
-      step = ckpt.latest_step()
-    finally:
-      ckpt.close()
   return Restored(model, variables, config.model.name, workdir=workdir, config=config,
                   step=int(step), preprocessing=trainer.preprocessing_of(config))
 

@@ -132,6 +132,22 @@ def _minimised(value: float, metric: str) -> float:
   return -value if SELECTION_METRICS[metric] == "max" else value
 
 
+def default_step(workdir: str) -> int | None:
+  """The checkpoint `restore(workdir)` reads: the selected step (`selected_step`), else the
+  newest checkpoint's; None when there is no checkpoint."""
+  step = selected_step(workdir)
+  if step is not None:
+    return step
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    return None
+  ckpt = checkpoint_lib.Checkpointer(directory, async_save=False, read_only=True)
+  try:
+    return ckpt.latest_step()
+  finally:
+    ckpt.close()
+
+
 def selected_step(workdir: str) -> int | None:
   """The checkpoint step the run in `workdir` selected (`selection.json`, written when
   training ends), or None (an unfinished run, or one written before selection existed)."""
@@ -225,12 +241,7 @@ def _own_run(workdir: str, source: str) -> pretrained.Pretrained:
     raise ValueError(f"init_from={workdir!r} holds a {run_config.model.name!r} run, but "
                      f"{source!r} weights are needed (set init_from_model to start another "
                      "model from it)")
-  step = selected_step(workdir)
-  if step is None:
-    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False,
-                                       read_only=True)
-    step = ckpt.latest_step()
-    ckpt.close()
+  step = default_step(workdir)
   digest = hashlib.sha256()
   state_dir = os.path.join(workdir, "checkpoints", str(step), "state")
   for root, _, files in sorted(os.walk(state_dir)):

@@ -18,6 +18,16 @@ from tests import pretrained_files
 
 
 
+def _meta(run_dir) -> dict:
+  """The `meta` item of the newest checkpoint of a training run folder."""
+  ckpt = checkpoint_lib.Checkpointer(str(run_dir / "checkpoints"), async_save=False,
+                                     read_only=True)
+  try:
+    return ckpt.read_meta()
+  finally:
+    ckpt.close()
+
+
 @pytest.mark.slow  # AlexNet at 227x227 and a 230 MB weights file: ~30 s on 2 cores
 def test_init_from_imports_the_trunk_freezes_it_and_records_the_file(tmp_path, rng):
   weights = tmp_path / "alexnet.safetensors"
@@ -51,12 +61,7 @@ def test_init_from_imports_the_trunk_freezes_it_and_records_the_file(tmp_path, r
   assert not np.allclose(params["fc8"]["kernel"], 0)
   saved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert json.loads(saved["preprocessing"])["name"] == "torchvision"
-  ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "run" / "checkpoints"), async_save=False,
-                                     read_only=True)
-  try:
-    meta = ckpt.read_meta()
-  finally:
-    ckpt.close()
+  meta = _meta(tmp_path / "run")
   assert meta["init_from"]["sha256"] == imported.source["sha256"]
   assert meta["init_from"]["file"] == "alexnet.safetensors"
   run = jobs.restore(str(tmp_path / "run"))
@@ -96,12 +101,7 @@ def test_init_from_one_of_our_runs_starts_from_its_selected_checkpoint(tmp_path)
     for got, want in zip(jax.tree.leaves(after[layer]), jax.tree.leaves(before[layer])):
       np.testing.assert_array_equal(got, want)
   assert not np.array_equal(after["output"]["kernel"], before["output"]["kernel"])  # fresh head
-  ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "target" / "checkpoints"), async_save=False,
-                                     read_only=True)
-  try:
-    meta = ckpt.read_meta()
-  finally:
-    ckpt.close()
+  meta = _meta(tmp_path / "target")
   assert meta["init_from"]["format"] == "cbir_jax"
   assert meta["init_from"]["file"].endswith("source@20") and len(meta["init_from"]["sha256"]) == 64
   assert "preprocessing" not in json.loads((tmp_path / "target" / "config.json").read_text())
