@@ -72,17 +72,36 @@ def _resolve_manual_dir(manual_dir, data_dir, contents: str) -> str:
   return image_examples.check_manual_dir(os.path.abspath(os.fspath(manual_dir)), contents)
 
 
-def _prepare(builder, manual_dir: str) -> None:
-  """download_and_prepare from manual_dir (nothing downloads); rebuilds a copy made elsewhere."""
+def _prepare(make_builder, manual_dir: str):
+  """The builder `make_builder()` returns, prepared from manual_dir (nothing downloads); a copy
+  prepared from another folder is rebuilt.
+
+  Two jobs started at once (say a training run and an experiment on the same data set) would
+  both generate the data set and the second would fail renaming its copy into place, so the
+  check and the preparation hold an exclusive lock file beside the prepared data
+  (`<data_dir>/<name>/.prepare.lock`), and the builder is made inside it: a job that waited
+  reads what the first one wrote.
+  """
+  import fcntl  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
-  if builder.is_prepared() and builder.info.metadata.get("manual_dir") != manual_dir:
-    logging.info("%s in %s was prepared from %s; rebuilding it from %s", builder.name,
-                 builder.data_dir, builder.info.metadata.get("manual_dir"), manual_dir)
-    mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, download_mode=mode))
+  probe = make_builder()
+  lock_dir = os.path.join(os.fspath(probe.data_dir_root), probe.name)
+  os.makedirs(lock_dir, exist_ok=True)
+  with open(os.path.join(lock_dir, ".prepare.lock"), "a+", encoding="utf-8") as lock:
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    try:
+      builder = make_builder()
+      mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+      if builder.is_prepared() and builder.info.metadata.get("manual_dir") != manual_dir:
+        logging.info("%s in %s was prepared from %s; rebuilding it from %s", builder.name,
+                     builder.data_dir, builder.info.metadata.get("manual_dir"), manual_dir)
+        mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          manual_dir=manual_dir, download_mode=mode))
+    finally:
+      fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+  return builder
 
 
 def _read_splits(builder, split_names: Sequence[str], image_size,
@@ -120,8 +139,7 @@ def _load_corel1k(split, manual_dir, data_dir, image_size, seed) -> ImageArrays:
   from cbir_jax.data.builders import corel1k  # pylint: disable=g-import-not-at-top
 
   root = _resolve_manual_dir(manual_dir, data_dir, corel1k.CONTENTS)
-  builder = corel1k.Corel1k(data_dir=data_dir)
-  _prepare(builder, root)
+  builder = _prepare(lambda: corel1k.Corel1k(data_dir=data_dir), root)
   arrays = _read_splits(builder, ["train"], image_size, list(corel1k.CLASS_NAMES))
   if split in ("train", "all"):
     return arrays
@@ -135,9 +153,8 @@ def _load_cifar10_local(split, manual_dir, data_dir, image_size, seed) -> ImageA
 
   root = _resolve_manual_dir(manual_dir, data_dir, cifar10_local.PYTHON_CONTENTS + ", or "
                              + cifar10_local.JPEG_CONTENTS)
-  builder = cifar10_local.Cifar10Local(data_dir=data_dir,
-                                       config=cifar10_local.detect_layout(root))
-  _prepare(builder, root)
+  layout = cifar10_local.detect_layout(root)
+  builder = _prepare(lambda: cifar10_local.Cifar10Local(data_dir=data_dir, config=layout), root)
   if split not in builder.info.splits:
     raise ValueError(f"cifar10_local in {root!r} has no {split!r} split (found "
                      f"{sorted(builder.info.splits)})")
@@ -159,8 +176,7 @@ def _load_caltech256(split, manual_dir, data_dir, image_size, seed) -> ImageArra
   from cbir_jax.data.builders import caltech256  # pylint: disable=g-import-not-at-top
 
   root = _resolve_manual_dir(manual_dir, data_dir, caltech256.CONTENTS)
-  builder = caltech256.Caltech256(data_dir=data_dir)
-  _prepare(builder, root)
+  builder = _prepare(lambda: caltech256.Caltech256(data_dir=data_dir), root)
   arrays = _read_splits(builder, ["train"], image_size,
                         list(builder.info.metadata["class_names"]))
   return _split_train_test(arrays, split, seed, TEST_FRACTION, ("train", "test"))
@@ -171,8 +187,7 @@ def _load_image_folder(split, manual_dir, data_dir, image_size, seed) -> ImageAr
 
   root = _resolve_manual_dir(manual_dir, data_dir, image_folder.CONTENTS)
   config = image_folder.make_config(root, test_fraction=TEST_FRACTION, split_seed=seed)
-  builder = image_folder.ImageFolder(data_dir=data_dir, config=config)
-  _prepare(builder, root)
+  builder = _prepare(lambda: image_folder.ImageFolder(data_dir=data_dir, config=config), root)
   names = ["train", "test"] if split == "all" else [split]
   return _read_splits(builder, names, image_size, list(config.class_names))
 

@@ -295,3 +295,27 @@ def test_split_with_only_unreadable_files_is_a_clear_error(tmp_path):
   conftest.write_image(tmp_path / "m" / "buses" / "300.jpg", "corrupt")
   with pytest.raises(ValueError, match="none of its 1 image"):
     datasets.load_arrays("corel1k", "all", manual_dir=tmp_path / "m", data_dir=tmp_path / "d")
+
+
+def test_two_jobs_preparing_the_same_data_set_at_once(tmp_path):
+  """Two processes that load an unprepared data set at the same moment both get it: the first
+  prepares it under the lock, the second waits and reads it (before the lock the second failed
+  renaming its copy onto the first one's)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  for c, class_name in enumerate(["cat", "dog"]):
+    for i in range(40):
+      conftest.write_image(tmp_path / "photos" / class_name / f"{i}.png", "rgb_png",
+                           seed=40 * c + i)
+  code = ("import sys\nfrom cbir_jax.data import datasets\n"
+          "a = datasets.load_arrays('image_folder', 'all', manual_dir=sys.argv[1], "
+          "data_dir=sys.argv[2])\nprint('loaded', len(a))\n")
+  args = [sys.executable, "-c", code, str(tmp_path / "photos"), str(tmp_path / "d")]
+  jobs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for _ in range(2)]
+  for job in jobs:
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err[-2000:]
+    assert "loaded 80" in out
+  assert (tmp_path / "d" / "image_folder" / ".prepare.lock").exists()
