@@ -75,11 +75,15 @@ def seeds_markdown(config, aggregate: dict) -> str:
 
 
 def run_seeds(config, workdir: str, seeds) -> dict:
-  """Runs the experiment once per seed (workdir/seed_<s>, each resumable) and writes the
-  aggregate (results.json: every run's payload and mean / std; results.md) to `workdir`."""
+  """Runs the experiment once per seed (workdir/seed_<s>, each resumable; a pretraining stage
+  once, in workdir/pretrain, shared by the seeds) and writes the aggregate (results.json: every run's payload and
+  mean / std; results.md) to `workdir`."""
   seeds = [int(s) for s in seeds]
   if len(set(seeds)) != len(seeds) or not seeds:
     raise ValueError(f"seeds must be distinct ints, got {seeds}")
+  # Pretraining stages run once, here, and every seed starts from them.
+  from cbir_jax.experiments import pretrain  # pylint: disable=import-outside-toplevel
+  config = pretrain.resolve(config, workdir)
   payloads = {}
   for seed in seeds:
     sub = os.path.join(workdir, f"seed_{seed}")

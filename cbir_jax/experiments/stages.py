@@ -27,23 +27,13 @@ class Stages:
 
   def train(self, tag: str) -> dict:
     """Trains model `tag` (resuming); cached in train/<tag>/train_result.json."""
-    path = os.path.join(self.workdir, "train", tag)
-    marker = os.path.join(path, "train_result.json")
-    if os.path.exists(marker):
-      with open(marker, encoding="utf-8") as f:
-        return split_accuracies(json.load(f), path)
     model_config = self.config.models[tag]
     if model_config.get("imported_weights", ""):  # Imported, not trained (e.g. ImageNet AlexNet).
       return {"imported": os.path.basename(model_config.imported_weights)}
-    logging.info("stage train: %s -> %s", tag, path)
-    start = time.perf_counter()
-    result = trainer.train_and_evaluate(self.config.models[tag], path)
-    self.seconds["train"] += time.perf_counter() - start
-    out = {k: float(v) for k, v in result.metrics.items()}
-    if "train_accuracy" not in out:  # Trained before (e.g. an interrupted run): read its log.
-      out.update(logged_training(os.path.join(path, "metrics.jsonl")))
-    atomic.write_json(marker, out)
-    return split_accuracies(out, path)
+    path = os.path.join(self.workdir, "train", tag)
+    out, seconds = train_cached(model_config, path, tag)
+    self.seconds["train"] += seconds
+    return out
 
   def features(self, tag: str, endpoint: str, split: str, subset: int = -1,
                carve: bool = False):
@@ -106,6 +96,25 @@ class Stages:
     result.search_seconds = self._timed_search(index, vectors)
     logging.info("%s: %s", name, {k: round(v, 4) for k, v in result.metrics.items()})
     return result
+
+
+def train_cached(model_config, path: str, tag: str = "") -> tuple[dict, float]:
+  """(train result, seconds spent) of training `model_config` in `path` (resuming from its
+  checkpoints); the result is cached in <path>/train_result.json, so a finished run costs
+  nothing the next time."""
+  marker = os.path.join(path, "train_result.json")
+  if os.path.exists(marker):
+    with open(marker, encoding="utf-8") as f:
+      return split_accuracies(json.load(f), path), 0.0
+  logging.info("stage train: %s -> %s", tag or model_config.model.name, path)
+  start = time.perf_counter()
+  result = trainer.train_and_evaluate(model_config, path)
+  seconds = time.perf_counter() - start
+  out = {k: float(v) for k, v in result.metrics.items()}
+  if "train_accuracy" not in out:  # Trained before (e.g. an interrupted run): read its log.
+    out.update(logged_training(os.path.join(path, "metrics.jsonl")))
+  atomic.write_json(marker, out)
+  return split_accuracies(out, path), seconds
 
 
 def logged_training(path: str) -> dict:

@@ -25,8 +25,12 @@ Arguments (comma separated): "" (paper scale), "cpu", "small", "quick"; optional
 augmentation policy: random resized crop, flip, colour jitter) and "epochs=<N>" (the epoch budget
 of both; early stopping on validation may end them sooner), "alexnet_init=<workdir>" and
 "lenet_init=<workdir>" (start the network from a training run, e.g. configs/cifar10_pretrain.py's
-CIFAR-10 pretraining at the same input size). The held-out variant table in docs/RESULTS.md
-compares these.
+CIFAR-10 pretraining at the same input size), or "pretrain=cifar10" (the experiment runs that
+pretraining itself, once, in <workdir>/pretrain/<tag>, and every seed fine-tunes from it;
+"pretrain_data=<folder>" for another CIFAR-10 folder):
+  python bin/reproduce.py --experiment=corel_heldout:small,pretrain=cifar10 --seeds=0,1,2 \
+      --workdir=runs/corel_heldout_small_cifar10
+The held-out variant table in docs/RESULTS.md compares these.
 """
 
 import ml_collections
@@ -61,5 +65,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   for m in c.models.values():
     config_util.select_on_validation(m, test_split="query", patience=c.early_stopping_patience,
                                      validation_fraction=c.validation_fraction)
+  if options["pretrain"]:
+    c.pretrain = paper.pretrain_configs(c.models, scale, options["pretrain_data"])
   c.lk_sweep.widths = ()
   return c

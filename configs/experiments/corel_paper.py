@@ -21,7 +21,11 @@ scratch, and its fc8 has 10 dimensions (one per Corel class), not the paper's 1,
 
 Arguments (comma separated): "" (paper scale), "cpu", "small", "quick"; optionally
 "data=<folder>", "alexnet_weights=<file>", "aug=strong" (the strong augmentation policy for both
-networks) and "epochs=<N>" (both networks' epoch budget).
+networks), "epochs=<N>" (both networks' epoch budget), "alexnet_init=<workdir>" /
+"lenet_init=<workdir>" (start a network from a training run) and "pretrain=cifar10" (each network
+first trains on CIFAR-10's 50,000 training images at its own input size with
+configs/cifar10_pretrain.py's recipe, once per experiment workdir and shared by its seeds, then
+starts from that run; "pretrain_data=<folder>" names another CIFAR-10 folder).
 """
 
 import ml_collections
@@ -35,6 +39,8 @@ PAPER_TABLE1 = {
     "F6": (0.7962, 0.745, 0.7103, 0.6807, 0.6552),
 }
 LK_SWEEP = (800, 1000, 1200, 1400, 1600, 1800)
+# Data sets a Corel network can be pretrained on ("pretrain=<name>").
+PRETRAIN_SETS = ("cifar10",)
 
 
 def parse_options(arg: str, name: str) -> dict:
@@ -42,14 +48,18 @@ def parse_options(arg: str, name: str) -> dict:
   "/x", "alexnet_weights": "/w.pth", "aug": "strong", "epochs": 60, ...}; scale "", "cpu",
   "small" or "quick"; aug "" (each recipe's own) or "strong" (input_pipeline's strong policy for
   both networks); epochs 0 = the scale's; alexnet_init / lenet_init: a training workdir each
-  network starts from (`init_from`, e.g. configs/cifar10_pretrain.py's runs)."""
+  network starts from (`init_from`, e.g. configs/cifar10_pretrain.py's runs); pretrain
+  "cifar10" (the experiment pretrains each network itself) with pretrain_data its folder."""
   options = {"scale": "", "data": "", "alexnet_weights": "", "aug": "", "epochs": 0,
-             "alexnet_init": "", "lenet_init": ""}
+             "alexnet_init": "", "lenet_init": "", "pretrain": "", "pretrain_data": ""}
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
     if part in ("cpu", "small", "quick"):
       options["scale"] = part
-    elif key in ("data", "alexnet_weights", "alexnet_init", "lenet_init") and value:
+    elif key in ("data", "alexnet_weights", "alexnet_init", "lenet_init",
+                 "pretrain_data") and value:
+      options[key] = value
+    elif key == "pretrain" and value in PRETRAIN_SETS:
       options[key] = value
     elif key == "aug" and value == "strong":
       options["aug"] = value
@@ -58,8 +68,14 @@ def parse_options(arg: str, name: str) -> dict:
     else:
       raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'small', 'quick', "
                        "'data=<folder>', 'alexnet_weights=<file>', 'aug=strong', "
-                       "'epochs=<N > 0>', 'alexnet_init=<workdir>' and 'lenet_init=<workdir>', "
+                       "'epochs=<N > 0>', 'alexnet_init=<workdir>', 'lenet_init=<workdir>', "
+                       f"'pretrain=<{'|'.join(PRETRAIN_SETS)}>' and 'pretrain_data=<folder>', "
                        f"got {part!r}")
+  if options["pretrain_data"] and not options["pretrain"]:
+    raise ValueError(f"configs/experiments/{name}.py: pretrain_data= needs pretrain=cifar10")
+  if options["pretrain"] and (options["alexnet_init"] or options["lenet_init"]):
+    raise ValueError(f"configs/experiments/{name}.py: pretrain= trains the starting points "
+                     "itself; drop alexnet_init= / lenet_init= (or drop pretrain=)")
   return options
 
 
@@ -155,6 +171,39 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
   return models
 
 
+def pretrain_configs(models: ml_collections.ConfigDict, scale: str, data: str = ""
+                     ) -> ml_collections.ConfigDict:
+  """configs/cifar10_pretrain.py's CIFAR-10 run for each trained model of `models` (keyed by
+  the same tag): the model's own network (name, kwargs) at its own input size, so its weights
+  fit; at "quick" scale two steps of ten images. Each model's init_from becomes
+  "pretrain:<tag>", which the experiment resolves to the pretraining run's workdir."""
+  base_module = config_util.load_sibling(__file__, "../cifar10_pretrain.py")
+  out = ml_collections.ConfigDict()
+  for tag, m in models.items():
+    if m.get("imported_weights", ""):
+      continue  # Imported weights (ImageNet AlexNet) are not retrained.
+    family = "alexnet" if tag == "alexnet" else "lenet_l"
+    size = m.dataset.image_size
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    p = base_module.get_config(f"model={family},size={h}x{w}")
+    p.model = ml_collections.ConfigDict(m.model.to_dict())
+    if data:
+      p.dataset.manual_dir = data
+    if scale == "quick":
+      p.batch_size = 10
+      p.eval_batch_size = 10
+      p.num_epochs = -1
+      p.num_steps = 2
+      p.optimizer.warmup_steps = 0
+      p.log_every_steps = 1
+      p.checkpoint_every_steps = 100
+      p.augment = False
+      p.early_stopping_patience = 0
+    out[tag] = p
+    m.init_from = f"pretrain:{tag}"
+  return out
+
+
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the corel_paper experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>",
   ",alexnet_weights=<torchvision AlexNet file>")."""
@@ -199,4 +248,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.recall_max = 100 if scale != "quick" else 20   # Fig. 4: recall at 1..recall_max returned.
   c.extract_batch_size = 50 if scale != "quick" else 20
   c.paper = ml_collections.ConfigDict({k: v for k, v in PAPER_TABLE1.items()})
+  if options["pretrain"]:
+    c.pretrain = pretrain_configs(c.models, scale, options["pretrain_data"])
   return c

@@ -1,5 +1,6 @@
 """bin/reproduce.py --quick end to end on a generated Corel-like folder (no shared data needed)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -149,3 +150,56 @@ def test_quick_corel_with_imported_imagenet_alexnet(tmp_path, corel_folder):
   sidecar = json.loads((workdir / "features" / "alexnet_fc8_train.json").read_text())
   assert sidecar["provenance"]["sources"][0]["weights"]["file"] == "alexnet.safetensors"
   assert "AL" in results["table1"]
+
+
+def test_quick_heldout_pretrains_once_on_cifar10_and_seeds_start_from_it(tmp_path, corel_folder):
+  """pretrain=cifar10: each network first trains on (a tiny) CIFAR-10 at its own input size,
+  once, in <workdir>/pretrain/<tag>; every seed's fine-tuning starts from that run's selected
+  checkpoint (its config names the folder, its checkpoints the weights' hash)."""
+  from cbir_jax.data.builders import cifar10_local  # pylint: disable=g-import-not-at-top
+  from cbir_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  cifar = tmp_path / "cifar10"
+  rng = np.random.default_rng(1)
+  for c, name in enumerate(cifar10_local.CLASS_NAMES):
+    for split, n in (("train_jpeg", 10), ("test_batch_jpeg", 2)):
+      (cifar / split / name).mkdir(parents=True)
+      for i in range(n):
+        pixels = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+        Image.fromarray(pixels).save(cifar / split / name / f"{i:04d}.jpg")
+  workdir = tmp_path / "p"
+  proc = _reproduce(f"--experiment=corel_heldout:data={corel_folder},pretrain=cifar10,"
+                    f"pretrain_data={cifar}", "--quick", f"--workdir={workdir}", "--seeds=0,1",
+                    tfds_dir=tmp_path / "tfds")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert sorted(p.name for p in (workdir / "pretrain").iterdir()) == ["alexnet", "lenet_lk1400"]
+  for tag in ("alexnet", "lenet_lk1400"):
+    source = workdir / "pretrain" / tag
+    pre_config = json.loads((source / "config.json").read_text())
+    assert pre_config["dataset"]["name"] == "cifar10_local"
+    assert pre_config["dataset"]["manual_dir"] == str(cifar)
+    assert (source / "train_result.json").exists()
+    for seed in ("0", "1"):
+      run = workdir / f"seed_{seed}" / "train" / tag
+      config = json.loads((run / "config.json").read_text())
+      assert config["init_from"] == str(source) and config["seed"] == int(seed)
+      # The fine-tuning runs at the pretraining run's input size and network.
+      assert config["dataset"]["image_size"] == pre_config["dataset"]["image_size"]
+      assert config["model"] == pre_config["model"]
+      ckpt = checkpoint_lib.Checkpointer(str(run / "checkpoints"))
+      assert ckpt.read_meta()["init_from"]["format"] == "cbir_jax"
+  results = json.loads((workdir / "results.json").read_text())
+  assert set(results["runs"]["0"]["config"]["pretrain_results"]) == {"alexnet", "lenet_lk1400"}
+  assert not (workdir / "seed_0" / "pretrain").exists()
+
+
+def test_pretrain_options_are_checked():
+  spec = importlib.util.spec_from_file_location(
+      "corel_paper", REPO / "configs" / "experiments" / "corel_paper.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  with pytest.raises(ValueError, match="pretrain_data= needs pretrain=cifar10"):
+    module.parse_options("small,pretrain_data=/x", "corel_heldout")
+  with pytest.raises(ValueError, match="drop alexnet_init="):
+    module.parse_options("small,pretrain=cifar10,alexnet_init=/w", "corel_heldout")
+  with pytest.raises(ValueError, match="'pretrain=<cifar10>'"):
+    module.parse_options("small,pretrain=imagenet", "corel_heldout")
