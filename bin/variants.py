@@ -7,6 +7,8 @@
   python bin/variants.py --runs=baseline=runs/corel_heldout_small,\
 strong=runs/corel_heldout_small_aug_strong --out=runs/variants_small
 
+A run may also be given by its results.json file, e.g. the copies under docs/results/.
+
 Writes <out>/variants.md (mean ± std over each run's seeds: the validation mAP of the fusion it
 chose, which picks the winner, then the held-out query scores and the networks' accuracies),
 variants.json and variants.png (`cbir_jax.experiments.variants`).
@@ -17,7 +19,7 @@ from absl import app, flags
 from cbir_jax._bin import launch
 
 _RUNS = flags.DEFINE_list("runs", None, "label=workdir pairs, one per variant (each a "
-                          "bin/reproduce.py --experiment=corel_heldout:... workdir).")
+                          "bin/reproduce.py --experiment=corel_heldout:... workdir, or its results.json).")
 _OUT = flags.DEFINE_string("out", None, "Output folder.")
 _K = flags.DEFINE_integer("k", 10, "k of the mAP(Top k) columns.")
 flags.mark_flags_as_required(["runs", "out"])

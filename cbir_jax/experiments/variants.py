@@ -2,7 +2,7 @@
 validation (issue 17 item 4).
 
 Each run folder is a `bin/reproduce.py --experiment=corel_heldout:<variant> --seeds=...`
-workdir (its results.json holds every seed). For each variant and seed: the validation mAP of
+workdir (its results.json holds every seed), or that results.json itself. For each variant and seed: the validation mAP of
 the fusion variant it chose (the number the winner is picked by), the held-out query scores of
 AL, F6 and Fc8 (reported, never used), and the networks' validation and query accuracies.
 """
@@ -22,7 +22,9 @@ NETWORKS = {"lenet": "lenet_lk1400", "alexnet": "alexnet"}
 
 
 def _runs(workdir: str) -> dict[str, dict]:
-  path = os.path.join(workdir, "results.json")
+  """The per-seed payloads of a run folder's results.json, or of a results JSON file itself
+  (e.g. the copies committed under docs/results/)."""
+  path = workdir if os.path.isfile(workdir) else os.path.join(workdir, "results.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: run bin/reproduce.py --experiment="
                             "corel_heldout:... --workdir there first")

@@ -37,6 +37,8 @@ def test_winner_is_chosen_on_validation_not_on_queries(tmp_path):
   a = _write(tmp_path / "a", {"runs": {"0": _run(0.60, 0.50), "1": _run(0.62, 0.54)}})
   b = _write(tmp_path / "b", {"runs": {"0": _run(0.55, 0.90), "1": _run(0.57, 0.92)}})
   old = _write(tmp_path / "old", _run(0.40, 0.70, new=False))
+  # A results.json file itself (the copies under docs/results/) works as well as its folder.
+  old = str(Path(old) / "results.json")
   result = variants.write_variant_table({"a": a, "b": b, "old": old}, str(tmp_path / "out"))
   assert result["winner"] == "a"
   saved = json.loads((tmp_path / "out" / "variants.json").read_text())
