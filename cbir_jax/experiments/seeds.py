@@ -76,8 +76,8 @@ def seeds_markdown(config, aggregate: dict) -> str:
 
 def run_seeds(config, workdir: str, seeds) -> dict:
   """Runs the experiment once per seed (workdir/seed_<s>, each resumable; a pretraining stage
-  once, in workdir/pretrain, shared by the seeds) and writes the aggregate (results.json: every run's payload and
-  mean / std; results.md) to `workdir`."""
+  once, in workdir/pretrain, shared by the seeds) and writes the aggregate (results.json: every
+  run's payload and mean / std; results.md) to `workdir`."""
   seeds = [int(s) for s in seeds]
   if len(set(seeds)) != len(seeds) or not seeds:
     raise ValueError(f"seeds must be distinct ints, got {seeds}")

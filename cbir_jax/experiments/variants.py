@@ -2,9 +2,10 @@
 validation (issue 17 item 4).
 
 Each run folder is a `bin/reproduce.py --experiment=corel_heldout:<variant> --seeds=...`
-workdir (its results.json holds every seed), or that results.json itself. For each variant and seed: the validation mAP of
-the fusion variant it chose (the number the winner is picked by), the held-out query scores of
-AL, F6 and Fc8 (reported, never used), and the networks' validation and query accuracies.
+workdir (its results.json holds every seed), or that results.json itself. For each variant and
+seed: the validation mAP of the fusion variant it chose (the number the winner is picked by),
+the held-out query scores of AL, F6 and Fc8 (reported, never used), and the networks'
+validation and query accuracies.
 """
 
 from __future__ import annotations
