@@ -25,7 +25,11 @@ networks), "epochs=<N>" (both networks' epoch budget), "alexnet_init=<workdir>" 
 "lenet_init=<workdir>" (start a network from a training run) and "pretrain=cifar10" (each network
 first trains on CIFAR-10's 50,000 training images at its own input size with
 configs/cifar10_pretrain.py's recipe, once per experiment workdir and shared by its seeds, then
-starts from that run; "pretrain_data=<folder>" names another CIFAR-10 folder).
+starts from that run; "pretrain_data=<folder>" names another CIFAR-10 folder) and "sweep=off"
+(K = 1400 only, no K sweep: at the paper's sizes the six LeNet-L widths take most of a day on
+2 cores, so the CPU-scale K sweep runs at the small scale; the paper protocol at the paper's
+sizes, without the sweep, is
+  python bin/reproduce.py --experiment=corel_paper:cpu,sweep=off --workdir=runs/corel_paper_cpu).
 """
 
 import ml_collections
@@ -51,7 +55,8 @@ def parse_options(arg: str, name: str) -> dict:
   network starts from (`init_from`, e.g. configs/cifar10_pretrain.py's runs); pretrain
   "cifar10" (the experiment pretrains each network itself) with pretrain_data its folder."""
   options = {"scale": "", "data": "", "alexnet_weights": "", "aug": "", "epochs": 0,
-             "alexnet_init": "", "lenet_init": "", "pretrain": "", "pretrain_data": ""}
+             "alexnet_init": "", "lenet_init": "", "pretrain": "", "pretrain_data": "",
+             "sweep": True}
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
     if part in ("cpu", "small", "quick"):
@@ -65,12 +70,14 @@ def parse_options(arg: str, name: str) -> dict:
       options["aug"] = value
     elif key == "epochs" and value.isdigit() and int(value) > 0:
       options["epochs"] = int(value)
+    elif part == "sweep=off":
+      options["sweep"] = False
     else:
       raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'small', 'quick', "
                        "'data=<folder>', 'alexnet_weights=<file>', 'aug=strong', "
                        "'epochs=<N > 0>', 'alexnet_init=<workdir>', 'lenet_init=<workdir>', "
-                       f"'pretrain=<{'|'.join(PRETRAIN_SETS)}>' and 'pretrain_data=<folder>', "
-                       f"got {part!r}")
+                       f"'pretrain=<{'|'.join(PRETRAIN_SETS)}>', 'pretrain_data=<folder>' and "
+                       f"'sweep=off', got {part!r}")
   if options["pretrain_data"] and not options["pretrain"]:
     raise ValueError(f"configs/experiments/{name}.py: pretrain_data= needs pretrain=cifar10")
   if options["pretrain"] and (options["alexnet_init"] or options["lenet_init"]):
@@ -114,14 +121,19 @@ def _train_config(base: ml_collections.ConfigDict, *, scale: str, image_size, ep
   c.num_epochs = epochs
   c.num_steps = -1
   if scale == "quick":
-    c.batch_size = 10
-    c.num_epochs = -1
-    c.num_steps = 2
-    c.optimizer.warmup_steps = 0
-    c.log_every_steps = 1
-    c.checkpoint_every_steps = 100
-    c.augment = False
+    _quick_length(c)
   return c
+
+
+def _quick_length(c: ml_collections.ConfigDict) -> None:
+  """The "quick" scale's training length: two steps of ten images, no warmup or augmentation."""
+  c.batch_size = 10
+  c.num_epochs = -1
+  c.num_steps = 2
+  c.optimizer.warmup_steps = 0
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 100
+  c.augment = False
 
 
 def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
@@ -190,14 +202,8 @@ def pretrain_configs(models: ml_collections.ConfigDict, scale: str, data: str = 
     if data:
       p.dataset.manual_dir = data
     if scale == "quick":
-      p.batch_size = 10
+      _quick_length(p)
       p.eval_batch_size = 10
-      p.num_epochs = -1
-      p.num_steps = 2
-      p.optimizer.warmup_steps = 0
-      p.log_every_steps = 1
-      p.checkpoint_every_steps = 100
-      p.augment = False
       p.early_stopping_patience = 0
     out[tag] = p
     m.init_from = f"pretrain:{tag}"
@@ -222,7 +228,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.manual_dir = data or config_util.shared_dataset("corel1k")
   c.dataset.database_split = "train"   # corel1k `train` = all 1,000 images.
   c.dataset.query_split = "train"
-  c.models = corel_models(scale, c.dataset.manual_dir, "train", "", lk_sweep=True,
+  c.models = corel_models(scale, c.dataset.manual_dir, "train", "", lk_sweep=options["sweep"],
                           aug=options["aug"], epochs_override=options["epochs"],
                           alexnet_init=options["alexnet_init"],
                           lenet_init=options["lenet_init"])
@@ -242,7 +248,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       "l2_w05": {"normalize": "l2", "weights": (0.5, 1.0)},
       "l2_w2": {"normalize": "l2", "weights": (2.0, 1.0)},
   })
-  c.lk_sweep = ml_collections.ConfigDict({"widths": (1400,) if scale == "quick" else LK_SWEEP,
+  widths = (1400,) if scale == "quick" else LK_SWEEP
+  c.lk_sweep = ml_collections.ConfigDict({"widths": widths if options["sweep"] else (),
                                          "endpoint": "f6"})
   c.ks = (5, 10) if scale == "quick" else (10, 20, 30, 40, 50)
   c.recall_max = 100 if scale != "quick" else 20   # Fig. 4: recall at 1..recall_max returned.

@@ -203,3 +203,22 @@ def test_pretrain_options_are_checked():
     module.parse_options("small,pretrain=cifar10,alexnet_init=/w", "corel_heldout")
   with pytest.raises(ValueError, match="'pretrain=<cifar10>'"):
     module.parse_options("small,pretrain=imagenet", "corel_heldout")
+
+
+def test_sweep_off_trains_k_1400_only_at_the_papers_sizes():
+  spec = importlib.util.spec_from_file_location(
+      "corel_paper", REPO / "configs" / "experiments" / "corel_paper.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  full = module.get_config("cpu,data=/x")
+  assert sorted(full.models) == sorted(["alexnet"] + [f"lenet_lk{k}" for k in module.LK_SWEEP])
+  assert tuple(full.lk_sweep.widths) == module.LK_SWEEP
+  off = module.get_config("cpu,data=/x,sweep=off")
+  assert sorted(off.models) == ["alexnet", "lenet_lk1400"]
+  assert tuple(off.lk_sweep.widths) == ()
+  # Same networks and sizes as the full run, only the sweep's extra widths are gone.
+  assert off.models.lenet_lk1400.to_dict() == full.models.lenet_lk1400.to_dict()
+  assert tuple(off.models.lenet_lk1400.dataset.image_size) == (256, 384)
+  assert off.models.alexnet.dataset.image_size == 227
+  with pytest.raises(ValueError, match="'sweep=off', got 'sweep=on'"):
+    module.parse_options("cpu,sweep=on", "corel_paper")
