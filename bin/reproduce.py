@@ -32,7 +32,8 @@ _SEEDS = flags.DEFINE_list("seeds", [], "Seeds to run (each in <workdir>/seed_<s
 flags.mark_flags_as_required(["experiment", "workdir"])
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-EXPERIMENTS = ("corel_paper", "corel_heldout", "cifar10_schemes", "caltech256_schemes")
+EXPERIMENTS = ("corel_paper", "corel_heldout", "cifar10_schemes", "caltech256_schemes",
+               "alexnet_recipe")
 
 
 def _fail(message: str) -> None:

@@ -62,7 +62,7 @@ def seeds_markdown(config, aggregate: dict) -> str:
     for name, row in mean["table1"].items():
       cells = [fmt(row["metrics"][c], std["table1"][name]["metrics"][c]) for c in cols]
       md.append(f"| {name} | " + " | ".join(cells) + " |")
-  if "rows" in mean:
+  if "rows" in mean and config.kind == "schemes":
     cols = [c for c in ("backbone_acc", "dfs_acc", "scheme 1 map", "scheme 2 map",
                         "scheme 3 map", "backbone + IGR + hash map")
             if all(c in r for r in mean["rows"].values())]
@@ -94,6 +94,12 @@ def run_seeds(config, workdir: str, seeds) -> dict:
       payloads[seed] = json.load(f)
   aggregate = aggregate_seeds(payloads)
   markdown = seeds_markdown(config, aggregate)
+  files = {}
+  if config.kind == "recipes":  # The choice over seeds: mean validation accuracy.
+    from cbir_jax.experiments import recipes  # pylint: disable=import-outside-toplevel
+    lines, extra = recipes.seeds_report(config, aggregate, workdir)
+    markdown += "\n".join(lines) + "\n"
+    aggregate["choice"], files = extra["choice"], extra["files"]
   payload = {"experiment": config.name, "scale": config.scale, "seeds": seeds,
              "aggregate": aggregate, "runs": {str(s): p for s, p in payloads.items()}}
-  return finish(workdir, payload, markdown, {})
+  return finish(workdir, payload, markdown, files)

@@ -121,11 +121,11 @@ def _train_config(base: ml_collections.ConfigDict, *, scale: str, image_size, ep
   c.num_epochs = epochs
   c.num_steps = -1
   if scale == "quick":
-    _quick_length(c)
+    quick_length(c)
   return c
 
 
-def _quick_length(c: ml_collections.ConfigDict) -> None:
+def quick_length(c: ml_collections.ConfigDict) -> None:
   """The "quick" scale's training length: two steps of ten images, no warmup or augmentation."""
   c.batch_size = 10
   c.num_epochs = -1
@@ -202,7 +202,7 @@ def pretrain_configs(models: ml_collections.ConfigDict, scale: str, data: str = 
     if data:
       p.dataset.manual_dir = data
     if scale == "quick":
-      _quick_length(p)
+      quick_length(p)
       p.eval_batch_size = 10
       p.early_stopping_patience = 0
     out[tag] = p

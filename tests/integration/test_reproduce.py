@@ -222,3 +222,53 @@ def test_sweep_off_trains_k_1400_only_at_the_papers_sizes():
   assert off.models.alexnet.dataset.image_size == 227
   with pytest.raises(ValueError, match="'sweep=off', got 'sweep=on'"):
     module.parse_options("cpu,sweep=on", "corel_paper")
+
+
+def test_quick_alexnet_recipe_chooses_on_mean_validation_accuracy(tmp_path, corel_folder):
+  workdir = tmp_path / "r"
+  proc = _reproduce(f"--experiment=alexnet_recipe:data={corel_folder}", "--quick",
+                    "--seeds=0,1", f"--workdir={workdir}", tfds_dir=tmp_path / "tfds")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["seeds"] == [0, 1]
+  for seed in ("0", "1"):
+    run = results["runs"][seed]
+    assert set(run["rows"]) == {"adam_cosine", "sgd_step"}
+    for tag, row in run["rows"].items():
+      assert 0.0 <= row["val_accuracy"] <= 1.0 and 0.0 <= row["test_accuracy"] <= 1.0
+      # Each recipe trained with the validation carve and selected its checkpoint on it.
+      config = json.loads((workdir / f"seed_{seed}" / "train" / tag / "config.json").read_text())
+      assert config["dataset"]["eval_split"] == "validation"
+      assert config["dataset"]["validation_fraction"] == 0.1
+      assert config["checkpoint_selection"] == "best"
+    sgd = json.loads((workdir / f"seed_{seed}" / "train" / "sgd_step" / "config.json").read_text())
+    assert sgd["optimizer"]["name"] == "sgd" and sgd["optimizer"]["schedule"] == "step"
+  mean = results["aggregate"]["mean"]["rows"]
+  for tag in ("adam_cosine", "sgd_step"):
+    vals = [results["runs"][s]["rows"][tag]["val_accuracy"] for s in ("0", "1")]
+    assert mean[tag]["val_accuracy"] == pytest.approx(np.mean(vals))
+  best = max(mean, key=lambda t: mean[t]["val_accuracy"])
+  assert results["aggregate"]["choice"]["recipe"] == best
+  assert "Chosen on mean validation accuracy" in (workdir / "results.md").read_text()
+  with Image.open(workdir / "recipes.png") as im:
+    assert im.format == "PNG"
+
+
+def test_recipes_choose_on_validation_never_on_test():
+  from cbir_jax.experiments import recipes  # pylint: disable=import-outside-toplevel
+  rows = {"a": {"val_accuracy": 0.5, "test_accuracy": 0.9},
+          "b": {"val_accuracy": 0.6, "test_accuracy": 0.1}}
+  assert recipes.choose(rows)["recipe"] == "b"
+  # A tie goes to the first recipe in config order.
+  assert recipes.choose({"x": {"val_accuracy": 0.5}, "y": {"val_accuracy": 0.5}})["recipe"] == "x"
+  spec = importlib.util.spec_from_file_location(
+      "alexnet_recipe", REPO / "configs" / "experiments" / "alexnet_recipe.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("data=/x")
+  recipes.check(config)
+  config.models.sgd_step.dataset.eval_split = "query"
+  with pytest.raises(ValueError, match="recipe 'sgd_step' must evaluate on a validation split"):
+    recipes.check(config)
+  with pytest.raises(ValueError, match="got 'sgd'"):
+    module.get_config("sgd")
