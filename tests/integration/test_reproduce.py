@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,20 +153,28 @@ def test_quick_corel_with_imported_imagenet_alexnet(tmp_path, corel_folder):
   assert "AL" in results["table1"]
 
 
-def test_quick_heldout_pretrains_once_on_cifar10_and_seeds_start_from_it(tmp_path, corel_folder):
-  """pretrain=cifar10: each network first trains on (a tiny) CIFAR-10 at its own input size,
-  once, in <workdir>/pretrain/<tag>; every seed's fine-tuning starts from that run's selected
-  checkpoint (its config names the folder, its checkpoints the weights' hash)."""
+@pytest.fixture(scope="module")
+def cifar_folder(tmp_path_factory) -> Path:
+  """A tiny CIFAR-10 in the shared JPEG layout: 10 training and 2 test images per class."""
   from cbir_jax.data.builders import cifar10_local  # pylint: disable=g-import-not-at-top
-  from cbir_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
-  cifar = tmp_path / "cifar10"
+  cifar = tmp_path_factory.mktemp("cifar10")
   rng = np.random.default_rng(1)
-  for c, name in enumerate(cifar10_local.CLASS_NAMES):
+  for name in cifar10_local.CLASS_NAMES:
     for split, n in (("train_jpeg", 10), ("test_batch_jpeg", 2)):
       (cifar / split / name).mkdir(parents=True)
       for i in range(n):
         pixels = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
         Image.fromarray(pixels).save(cifar / split / name / f"{i:04d}.jpg")
+  return cifar
+
+
+def test_quick_heldout_pretrains_once_on_cifar10_and_seeds_start_from_it(tmp_path, corel_folder,
+                                                                          cifar_folder):
+  """pretrain=cifar10: each network first trains on (a tiny) CIFAR-10 at its own input size,
+  once, in <workdir>/pretrain/<tag>; every seed's fine-tuning starts from that run's selected
+  checkpoint (its config names the folder, its checkpoints the weights' hash)."""
+  from cbir_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  cifar = cifar_folder
   workdir = tmp_path / "p"
   proc = _reproduce(f"--experiment=corel_heldout:data={corel_folder},pretrain=cifar10,"
                     f"pretrain_data={cifar}", "--quick", f"--workdir={workdir}", "--seeds=0,1",
@@ -272,3 +281,30 @@ def test_recipes_choose_on_validation_never_on_test():
     recipes.check(config)
   with pytest.raises(ValueError, match="got 'sgd'"):
     module.get_config("sgd")
+
+
+def test_quick_cifar10_recipe_compares_peak_rates_on_validation(tmp_path, cifar_folder):
+  workdir = tmp_path / "c"
+  proc = _reproduce(f"--experiment=cifar10_recipe:data={cifar_folder},family=resnet50,"
+                    "peaks=0.05+0.4", "--quick", f"--workdir={workdir}",
+                    tfds_dir=tmp_path / "tfds")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  assert set(results["rows"]) == {"peak_0p05", "peak_0p4"}
+  for tag, peak in (("peak_0p05", 0.05), ("peak_0p4", 0.4)):
+    config = json.loads((workdir / "train" / tag / "config.json").read_text())
+    assert config["model"]["name"] == "resnet_cpu"
+    assert config["optimizer"]["learning_rate"] == peak
+    assert config["dataset"]["eval_split"] == "validation"
+    assert config["dataset"]["test_split"] == "test"
+  vals = {t: r["val_accuracy"] for t, r in results["rows"].items()}
+  assert results["choice"]["recipe"] == max(vals, key=lambda t: (vals[t], t == "peak_0p05"))
+  spec = importlib.util.spec_from_file_location(
+      "cifar10_recipe", REPO / "configs" / "experiments" / "cifar10_recipe.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert sorted(module.get_config("").models) == ["peak_0p1", "peak_0p2", "peak_0p4"]
+  for bad in ("peaks=0.1+x", "peaks=0.1+0.1", "peaks=-1", "family=vgg"):
+    with pytest.raises(ValueError, match=re.escape(repr(bad.partition("=")[2]))
+                       if bad.startswith("peaks") else re.escape(repr(bad))):
+      module.get_config(bad)
