@@ -47,9 +47,18 @@ def test_schemes_gpu_scale_and_epochs():
   assert schemes.get_config("cpu").models.resnet50.model.name == "resnet_cpu"  # unchanged
 
 
-@pytest.mark.parametrize("arg, match", [("cpu,epochs=3", "'epochs=3' is for the gpu scale"),
+@pytest.mark.parametrize("arg, match", [("tiny,epochs=3", "'epochs=3' is for the cpu, gpu and "
+                                                         "paper scales"),
                                         ("gpu,epochs=0", "got 'epochs=0'"),
                                         ("gpu,epochs=x", "got 'epochs=x'")])
 def test_schemes_bad_epochs_are_named(arg, match):
   with pytest.raises(ValueError, match=match):
     _load("experiments/cifar10_schemes.py").get_config(arg)
+
+
+def test_schemes_epochs_set_every_network_at_cpu_scale():
+  schemes = _load("experiments/cifar10_schemes.py")
+  c = schemes.get_config("cpu,epochs=30,families=inception_v3")
+  assert sorted(c.models) == ["dfs_inception_v3", "inception_v3"]
+  assert all(m.num_epochs == 30 and m.num_steps == -1 for m in c.models.values())
+  assert all(m.num_epochs == 8 for m in schemes.get_config("cpu").models.values())
