@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+import ml_collections
+
 SHARED_DATASETS_ENV = "CBIR_SHARED_DATASETS"
 
 
@@ -63,3 +65,16 @@ def decision_defaults(model_config) -> None:
   model_config.selection_metric = "eval_accuracy"
   model_config.checkpoint_selection = "last"
   model_config.dataset.test_split = ""
+
+
+def recipes_experiment(name: str, scale: str, dataset_name: str, manual_dir: str):
+  """The head of a "recipes" experiment (`cbir_jax.experiments.recipes`): its name, kind,
+  scale, seed 0 and data set; the caller adds `models` (one training config per recipe, each
+  deciding on validation) and `description`."""
+  c = ml_collections.ConfigDict()
+  c.name = name
+  c.kind = "recipes"
+  c.scale = scale
+  c.seed = 0
+  c.dataset = ml_collections.ConfigDict({"name": dataset_name, "manual_dir": manual_dir})
+  return c

@@ -34,14 +34,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                        f"'data=<folder>', got {part!r}")
   paper = config_util.load_sibling(__file__, "corel_paper.py")
   base = config_util.load_sibling(__file__, "../alexnet_corel1k.py").get_config("cpu")
-  c = ml_collections.ConfigDict()
-  c.name = "alexnet_recipe"
-  c.kind = "recipes"
-  c.scale = scale
-  c.seed = 0
-  c.dataset = ml_collections.ConfigDict()
-  c.dataset.name = "corel1k"
-  c.dataset.manual_dir = data or config_util.shared_dataset("corel1k")
+  c = config_util.recipes_experiment("alexnet_recipe", scale, "corel1k",
+                                     data or config_util.shared_dataset("corel1k"))
   adam = ml_collections.ConfigDict(base.to_dict())
   sgd = ml_collections.ConfigDict(base.to_dict())
   # The paper's recipe (Krizhevsky et al.), as configs/alexnet_corel1k.py uses it at 227x227.

@@ -54,14 +54,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                        f"'family=<{'|'.join(schemes.FAMILIES)}>' and 'peaks=<a>+<b>', got "
                        f"{part!r}")
   base = training.get_config(f"model={family},cpu")
-  c = ml_collections.ConfigDict()
-  c.name = "cifar10_recipe"
-  c.kind = "recipes"
-  c.scale = scale
-  c.seed = 0
-  c.dataset = ml_collections.ConfigDict()
-  c.dataset.name = "cifar10_local"
-  c.dataset.manual_dir = data or base.dataset.manual_dir
+  c = config_util.recipes_experiment("cifar10_recipe", scale, "cifar10_local",
+                                     data or base.dataset.manual_dir)
   c.models = ml_collections.ConfigDict()
   for peak in peaks:
     m = ml_collections.ConfigDict(base.to_dict())
