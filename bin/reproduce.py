@@ -33,7 +33,7 @@ flags.mark_flags_as_required(["experiment", "workdir"])
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 EXPERIMENTS = ("corel_paper", "corel_heldout", "cifar10_schemes", "caltech256_schemes",
-               "alexnet_recipe", "cifar10_recipe")
+               "corel_recipe", "cifar10_recipe")
 
 
 def _fail(message: str) -> None:

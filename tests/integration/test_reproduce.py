@@ -233,9 +233,9 @@ def test_sweep_off_trains_k_1400_only_at_the_papers_sizes():
     module.parse_options("cpu,sweep=on", "corel_paper")
 
 
-def test_quick_alexnet_recipe_chooses_on_mean_validation_accuracy(tmp_path, corel_folder):
+def test_quick_corel_recipe_chooses_on_mean_validation_accuracy(tmp_path, corel_folder):
   workdir = tmp_path / "r"
-  proc = _reproduce(f"--experiment=alexnet_recipe:data={corel_folder}", "--quick",
+  proc = _reproduce(f"--experiment=corel_recipe:data={corel_folder}", "--quick",
                     "--seeds=0,1", f"--workdir={workdir}", tfds_dir=tmp_path / "tfds")
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((workdir / "results.json").read_text())
@@ -262,6 +262,17 @@ def test_quick_alexnet_recipe_chooses_on_mean_validation_accuracy(tmp_path, core
   with Image.open(workdir / "recipes.png") as im:
     assert im.format == "PNG"
 
+  lenet = tmp_path / "l"
+  proc = _reproduce(f"--experiment=corel_recipe:data={corel_folder},net=lenet_l", "--quick",
+                    f"--workdir={lenet}", tfds_dir=tmp_path / "tfds")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((lenet / "results.json").read_text())
+  assert set(results["rows"]) == {"adam_1e-4", "adam_3e-4", "adam_1e-3"}
+  for tag, peak in (("adam_1e-4", 1e-4), ("adam_3e-4", 3e-4), ("adam_1e-3", 1e-3)):
+    config = json.loads((lenet / "train" / tag / "config.json").read_text())
+    assert config["model"]["name"] == "lenet_l" and config["optimizer"]["name"] == "adam"
+    assert config["optimizer"]["learning_rate"] == pytest.approx(peak)
+
 
 def test_recipes_choose_on_validation_never_on_test():
   from cbir_jax.experiments import recipes  # pylint: disable=import-outside-toplevel
@@ -271,7 +282,7 @@ def test_recipes_choose_on_validation_never_on_test():
   # A tie goes to the first recipe in config order.
   assert recipes.choose({"x": {"val_accuracy": 0.5}, "y": {"val_accuracy": 0.5}})["recipe"] == "x"
   spec = importlib.util.spec_from_file_location(
-      "alexnet_recipe", REPO / "configs" / "experiments" / "alexnet_recipe.py")
+      "corel_recipe", REPO / "configs" / "experiments" / "corel_recipe.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config("data=/x")
@@ -281,6 +292,11 @@ def test_recipes_choose_on_validation_never_on_test():
     recipes.check(config)
   with pytest.raises(ValueError, match="got 'sgd'"):
     module.get_config("sgd")
+  with pytest.raises(ValueError, match="got 'net=vgg'"):
+    module.get_config("net=vgg")
+  lenet = module.get_config("data=/x,net=lenet_l")
+  assert tuple(lenet.models["adam_3e-4"].dataset.image_size) == (64, 96)
+  assert lenet.models["adam_3e-4"].num_epochs == 30
 
 
 def test_quick_cifar10_recipe_compares_peak_rates_on_validation(tmp_path, cifar_folder):
