@@ -27,7 +27,9 @@ of both; early stopping on validation may end them sooner), "alexnet_init=<workd
 "lenet_init=<workdir>" (start the network from a training run, e.g. configs/cifar10_pretrain.py's
 CIFAR-10 pretraining at the same input size), or "pretrain=cifar10" (the experiment runs that
 pretraining itself, once, in <workdir>/pretrain/<tag>, and every seed fine-tunes from it;
-"pretrain_data=<folder>" for another CIFAR-10 folder):
+"pretrain_data=<folder>" for another CIFAR-10 folder), "patience=<N>" (early stopping patience
+in epochs, default 6; 0 trains each network's whole epoch budget and still hands on its
+checkpoint best on validation):
   python bin/reproduce.py --experiment=corel_heldout:small,pretrain=cifar10 --seeds=0,1,2 \
       --workdir=runs/corel_heldout_small_cifar10
 The held-out variant table in docs/RESULTS.md compares these.
@@ -44,7 +46,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   paper = config_util.load_sibling(__file__, "corel_paper.py")
   options = paper.parse_options(arg, "corel_heldout")
   scale, weights = options["scale"], options["alexnet_weights"]
-  c = paper.get_config(arg)
+  c = paper.get_config(arg, heldout=True)
   c.name = "corel_heldout"
   c.protocol = "heldout"
   c.dataset.database_split = "database"
@@ -61,7 +63,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Each network trains until its validation accuracy stops improving (patience evaluations,
   # once per epoch, within the scale's epoch budget) and hands on its best checkpoint on
   # validation; query accuracy is reported only.
-  c.early_stopping_patience = {"quick": 0}.get(scale, 6)
+  c.early_stopping_patience = (options["patience"] if options["patience"] >= 0
+                               else {"quick": 0}.get(scale, 6))
   for m in c.models.values():
     config_util.select_on_validation(m, test_split="query", patience=c.early_stopping_patience,
                                      validation_fraction=c.validation_fraction)

@@ -56,7 +56,7 @@ def parse_options(arg: str, name: str) -> dict:
   "cifar10" (the experiment pretrains each network itself) with pretrain_data its folder."""
   options = {"scale": "", "data": "", "alexnet_weights": "", "aug": "", "epochs": 0,
              "alexnet_init": "", "lenet_init": "", "pretrain": "", "pretrain_data": "",
-             "sweep": True}
+             "sweep": True, "patience": -1}
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
     if part in ("cpu", "small", "quick"):
@@ -72,12 +72,14 @@ def parse_options(arg: str, name: str) -> dict:
       options["epochs"] = int(value)
     elif part == "sweep=off":
       options["sweep"] = False
+    elif key == "patience" and value.isdigit():
+      options["patience"] = int(value)
     else:
       raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'small', 'quick', "
                        "'data=<folder>', 'alexnet_weights=<file>', 'aug=strong', "
                        "'epochs=<N > 0>', 'alexnet_init=<workdir>', 'lenet_init=<workdir>', "
-                       f"'pretrain=<{'|'.join(PRETRAIN_SETS)}>', 'pretrain_data=<folder>' and "
-                       f"'sweep=off', got {part!r}")
+                       f"'pretrain=<{'|'.join(PRETRAIN_SETS)}>', 'pretrain_data=<folder>', "
+                       f"'sweep=off' and 'patience=<N >= 0>', got {part!r}")
   if options["pretrain_data"] and not options["pretrain"]:
     raise ValueError(f"configs/experiments/{name}.py: pretrain_data= needs pretrain=cifar10")
   if options["pretrain"] and (options["alexnet_init"] or options["lenet_init"]):
@@ -210,11 +212,15 @@ def pretrain_configs(models: ml_collections.ConfigDict, scale: str, data: str = 
   return out
 
 
-def get_config(arg: str = "") -> ml_collections.ConfigDict:
+def get_config(arg: str = "", *, heldout: bool = False) -> ml_collections.ConfigDict:
   """Returns the corel_paper experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>",
-  ",alexnet_weights=<torchvision AlexNet file>")."""
+  ",alexnet_weights=<torchvision AlexNet file>", ...: `parse_options`); `heldout`: called by
+  corel_heldout.py as its base (which alone takes "patience=<N>")."""
   options = parse_options(arg, "corel_paper")
   scale, data, weights = options["scale"], options["data"], options["alexnet_weights"]
+  if options["patience"] >= 0 and not heldout:
+    raise ValueError("configs/experiments/corel_paper.py: patience= is for corel_heldout (the "
+                     "paper's protocol has no validation split to stop on)")
   c = ml_collections.ConfigDict()
   c.name = "corel_paper"
   c.kind = "corel_fusion"

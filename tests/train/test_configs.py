@@ -91,6 +91,23 @@ def test_corel_heldout_variants_reach_both_networks(tmp_path):
     _load_experiment("corel_heldout.py", "small,aug=weak")
 
 
+def test_corel_heldout_patience_option():
+  default = _load_experiment("corel_heldout.py", "cpu,data=/x")
+  full = _load_experiment("corel_heldout.py", "cpu,data=/x,patience=0")
+  assert default.early_stopping_patience == 6 and full.early_stopping_patience == 0
+  for tag in ("alexnet", "lenet_lk1400"):
+    assert default.models[tag].early_stopping_patience == 6
+    m = full.models[tag]
+    # The whole epoch budget, and still the checkpoint best on validation.
+    assert m.early_stopping_patience == 0 and m.checkpoint_selection == "best"
+    assert m.num_epochs == 30 and m.dataset.eval_split == "validation"
+    trainer.check_selection(m)
+  with pytest.raises(ValueError, match="got 'patience=x'"):
+    _load_experiment("corel_heldout.py", "cpu,patience=x")
+  with pytest.raises(ValueError, match="patience= is for corel_heldout"):
+    _load_experiment("corel_paper.py", "cpu,patience=0")
+
+
 def _load_experiment(name: str, arg: str):
   spec = importlib.util.spec_from_file_location(name[:-3], CONFIGS / "experiments" / name)
   module = importlib.util.module_from_spec(spec)
