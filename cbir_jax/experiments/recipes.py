@@ -13,6 +13,11 @@ from cbir_jax.experiments.stages import Stages, finish, training_table
 COLUMNS = ("val_accuracy", "test_accuracy")
 
 
+def _label(config) -> str:
+  """The experiment's name and its variant (e.g. "corel_recipe:net=lenet_l")."""
+  return config.name + (f":{config.variant}" if config.get("variant", "") else "")
+
+
 def check(config) -> None:
   """Every recipe must decide on the validation split; refuses before anything trains."""
   for tag, m in config.models.items():
@@ -48,8 +53,8 @@ def run_recipes(config, workdir: str) -> dict:
       {"validation acc (decides)": ([r["val_accuracy"] for r in rows.values()], [0] * len(rows)),
        "test acc (reported)": ([r.get("test_accuracy", np.nan) for r in rows.values()],
                                [0] * len(rows))},
-      ylabel="accuracy", title=f"{config.name}: recipes (seed {config.seed})")}
-  md = [f"## {config.name} ({config.scale} scale, seed {config.seed})\n", config.description,
+      ylabel="accuracy", title=f"{_label(config)}: recipes (seed {config.seed})")}
+  md = [f"## {_label(config)} ({config.scale} scale, seed {config.seed})\n", config.description,
         "", f"Chosen on validation: **{choice['recipe']}**.\n",
         training_table(train, "test acc (reported)")]
   payload = {"experiment": config.name, "scale": config.scale, "seed": config.seed,
@@ -63,7 +68,8 @@ def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict
   by mean validation accuracy and the bar chart with error bars."""
   mean, std = aggregate["mean"]["rows"], aggregate["std"]["rows"]
   choice = choose({tag: {"val_accuracy": m["val_accuracy"]} for tag, m in mean.items()})
-  md = [f"Chosen on mean validation accuracy: **{choice['recipe']}**.\n",
+  md = [config.description + "\n",
+        f"Chosen on mean validation accuracy: **{choice['recipe']}**.\n",
         "| recipe | validation acc (decides) | test acc (reported) |", "|---|---|---|"]
   for tag, m in mean.items():
     md.append(f"| {tag} | " + " | ".join(
@@ -74,6 +80,6 @@ def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict
                                     [std[t]["val_accuracy"] for t in mean]),
        "test acc (reported)": ([m.get("test_accuracy", np.nan) for m in mean.values()],
                                [std[t].get("test_accuracy", 0.0) for t in mean])},
-      ylabel="accuracy", title=f"{config.name}: mean ± std over seeds "
+      ylabel="accuracy", title=f"{_label(config)}: mean ± std over seeds "
                                 f"{', '.join(str(s) for s in aggregate['seeds'])}")}
   return md, {"choice": choice, "files": files}

@@ -56,6 +56,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   base = training.get_config(f"model={family},cpu")
   c = config_util.recipes_experiment("cifar10_recipe", scale, "cifar10_local",
                                      data or base.dataset.manual_dir)
+  c.variant = f"family={family}"
   c.models = ml_collections.ConfigDict()
   for peak in peaks:
     m = ml_collections.ConfigDict(base.to_dict())

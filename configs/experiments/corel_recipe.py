@@ -72,7 +72,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   paper = config_util.load_sibling(__file__, "corel_paper.py")
   c = config_util.recipes_experiment("corel_recipe", scale, "corel1k",
                                      data or config_util.shared_dataset("corel1k"))
-  c.net = net
+  c.variant = f"net={net}"
   c.models = ml_collections.ConfigDict(_alexnet_recipes() if net == "alexnet"
                                        else _lenet_recipes())
   for m in c.models.values():
