@@ -36,6 +36,18 @@ def choose(rows: dict) -> dict:
   return {"recipe": best, "chosen_by": "validation accuracy", "validation_accuracy": scores}
 
 
+def _chart(workdir: str, rows: dict, std: dict | None, title: str) -> str:
+  """recipes.png: each recipe's validation accuracy (decides) beside its test accuracy
+  (reported), with error bars when `std` (same keys as `rows`) is given."""
+  def series(column, fill):
+    return ([r.get(column, fill) for r in rows.values()],
+            [(std or {}).get(t, {}).get(column, 0.0) for t in rows])
+  return plots.bars(os.path.join(workdir, "recipes.png"), list(rows),
+                    {"validation acc (decides)": series("val_accuracy", np.nan),
+                     "test acc (reported)": series("test_accuracy", np.nan)},
+                    ylabel="accuracy", title=title)
+
+
 def run_recipes(config, workdir: str) -> dict:
   """Trains every recipe of `config.models` (cached, resumable) and reports their validation
   and test accuracies, the recipe chosen on validation and a bar chart."""
@@ -48,12 +60,8 @@ def run_recipes(config, workdir: str) -> dict:
       raise ValueError(f"recipe {tag!r} has no validation accuracy (trained without a "
                        f"validation split; delete {os.path.join(workdir, 'train', tag)})")
   choice = choose(rows)
-  files = {"recipes.png": plots.bars(
-      os.path.join(workdir, "recipes.png"), list(rows),
-      {"validation acc (decides)": ([r["val_accuracy"] for r in rows.values()], [0] * len(rows)),
-       "test acc (reported)": ([r.get("test_accuracy", np.nan) for r in rows.values()],
-                               [0] * len(rows))},
-      ylabel="accuracy", title=f"{_label(config)}: recipes (seed {config.seed})")}
+  files = {"recipes.png": _chart(workdir, rows, None,
+                                 f"{_label(config)}: recipes (seed {config.seed})")}
   md = [f"## {_label(config)} ({config.scale} scale, seed {config.seed})\n", config.description,
         "", f"Chosen on validation: **{choice['recipe']}**.\n",
         training_table(train, "test acc (reported)")]
@@ -74,12 +82,7 @@ def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict
   for tag, m in mean.items():
     md.append(f"| {tag} | " + " | ".join(
         f"{m[c]:.4f} ± {std[tag][c]:.4f}" if c in m else "-" for c in COLUMNS) + " |")
-  files = {"recipes.png": plots.bars(
-      os.path.join(workdir, "recipes.png"), list(mean),
-      {"validation acc (decides)": ([m["val_accuracy"] for m in mean.values()],
-                                    [std[t]["val_accuracy"] for t in mean]),
-       "test acc (reported)": ([m.get("test_accuracy", np.nan) for m in mean.values()],
-                               [std[t].get("test_accuracy", 0.0) for t in mean])},
-      ylabel="accuracy", title=f"{_label(config)}: mean ± std over seeds "
-                                f"{', '.join(str(s) for s in aggregate['seeds'])}")}
+  files = {"recipes.png": _chart(
+      workdir, mean, std, f"{_label(config)}: mean ± std over seeds "
+                          f"{', '.join(str(s) for s in aggregate['seeds'])}")}
   return md, {"choice": choice, "files": files}

@@ -54,6 +54,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                        f"'family=<{'|'.join(schemes.FAMILIES)}>' and 'peaks=<a>+<b>', got "
                        f"{part!r}")
   base = training.get_config(f"model={family},cpu")
+  # cifar10_schemes' own validation carve and stopping rule, so both see the same images.
+  carve = schemes.get_config(f"{scale},families={family}")
   c = config_util.recipes_experiment("cifar10_recipe", scale, "cifar10_local",
                                      data or base.dataset.manual_dir)
   c.variant = f"family={family}"
@@ -62,8 +64,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     m = ml_collections.ConfigDict(base.to_dict())
     m.dataset.manual_dir = c.dataset.manual_dir
     m.optimizer.learning_rate = peak
-    config_util.select_on_validation(m, test_split="test", patience=0 if scale == "quick" else 2,
-                                     validation_fraction=0.1)
+    config_util.select_on_validation(m, test_split="test",
+                                     patience=carve.early_stopping_patience,
+                                     validation_fraction=carve.validation_fraction)
     if scale == "quick":
       paper.quick_length(m)
       m.eval_batch_size = 10
