@@ -29,6 +29,15 @@ def _reproduce(*args: str, tfds_dir: Path, **env_vars: str) -> subprocess.Comple
                         env=env, capture_output=True, text=True, timeout=300)
 
 
+def _experiment_module(name: str):
+  """configs/experiments/<name>.py, loaded by path (as bin/reproduce.py loads it)."""
+  spec = importlib.util.spec_from_file_location(
+      name, REPO / "configs" / "experiments" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 @pytest.fixture(scope="module")
 def corel_folder(tmp_path_factory) -> Path:
   """10 classes x 6 JPEGs of 24x36, each class a noisy colour: 60 images named <id>.jpg."""
@@ -202,10 +211,7 @@ def test_quick_heldout_pretrains_once_on_cifar10_and_seeds_start_from_it(tmp_pat
 
 
 def test_pretrain_options_are_checked():
-  spec = importlib.util.spec_from_file_location(
-      "corel_paper", REPO / "configs" / "experiments" / "corel_paper.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _experiment_module("corel_paper")
   with pytest.raises(ValueError, match="pretrain_data= needs pretrain=cifar10"):
     module.parse_options("small,pretrain_data=/x", "corel_heldout")
   with pytest.raises(ValueError, match="drop alexnet_init="):
@@ -215,10 +221,7 @@ def test_pretrain_options_are_checked():
 
 
 def test_sweep_off_trains_k_1400_only_at_the_papers_sizes():
-  spec = importlib.util.spec_from_file_location(
-      "corel_paper", REPO / "configs" / "experiments" / "corel_paper.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _experiment_module("corel_paper")
   full = module.get_config("cpu,data=/x")
   assert sorted(full.models) == sorted(["alexnet"] + [f"lenet_lk{k}" for k in module.LK_SWEEP])
   assert tuple(full.lk_sweep.widths) == module.LK_SWEEP
@@ -281,10 +284,7 @@ def test_recipes_choose_on_validation_never_on_test():
   assert recipes.choose(rows)["recipe"] == "b"
   # A tie goes to the first recipe in config order.
   assert recipes.choose({"x": {"val_accuracy": 0.5}, "y": {"val_accuracy": 0.5}})["recipe"] == "x"
-  spec = importlib.util.spec_from_file_location(
-      "corel_recipe", REPO / "configs" / "experiments" / "corel_recipe.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _experiment_module("corel_recipe")
   config = module.get_config("data=/x")
   recipes.check(config)
   config.models.sgd_step.dataset.eval_split = "query"
@@ -315,10 +315,7 @@ def test_quick_cifar10_recipe_compares_peak_rates_on_validation(tmp_path, cifar_
     assert config["dataset"]["test_split"] == "test"
   vals = {t: r["val_accuracy"] for t, r in results["rows"].items()}
   assert results["choice"]["recipe"] == max(vals, key=lambda t: (vals[t], t == "peak_0p05"))
-  spec = importlib.util.spec_from_file_location(
-      "cifar10_recipe", REPO / "configs" / "experiments" / "cifar10_recipe.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _experiment_module("cifar10_recipe")
   assert sorted(module.get_config("").models) == ["peak_0p1", "peak_0p2", "peak_0p4"]
   for bad in ("peaks=0.1+x", "peaks=0.1+0.1", "peaks=-1", "family=vgg"):
     with pytest.raises(ValueError, match=re.escape(repr(bad.partition("=")[2]))
