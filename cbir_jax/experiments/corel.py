@@ -6,8 +6,8 @@ import numpy as np
 
 from cbir_jax.data.datasets import VALIDATION
 from cbir_jax.eval import plots, protocol, ranking
-from cbir_jax.experiments.stages import (PAPER_KS, Stages, finish, float_index, ks_columns,
-                                         training_table, has_validation)
+from cbir_jax.experiments.stages import (PAPER_KS, Stages, finish, float_index, has_validation,
+                                         ks_columns, mean_std, training_table)
 from cbir_jax.features import fuse
 
 
@@ -145,3 +145,19 @@ def _protocol_sentence(config, q: int, n: int) -> str:
             " each query's own entry is removed from its result list. Comparable to the paper.")
   return (f"{q} held-out queries (never trained on) against a database of {n} training images;"
           " the paper has no such protocol.")
+
+
+def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict]:
+  """(markdown lines, {}) over seeds: Table 1 (each feature's Top k and full mAP) as mean ±
+  std. `workdir` is unused (the per-seed figures stay in their runs)."""
+  del workdir
+  mean, std = aggregate["mean"].get("table1"), aggregate["std"].get("table1")
+  if not mean:
+    return [], {}
+  cols = [f"paper_map@{k}" for k in config.ks] + ["map"]
+  md = ["| feature | " + " | ".join([f"Top{k}" for k in config.ks] + ["mAP (full)"]) + " |",
+        "|---" * (len(cols) + 1) + "|"]
+  for name, row in mean.items():
+    md.append(f"| {name} | " + " | ".join(
+        mean_std(row["metrics"][c], std[name]["metrics"][c]) for c in cols) + " |")
+  return md, {}

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from cbir_jax.eval import plots
-from cbir_jax.experiments.stages import Stages, finish, training_table
+from cbir_jax.experiments.stages import Stages, finish, mean_std, training_table
 
 COLUMNS = ("val_accuracy", "test_accuracy")
 
@@ -81,7 +81,7 @@ def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict
         "| recipe | validation acc (decides) | test acc (reported) |", "|---|---|---|"]
   for tag, m in mean.items():
     md.append(f"| {tag} | " + " | ".join(
-        f"{m[c]:.4f} ± {std[tag][c]:.4f}" if c in m else "-" for c in COLUMNS) + " |")
+        mean_std(m[c], std[tag][c]) if c in m else "-" for c in COLUMNS) + " |")
   files = {"recipes.png": _chart(
       workdir, mean, std, f"{_label(config)}: mean ± std over seeds "
                           f"{', '.join(str(s) for s in aggregate['seeds'])}")}

@@ -7,7 +7,7 @@ import numpy as np
 from cbir_jax.data.datasets import VALIDATION
 from cbir_jax.eval import plots, protocol, ranking, selection
 from cbir_jax.experiments.stages import (Stages, finish, float_index, has_validation,
-                                         training_table)
+                                         mean_std, training_table)
 from cbir_jax.features import encoder as encoder_lib
 from cbir_jax.features import igr
 from cbir_jax.index import BinaryIndex
@@ -209,3 +209,20 @@ def run_schemes(config, workdir: str) -> dict:
              "selection_comparison": selections, "layouts": layouts,
              "paper": config.paper.to_dict()}
   return finish(workdir, payload, "\n".join(md), files)
+
+
+def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict]:
+  """(markdown lines, {}) over seeds: per family the accuracies and each scheme's mAP as mean
+  ± std. `config` and `workdir` are unused."""
+  del config, workdir
+  mean, std = aggregate["mean"].get("rows"), aggregate["std"].get("rows")
+  if not mean:
+    return [], {}
+  cols = [c for c in ("backbone_acc", "dfs_acc", "scheme 1 map", "scheme 2 map",
+                      "scheme 3 map", "backbone + IGR + hash map")
+          if all(c in r for r in mean.values())]
+  md = ["| family | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+  for family, row in mean.items():
+    md.append(f"| {family} | " + " | ".join(mean_std(row[c], std[family][c])
+                                            for c in cols) + " |")
+  return md, {}

@@ -48,30 +48,10 @@ def aggregate_seeds(payloads: dict[int, dict]) -> dict:
   return out
 
 
-def seeds_markdown(config, aggregate: dict) -> str:
-  """The headline table as mean ± std over the seeds."""
+def seeds_header(config, aggregate: dict) -> str:
+  """The title of a seeds report; each experiment kind's `seeds_report` adds its tables."""
   seeds = ", ".join(str(s) for s in aggregate["seeds"])
-  md = [f"## {config.name} ({config.scale} scale): mean ± std over seeds {seeds}\n"]
-  mean, std = aggregate["mean"], aggregate["std"]
-  fmt = lambda m, d: f"{m:.4f} ± {d:.4f}"
-  if "table1" in mean:
-    cols = [f"paper_map@{k}" for k in config.ks] + ["map"]
-    md.append("| feature | " + " | ".join([f"Top{k}" for k in config.ks] + ["mAP (full)"])
-              + " |")
-    md.append("|---" * (len(cols) + 1) + "|")
-    for name, row in mean["table1"].items():
-      cells = [fmt(row["metrics"][c], std["table1"][name]["metrics"][c]) for c in cols]
-      md.append(f"| {name} | " + " | ".join(cells) + " |")
-  if "rows" in mean and config.kind == "schemes":
-    cols = [c for c in ("backbone_acc", "dfs_acc", "scheme 1 map", "scheme 2 map",
-                        "scheme 3 map", "backbone + IGR + hash map")
-            if all(c in r for r in mean["rows"].values())]
-    md.append("| family | " + " | ".join(cols) + " |")
-    md.append("|---" * (len(cols) + 1) + "|")
-    for family, row in mean["rows"].items():
-      md.append(f"| {family} | " + " | ".join(fmt(row[c], std["rows"][family][c])
-                                              for c in cols) + " |")
-  return "\n".join(md) + "\n"
+  return f"## {config.name} ({config.scale} scale): mean ± std over seeds {seeds}\n\n"
 
 
 def run_seeds(config, workdir: str, seeds) -> dict:
@@ -93,13 +73,13 @@ def run_seeds(config, workdir: str, seeds) -> dict:
     with open(os.path.join(sub, "results.json"), encoding="utf-8") as f:
       payloads[seed] = json.load(f)
   aggregate = aggregate_seeds(payloads)
-  markdown = seeds_markdown(config, aggregate)
-  files = {}
-  if config.kind == "recipes":  # The choice over seeds: mean validation accuracy.
-    from cbir_jax.experiments import recipes  # pylint: disable=import-outside-toplevel
-    lines, extra = recipes.seeds_report(config, aggregate, workdir)
-    markdown += "\n".join(lines) + "\n"
-    aggregate["choice"], files = extra["choice"], extra["files"]
+  # The kind's own tables (and, for recipes, the choice over seeds and a chart).
+  from cbir_jax.experiments import seeds_report  # pylint: disable=import-outside-toplevel
+  lines, extra = seeds_report(config, aggregate, workdir)
+  markdown = seeds_header(config, aggregate) + "\n".join(lines) + "\n"
+  if "choice" in extra:
+    aggregate["choice"] = extra["choice"]
+  files = extra.get("files", {})
   payload = {"experiment": config.name, "scale": config.scale, "seeds": seeds,
              "aggregate": aggregate, "runs": {str(s): p for s, p in payloads.items()}}
   return finish(workdir, payload, markdown, files)

@@ -154,6 +154,11 @@ def float_index(database):
   return index
 
 
+def mean_std(mean: float, std: float) -> str:
+  """A table cell "mean ± std" (4 decimals), as every seeds report writes it."""
+  return f"{mean:.4f} ± {std:.4f}"
+
+
 def ks_columns(ks):
   return [f"paper_map@{k}" for k in ks], [f"Top{k}" for k in ks]
 
