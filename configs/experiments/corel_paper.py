@@ -138,6 +138,12 @@ def quick_length(c: ml_collections.ConfigDict) -> None:
   c.augment = False
 
 
+def lk_widths(scale: str, sweep: bool) -> tuple[int, ...]:
+  """The LeNet-L widths K an experiment trains: the paper's sweep 800..1800, or K = 1400 only
+  (without the sweep, and always at the quick scale)."""
+  return LK_SWEEP if sweep and scale != "quick" else (1400,)
+
+
 def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
                  lk_sweep: bool, *, aug: str = "", epochs_override: int = 0,
                  alexnet_init: str = "", lenet_init: str = "") -> ml_collections.ConfigDict:
@@ -150,18 +156,14 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
   alex_base = config_util.load_sibling(__file__, "../alexnet_corel1k.py").get_config("")
   if scale == "quick":
     lenet_size, alex_size, alex_model, epochs = (24, 36), 32, "alexnet_tiny", 1
-    widths = (1400,)
   elif scale == "cpu":  # The paper's input sizes, CPU-sized epochs.
     lenet_size, alex_size, alex_model, epochs = (256, 384), 227, "alexnet", 30
-    widths = LK_SWEEP if lk_sweep else (1400,)
   elif scale == "small":
     lenet_size, alex_size, alex_model, epochs = (64, 96), 64, "alexnet", 15
-    widths = LK_SWEEP if lk_sweep else (1400,)
   else:
     lenet_size, alex_size, alex_model, epochs = (256, 384), 227, "alexnet", 0
-    widths = LK_SWEEP if lk_sweep else (1400,)
   models = ml_collections.ConfigDict()
-  for lk in widths:  # LeNet-L's K, the width of its L-K layer.
+  for lk in lk_widths(scale, lk_sweep):  # LeNet-L's K, the width of its L-K layer.
     models[f"lenet_lk{lk}"] = _train_config(
         lenet_base, scale=scale, image_size=lenet_size, epochs=epochs or lenet_base.num_epochs,
         train_split=train_split, eval_split=eval_split, manual_dir=manual_dir,
@@ -254,9 +256,9 @@ def get_config(arg: str = "", *, heldout: bool = False) -> ml_collections.Config
       "l2_w05": {"normalize": "l2", "weights": (0.5, 1.0)},
       "l2_w2": {"normalize": "l2", "weights": (2.0, 1.0)},
   })
-  widths = (1400,) if scale == "quick" else LK_SWEEP
-  c.lk_sweep = ml_collections.ConfigDict({"widths": widths if options["sweep"] else (),
-                                         "endpoint": "f6"})
+  # The K sweep scores every trained width (none with sweep=off: K = 1400 only).
+  c.lk_sweep = ml_collections.ConfigDict({
+      "widths": lk_widths(scale, True) if options["sweep"] else (), "endpoint": "f6"})
   c.ks = (5, 10) if scale == "quick" else (10, 20, 30, 40, 50)
   c.recall_max = 100 if scale != "quick" else 20   # Fig. 4: recall at 1..recall_max returned.
   c.extract_batch_size = 50 if scale != "quick" else 20
