@@ -47,7 +47,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   paper = config_util.load_sibling(__file__, "corel_paper.py")
   options = paper.parse_options(arg, "corel_heldout")
   scale, weights = options["scale"], options["alexnet_weights"]
-  c = paper.get_config(arg, heldout=True)
+  c = paper.base_config(options)
   c.name = "corel_heldout"
   c.protocol = "heldout"
   c.dataset.database_split = "database"

@@ -214,15 +214,20 @@ def pretrain_configs(models: ml_collections.ConfigDict, scale: str, data: str = 
   return out
 
 
-def get_config(arg: str = "", *, heldout: bool = False) -> ml_collections.ConfigDict:
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the corel_paper experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>",
-  ",alexnet_weights=<torchvision AlexNet file>", ...: `parse_options`); `heldout`: called by
-  corel_heldout.py as its base (which alone takes "patience=<N>")."""
+  ",alexnet_weights=<torchvision AlexNet file>", ...: `parse_options`)."""
   options = parse_options(arg, "corel_paper")
-  scale, data, weights = options["scale"], options["data"], options["alexnet_weights"]
-  if options["patience"] >= 0 and not heldout:
+  if options["patience"] >= 0:
     raise ValueError("configs/experiments/corel_paper.py: patience= is for corel_heldout (the "
                      "paper's protocol has no validation split to stop on)")
+  return base_config(options)
+
+
+def base_config(options: dict) -> ml_collections.ConfigDict:
+  """The corel_paper experiment of parsed `options` (`parse_options`); corel_heldout.py builds
+  on it with its own options."""
+  scale, data, weights = options["scale"], options["data"], options["alexnet_weights"]
   c = ml_collections.ConfigDict()
   c.name = "corel_paper"
   c.kind = "corel_fusion"
