@@ -52,7 +52,8 @@ Arguments (comma separated): "cpu", "tiny", "quick" or "gpu"; "v1[=<a>+<b>]";
 "families=<a>+<b>" (resnet50, inception_v3, mobilenet_v2; default all three); "data=<folder>";
 "epochs=<N>" (cpu, gpu and paper scales: each network's epoch budget, instead of 8 / 6 / 200;
 the CPU-scale networks train 8 epochs in 7-26 minutes, so up to ~20-60 epochs fit the hour per
-network issue 17 allows). With `--quick`, "gpu" keeps its models, dtype and packed data
+network issue 17 allows); "peak=<lr>" (cpu, gpu and paper scales: every network's peak learning
+rate instead of its recipe's, e.g. the one `cifar10_recipe` chose on validation). With `--quick`, "gpu" keeps its models, dtype and packed data
 and takes the quick scale's steps and subsets (a CPU smoke test of the GPU path).
 """
 
@@ -84,11 +85,12 @@ def v1_layout(arg: str) -> tuple[str, tuple[str, ...] | None]:
   return ",".join(rest), v1
 
 
-def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool]:
-  """"cpu,families=a+b,data=/x" -> ("cpu", ("a", "b"), "/x", -1, False); "gpu,epochs=4,quick"
-  -> ("gpu", FAMILIES, "", 4, True): scale, families, data folder, epochs (-1: the scale's own)
-  and whether "quick" came beside "gpu"."""
-  scale, families, data, epochs, quick = "", FAMILIES, "", -1, False
+def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool, float]:
+  """"cpu,families=a+b,data=/x" -> ("cpu", ("a", "b"), "/x", -1, False, 0.0);
+  "gpu,epochs=4,quick,peak=0.4" -> ("gpu", FAMILIES, "", 4, True, 0.4): scale, families, data
+  folder, epochs (-1: the scale's own), whether "quick" came beside "gpu" and the peak learning
+  rate of every network (0: each recipe's own)."""
+  scale, families, data, epochs, quick, peak = "", FAMILIES, "", -1, False, 0.0
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
     if part in ("cpu", "tiny", "quick", "gpu"):
@@ -100,22 +102,32 @@ def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool
       data = value
     elif key == "epochs" and value.isdigit() and int(value) > 0:
       epochs = int(value)
+    elif key == "peak" and _positive(value):
+      peak = float(value)
     else:
       raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'tiny', 'quick', 'gpu', "
-                       f"'families=<{'+'.join(FAMILIES)} subset>', 'data=<folder>' and "
-                       f"'epochs=<N > 0>', got {part!r}")
-  if epochs > 0 and scale not in ("cpu", "gpu", ""):
-    raise ValueError(f"configs/experiments/{name}.py: 'epochs={epochs}' is for the cpu, gpu and "
-                     "paper scales (tiny and quick train a fixed number of steps), "
-                     f"got scale {scale or 'paper'!r}")
-  return scale, families, data, epochs, quick and scale == "gpu"
+                       f"'families=<{'+'.join(FAMILIES)} subset>', 'data=<folder>', "
+                       f"'epochs=<N > 0>' and 'peak=<learning rate > 0>', got {part!r}")
+  for option, value in (("epochs", epochs), ("peak", peak)):
+    if value > 0 and scale not in ("cpu", "gpu", ""):
+      raise ValueError(f"configs/experiments/{name}.py: '{option}={value:g}' is for the cpu, "
+                       "gpu and paper scales (tiny and quick train a fixed number of steps), "
+                       f"got scale {scale or 'paper'!r}")
+  return scale, families, data, epochs, quick and scale == "gpu", peak
+
+
+def _positive(value: str) -> bool:
+  try:
+    return float(value) > 0
+  except ValueError:
+    return False
 
 
 def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
                    database_split: str, query_split: str) -> ml_collections.ConfigDict:
   """The schemes experiment over `training_file`'s recipes (configs/cifar10.py or caltech256)."""
   arg, with_v1 = v1_layout(arg)
-  scale, families, data, epochs, gpu_quick = parse_arg(arg, name)
+  scale, families, data, epochs, gpu_quick, peak = parse_arg(arg, name)
   training = config_util.load_sibling(__file__, training_file)
   c = ml_collections.ConfigDict()
   c.name = name
@@ -148,6 +160,8 @@ def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
                                        validation_fraction=c.validation_fraction)
       if epochs > 0:
         m.num_epochs = epochs
+      if peak > 0:  # E.g. the peak cifar10_recipe chose on validation.
+        m.optimizer.learning_rate = peak
       if scale == "quick" or gpu_quick:
         m.batch_size = 16
         m.num_steps = 2

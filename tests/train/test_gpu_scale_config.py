@@ -50,7 +50,12 @@ def test_schemes_gpu_scale_and_epochs():
 @pytest.mark.parametrize("arg, match", [("tiny,epochs=3", "'epochs=3' is for the cpu, gpu and "
                                                          "paper scales"),
                                         ("gpu,epochs=0", "got 'epochs=0'"),
-                                        ("gpu,epochs=x", "got 'epochs=x'")])
+                                        ("gpu,epochs=x", "got 'epochs=x'"),
+                                        ("tiny,peak=0.4", "'peak=0.4' is for the cpu, gpu and "
+                                                          "paper scales"),
+                                        ("cpu,peak=0", "got 'peak=0'"),
+                                        ("cpu,peak=-1", "got 'peak=-1'"),
+                                        ("cpu,peak=fast", "got 'peak=fast'")])
 def test_schemes_bad_epochs_are_named(arg, match):
   with pytest.raises(ValueError, match=match):
     _load("experiments/cifar10_schemes.py").get_config(arg)
@@ -62,3 +67,14 @@ def test_schemes_epochs_set_every_network_at_cpu_scale():
   assert sorted(c.models) == ["dfs_inception_v3", "inception_v3"]
   assert all(m.num_epochs == 30 and m.num_steps == -1 for m in c.models.values())
   assert all(m.num_epochs == 8 for m in schemes.get_config("cpu").models.values())
+
+
+def test_schemes_peak_sets_every_network_and_keeps_the_rest_of_the_recipe():
+  schemes = _load("experiments/cifar10_schemes.py")
+  base = schemes.get_config("cpu,epochs=30,families=inception_v3")
+  c = schemes.get_config("cpu,epochs=30,families=inception_v3,peak=0.4")
+  assert all(m.optimizer.learning_rate == 0.2 for m in base.models.values())
+  for tag, m in c.models.items():
+    assert m.optimizer.learning_rate == 0.4
+    m.optimizer.learning_rate = 0.2
+    assert m.to_json(sort_keys=True) == base.models[tag].to_json(sort_keys=True)
