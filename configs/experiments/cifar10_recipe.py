@@ -73,7 +73,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.models[f"peak_{peak:g}".replace(".", "p")] = m
   c.description = (f"{base.model.name} ({family}'s CPU-scale backbone) on CIFAR-10's training "
                    f"split, {base.num_epochs} epochs at batch {base.batch_size}, peak learning "
-                   f"rates {', '.join(f'{p:g}' for p in peaks)} (the published recipe: "
+                   f"rates {', '.join(f'{p:g}' for p in peaks)} (configs/cifar10.py's CPU_PEAK: "
                    f"{base.optimizer.learning_rate:g}); validation: a seeded, stratified 10 % of "
                    "the training split, carved before training; test = the 10,000 test images, "
                    "reported only.")

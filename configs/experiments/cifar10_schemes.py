@@ -4,8 +4,9 @@ Run (paper scale: full backbones and DFS-Nets at 32x32 with CIFAR stems, 200 epo
 accelerators):
   python bin/reproduce.py --experiment=cifar10_schemes --workdir=runs/c10_schemes
 CPU scale (the CPU-scale variant of each family, docs/MODELS.md; 8 epochs of the 50,000 training
-images minus the validation tenth; the 10,000 test queries against the 50,000-image database;
-about 1.5 hours on 2 cores for all six networks; what docs/RESULTS.md shows):
+images minus the validation tenth, each family at its validated peak rate, configs/cifar10.py's
+CPU_PEAK; the 10,000 test queries against the 50,000-image database; about 1.5 hours on 2 cores
+for all six networks):
   python bin/reproduce.py --experiment=cifar10_schemes:cpu --workdir=runs/c10_schemes_cpu
 Tiny scale (the narrow *_tiny test variants, 300 steps of 64 on data_batch_1's 10,000 images;
 a 2,000-image database and 500 queries; the table before 2026-11-28):
@@ -44,9 +45,10 @@ ranking (a query with no relevant item scores 0); mAP@k (top-k AP) is beside it.
 
 DFS module layouts (issue 21): with "v1" (or "v1=<a>+<b>", those families only) each family's
 DFS-Net is also trained with the module's v1 layout (docs/MODELS.md) and schemes 2 and 3 are
-reported for both layouts; what docs/RESULTS.md shows:
+reported for both layouts; what docs/RESULTS.md's 8-epoch table shows (trained before the peak
+rates were measured, so at peak 0.2 for every family):
   python bin/reproduce.py --experiment=cifar10_schemes:cpu,families=resnet50+inception_v3,\
-v1=inception_v3 --workdir=runs/c10_schemes_cpu
+v1=inception_v3,peak=0.2 --workdir=runs/c10_schemes_cpu
 
 Arguments (comma separated): "cpu", "tiny", "quick" or "gpu"; "v1[=<a>+<b>]";
 "families=<a>+<b>" (resnet50, inception_v3, mobilenet_v2; default all three); "data=<folder>";

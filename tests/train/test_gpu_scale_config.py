@@ -71,10 +71,24 @@ def test_schemes_epochs_set_every_network_at_cpu_scale():
 
 def test_schemes_peak_sets_every_network_and_keeps_the_rest_of_the_recipe():
   schemes = _load("experiments/cifar10_schemes.py")
+  training = _load("cifar10.py")
   base = schemes.get_config("cpu,epochs=30,families=inception_v3")
-  c = schemes.get_config("cpu,epochs=30,families=inception_v3,peak=0.4")
-  assert all(m.optimizer.learning_rate == 0.2 for m in base.models.values())
+  c = schemes.get_config("cpu,epochs=30,families=inception_v3,peak=0.3")
+  own = training.CPU_PEAK["inception_v3"]
+  assert own != 0.3
+  assert all(m.optimizer.learning_rate == own for m in base.models.values())
   for tag, m in c.models.items():
-    assert m.optimizer.learning_rate == 0.4
-    m.optimizer.learning_rate = 0.2
+    assert m.optimizer.learning_rate == 0.3
+    m.optimizer.learning_rate = own
     assert m.to_json(sort_keys=True) == base.models[tag].to_json(sort_keys=True)
+
+
+def test_cpu_scale_peak_is_per_family_and_shared_by_its_dfs_net():
+  training = _load("cifar10.py")
+  assert set(training.CPU_PEAK) == {"resnet50", "inception_v3", "mobilenet_v2"}
+  for family, peak in training.CPU_PEAK.items():
+    for model in (family, "dfs_" + family):
+      assert training.get_config(f"model={model},cpu").optimizer.learning_rate == peak
+  # Other scales keep their recipes.
+  assert training.get_config("model=resnet50,gpu").optimizer.learning_rate == 0.4
+  assert training.get_config("model=resnet50").optimizer.learning_rate == 0.1
