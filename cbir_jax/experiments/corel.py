@@ -154,9 +154,9 @@ def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict
   mean, std = aggregate["mean"].get("table1"), aggregate["std"].get("table1")
   if not mean:
     return [], {}
-  cols = [f"paper_map@{k}" for k in config.ks] + ["map"]
-  md = ["| feature | " + " | ".join([f"Top{k}" for k in config.ks] + ["mAP (full)"]) + " |",
-        "|---" * (len(cols) + 1) + "|"]
+  cols, heads = ks_columns(config.ks)
+  cols, heads = cols + ["map"], heads + ["mAP (full)"]
+  md = ["| feature | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
   for name, row in mean.items():
     md.append(f"| {name} | " + " | ".join(
         mean_std(row["metrics"][c], std[name]["metrics"][c]) for c in cols) + " |")

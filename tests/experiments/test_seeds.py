@@ -1,13 +1,13 @@
 """Reports over several seeds: aggregation and each experiment kind's tables
 (cbir_jax.experiments.seeds and the kinds' `seeds_report`)."""
 
-import importlib.util
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 import pytest
 
+from cbir_jax import config_util
 import cbir_jax.experiments as experiments
 from cbir_jax.experiments import seeds
 
@@ -24,9 +24,7 @@ def test_every_experiment_config_has_a_registered_kind():
   for path in sorted((REPO / "configs" / "experiments").glob("*.py")):
     if path.name == "__init__.py":
       continue
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = config_util.load_sibling(str(path), path.name)
     kind = module.get_config("quick").kind
     assert kind in experiments.KINDS, (path.name, kind)
     found.add(kind)
