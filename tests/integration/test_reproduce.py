@@ -299,6 +299,45 @@ def test_recipes_choose_on_validation_never_on_test():
   assert lenet.models["adam_3e-4"].num_epochs == 30
 
 
+def test_corel_recipe_at_paper_sizes_trains_the_heldout_cpu_networks():
+  module = _experiment_module("corel_recipe")
+  heldout = _experiment_module("corel_heldout").get_config("cpu,data=/x")
+  alexnet = module.get_config("data=/x,net=alexnet,sizes=paper")
+  assert alexnet.variant == "net=alexnet,sizes=paper"
+  assert set(alexnet.models) == {"sgd_step", "adam_1e-4", "adam_3e-4"}
+  for tag, m in alexnet.models.items():
+    assert m.model.name == "alexnet" and m.dataset.image_size == 227 and m.num_epochs == 30
+    assert m.dataset.eval_split == "validation" and m.dataset.validation_fraction == 0.1
+  # The paper's recipe is exactly the network the held-out headline trains.
+  assert alexnet.models.sgd_step.to_dict() == heldout.models.alexnet.to_dict()
+  for tag, peak in (("adam_1e-4", 1e-4), ("adam_3e-4", 3e-4)):
+    adam = alexnet.models[tag].to_dict()
+    sgd = heldout.models.alexnet.to_dict()
+    assert adam["optimizer"].pop("learning_rate") == pytest.approx(peak)
+    assert (adam["optimizer"].pop("name"), adam["optimizer"].pop("schedule"),
+            adam["optimizer"].pop("weight_decay")) == ("adam", "cosine", 0.0)
+    for key in ("learning_rate", "name", "schedule", "weight_decay"):
+      sgd["optimizer"].pop(key)
+    assert adam == sgd   # Only the optimizer differs.
+  lenet = module.get_config("data=/x,net=lenet_l,sizes=paper")
+  assert set(lenet.models) == {"adam_1e-4", "adam_3e-4", "adam_1e-3"}
+  assert lenet.models["adam_3e-4"].to_dict() == heldout.models.lenet_lk1400.to_dict()
+  for tag, peak in (("adam_1e-4", 1e-4), ("adam_1e-3", 1e-3)):
+    m = lenet.models[tag].to_dict()
+    assert m["optimizer"].pop("learning_rate") == pytest.approx(peak)
+    base = heldout.models.lenet_lk1400.to_dict()
+    base["optimizer"].pop("learning_rate")
+    assert m == base
+  assert "lenet_l at 256x384, 30 epochs" in lenet.description
+  # The small sizes stay the default; a bad size is named.
+  assert module.get_config("data=/x,net=lenet_l").models["adam_3e-4"].dataset.image_size == (
+      64, 96)
+  with pytest.raises(ValueError, match="got 'sizes=huge'"):
+    module.get_config("sizes=huge")
+  quick = module.get_config("data=/x,net=alexnet,sizes=paper,quick")
+  assert all(m.model.name == "alexnet_tiny" and m.num_steps == 2 for m in quick.models.values())
+
+
 def test_quick_cifar10_recipe_compares_peak_rates_on_validation(tmp_path, cifar_folder):
   workdir = tmp_path / "c"
   proc = _reproduce(f"--experiment=cifar10_recipe:data={cifar_folder},family=resnet50,"
