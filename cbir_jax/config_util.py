@@ -2,6 +2,7 @@
 config file by path (ml_collections loads configs by path, so they cannot import each other)."""
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 from types import ModuleType
@@ -65,6 +66,18 @@ def decision_defaults(model_config) -> None:
   model_config.selection_metric = "eval_accuracy"
   model_config.checkpoint_selection = "last"
   model_config.dataset.test_split = ""
+
+
+def positive_rates(text: str) -> tuple[float, ...]:
+  """"0.1+0.2" -> (0.1, 0.2): distinct finite positive numbers joined by "+" (a config
+  option's learning rates); () when `text` is anything else, for the caller to name it."""
+  try:
+    rates = tuple(float(v) for v in text.split("+"))
+  except ValueError:
+    return ()
+  if not all(math.isfinite(r) and r > 0 for r in rates) or len(set(rates)) != len(rates):
+    return ()
+  return rates
 
 
 def recipes_experiment(name: str, scale: str, dataset_name: str, manual_dir: str):

@@ -37,3 +37,11 @@ def test_configs_resolve_their_data_through_it(config, arg, folder, tmp_path, mo
 def test_load_sibling_names_a_missing_file(tmp_path):
   with pytest.raises(FileNotFoundError, match="nope.py"):
     config_util.load_sibling(str(tmp_path / "a.py"), "nope.py")
+
+
+@pytest.mark.parametrize("text, rates", [
+    ("0.1", (0.1,)), ("0.05+0.1+0.2", (0.05, 0.1, 0.2)), ("1e-3+3e-4", (1e-3, 3e-4)),
+    ("0", ()), ("-0.1", ()), ("nan", ()), ("inf", ()), ("0.1+0.1", ()), ("0.1+", ()),
+    ("abc", ()), ("", ())])
+def test_positive_rates_parses_distinct_finite_positive_numbers(text, rates):
+  assert config_util.positive_rates(text) == pytest.approx(rates)

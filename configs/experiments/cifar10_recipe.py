@@ -42,11 +42,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     elif key == "data" and value:
       data = value
     elif key == "peaks" and value:
-      try:
-        peaks = tuple(float(v) for v in value.split("+"))
-      except ValueError:
-        peaks = ()
-      if not peaks or min(peaks) <= 0 or len(set(peaks)) != len(peaks):
+      peaks = config_util.positive_rates(value)
+      if not peaks:
         raise ValueError("configs/experiments/cifar10_recipe.py: peaks= takes distinct "
                          f"positive learning rates joined by '+', got {value!r}")
     else:

@@ -104,8 +104,8 @@ def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool
       data = value
     elif key == "epochs" and value.isdigit() and int(value) > 0:
       epochs = int(value)
-    elif key == "peak" and _positive(value):
-      peak = float(value)
+    elif key == "peak" and len(config_util.positive_rates(value)) == 1:
+      peak = config_util.positive_rates(value)[0]
     else:
       raise ValueError(f"configs/experiments/{name}.py takes 'cpu', 'tiny', 'quick', 'gpu', "
                        f"'families=<{'+'.join(FAMILIES)} subset>', 'data=<folder>', "
@@ -116,13 +116,6 @@ def parse_arg(arg: str, name: str) -> tuple[str, tuple[str, ...], str, int, bool
                        "gpu and paper scales (tiny and quick train a fixed number of steps), "
                        f"got scale {scale or 'paper'!r}")
   return scale, families, data, epochs, quick and scale == "gpu", peak
-
-
-def _positive(value: str) -> bool:
-  try:
-    return float(value) > 0
-  except ValueError:
-    return False
 
 
 def schemes_config(name: str, arg: str, training_file: str, dataset_folder: str,
