@@ -1,0 +1,148 @@
+"""alpha_query_expansion / database_augmentation vs a float64 NumPy reference.
+
+Both implementations of the neighbour search (method="auto", "jax") on fresh random inputs,
+odd sizes, k = 1 and k = n, ties, zero / NaN / inf rows, no queries, and inside a user's
+jit / vmap.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cbir_jax.kernels import alpha_query_expansion, database_augmentation
+from tests.kernels import reference
+
+METHODS = pytest.mark.parametrize("method", ["auto", "jax"])
+
+
+def _unit(x):
+  norm = np.linalg.norm(x, axis=1, keepdims=True)
+  return x / np.where(norm > 0, norm, 1.0)
+
+
+def ref_expand(queries, database, k, alpha, with_self):
+  """Float64: unit rows, k nearest by Euclidean distance (ties to the lower index), weights
+  max(cos, 0) ** alpha, the query itself added for QE, unit result."""
+  q = _unit(np.asarray(queries, np.float64))
+  x = _unit(np.asarray(database, np.float64))
+  _, idx = reference.rank(reference.l2(q, x), k)
+  nb = x[idx]                                    # (q, k, d)
+  s = np.einsum("qd,qkd->qk", q, nb)
+  w = np.maximum(s, 0.0) ** alpha
+  acc = np.einsum("qk,qkd->qd", w, nb) + (0.0 if with_self else q)
+  return _unit(acc)
+
+
+@METHODS
+@pytest.mark.parametrize("q,n,d,k,alpha", [(7, 13, 5, 1, 3.0), (7, 13, 5, 3, 3.0),
+                                           (7, 13, 5, 13, 1.0), (1, 301, 17, 10, 0.0),
+                                           (33, 97, 3, 5, 2.5)])
+def test_query_expansion_matches_float64_reference(method, rng, q, n, d, k, alpha):
+  queries = rng.normal(size=(q, d)).astype(np.float32)
+  database = rng.normal(size=(n, d)).astype(np.float32)
+  got = np.asarray(alpha_query_expansion(queries, database, k, alpha=alpha, method=method))
+  want = ref_expand(queries, database, k, alpha, with_self=False)
+  assert got.dtype == np.float32 and got.shape == (q, d)
+  np.testing.assert_allclose(got, want, atol=2e-5)
+  np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+@METHODS
+@pytest.mark.parametrize("n,d,k,alpha", [(1, 4, 1, 3.0), (13, 5, 1, 3.0), (13, 5, 4, 3.0),
+                                         (13, 5, 13, 0.0), (257, 9, 10, 3.0)])
+def test_database_augmentation_matches_float64_reference(method, rng, n, d, k, alpha):
+  database = rng.normal(size=(n, d)).astype(np.float32)
+  got = np.asarray(database_augmentation(database, k, alpha=alpha, method=method))
+  np.testing.assert_allclose(got, ref_expand(database, database, k, alpha, with_self=True),
+                             atol=2e-5)
+  if k == 1:  # Only itself: DBA with k = 1 just normalises.
+    np.testing.assert_allclose(got, _unit(database), atol=1e-6)
+
+
+def test_alpha_zero_is_average_query_expansion(rng):
+  queries = rng.normal(size=(4, 6)).astype(np.float32)
+  database = rng.normal(size=(20, 6)).astype(np.float32)
+  got = np.asarray(alpha_query_expansion(queries, database, 3, alpha=0.0))
+  q, x = _unit(queries.astype(np.float64)), _unit(database.astype(np.float64))
+  _, idx = reference.rank(reference.l2(q, x), 3)
+  np.testing.assert_allclose(got, _unit(q + x[idx].sum(1)), atol=2e-5)
+
+
+@METHODS
+def test_ties_take_the_lower_database_index(method):
+  # Two database rows at the same distance from the query: k = 1 takes row 1, not row 2.
+  queries = np.array([[1.0, 0.0]], np.float32)
+  database = np.array([[-1.0, 0.0], [0.6, 0.8], [0.6, -0.8]], np.float32)
+  got = np.asarray(alpha_query_expansion(queries, database, 1, alpha=1.0, method=method))
+  np.testing.assert_allclose(got, _unit(np.array([[1.0 + 0.6 * 0.6, 0.6 * 0.8]])), atol=1e-6)
+  # Duplicated rows (heavy ties) agree with the reference.
+  dup = np.repeat(database, 4, axis=0)
+  np.testing.assert_allclose(
+      np.asarray(database_augmentation(dup, 5, method=method)),
+      ref_expand(dup, dup, 5, 3.0, with_self=True), atol=1e-6)
+
+
+@METHODS
+def test_zero_nan_and_inf_rows(method, rng):
+  queries = rng.normal(size=(4, 5)).astype(np.float32)
+  database = rng.normal(size=(11, 5)).astype(np.float32)
+  queries[1] = np.nan
+  queries[2] = 0.0
+  queries[3, 0] = np.inf
+  got = np.asarray(alpha_query_expansion(queries, database, 3, method=method))
+  assert np.isnan(got[1]).all() and np.isnan(got[3]).all()
+  np.testing.assert_allclose(got[0], ref_expand(queries[:1], database, 3, 3.0, False)[0],
+                             atol=2e-5)
+  # A zero query has similarity 0 to everything: weights 0 ** 3 = 0, it stays zero.
+  np.testing.assert_array_equal(got[2], 0.0)
+  # A NaN database row ranks last and contributes nothing, even when k = n takes it.
+  bad = database.copy()
+  bad[4] = np.nan
+  k = len(bad)
+  good = np.delete(database, 4, axis=0)
+  np.testing.assert_allclose(
+      np.asarray(alpha_query_expansion(queries[:1], bad, k, method=method)),
+      ref_expand(queries[:1], good, k - 1, 3.0, False), atol=2e-5)
+  dba = np.asarray(database_augmentation(bad, 3, method=method))
+  assert np.isnan(dba[4]).all()
+  np.testing.assert_allclose(np.delete(dba, 4, axis=0), ref_expand(good, good, 3, 3.0, True),
+                             atol=2e-5)
+
+
+def test_no_queries_and_bad_arguments(rng):
+  database = rng.normal(size=(6, 3)).astype(np.float32)
+  empty = np.asarray(alpha_query_expansion(np.zeros((0, 3), np.float32), database, 2))
+  assert empty.shape == (0, 3)
+  with pytest.raises(ValueError, match=r"k must be in \[1, 6\].*got k = 7"):
+    alpha_query_expansion(database, database, 7)
+  with pytest.raises(ValueError, match=r"k must be in \[1, 6\].*got k = 0"):
+    database_augmentation(database, 0)
+  with pytest.raises(ValueError, match="database is empty"):
+    database_augmentation(np.zeros((0, 3), np.float32), 1)
+  with pytest.raises(ValueError, match="alpha must be a finite number >= 0, got -1"):
+    alpha_query_expansion(database, database, 2, alpha=-1)
+  with pytest.raises(ValueError, match="alpha must be a finite number >= 0, got nan"):
+    database_augmentation(database, 2, alpha=float("nan"))
+  with pytest.raises(ValueError, match="queries have dim 4 but database have dim 3"):
+    alpha_query_expansion(np.zeros((2, 4), np.float32), database, 2)
+  with pytest.raises(TypeError, match="must be a float array"):
+    database_augmentation(database.astype(np.int32), 2)
+
+
+def test_composes_with_user_jit_and_vmap(rng):
+  queries = rng.normal(size=(3, 5, 7)).astype(np.float32)   # three batches of five queries
+  database = rng.normal(size=(40, 7)).astype(np.float32)
+
+  @jax.jit
+  def pipeline(batch, db):
+    augmented = database_augmentation(db, 3)
+    expanded = alpha_query_expansion(batch, augmented, 2)
+    return jnp.argmin(jnp.sum((expanded[:, None] - augmented[None]) ** 2, -1), axis=1)
+
+  batched = jax.vmap(pipeline, in_axes=(0, None))(queries, database)
+  x = ref_expand(database, database, 3, 3.0, True)
+  for b in range(3):
+    want = ref_expand(queries[b], x, 2, 3.0, False)
+    nearest = np.argmin(reference.l2(want, x), axis=1)
+    np.testing.assert_array_equal(np.asarray(batched[b]), nearest)
