@@ -1,5 +1,6 @@
 """Seed 000 on Corel-1K: Table 1, AL fusion variants, per-class table, Fig. 3 and Fig. 4."""
 
+import json
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ from cbir_jax.eval import plots, protocol, ranking
 from cbir_jax.experiments.stages import (PAPER_KS, Stages, finish, float_index, has_validation,
                                          ks_columns, mean_std, training_table)
 from cbir_jax.features import fuse
+from cbir_jax.kernels import expansion as expansion_lib
 
 
 def run_corel(config, workdir: str) -> dict:
@@ -76,6 +78,13 @@ def run_corel(config, workdir: str) -> dict:
     q = fused(v, {n: parts[n][1][0] for n in names})
     label = config.fusion.name if vname == "chosen" else f"{config.fusion.name}[{vname}]"
     variants[label] = evaluate(label, db, q)
+  expansion = None
+  if validating and _expansion_grid(config):
+    expansion = _choose_expansion(
+        config, fused(chosen_cfg, {n: parts[n][0][0] for n in names}),
+        fused(chosen_cfg, val), vlab, dblab,
+        fused(chosen_cfg, {n: parts[n][1][0] for n in names}),
+        variants[config.fusion.name], evaluate)
   table1 = {config.fusion.name: variants[config.fusion.name]}
   first_k = f"paper_map@{config.ks[0]}"
   table1.update(sorted(results.items(), key=lambda kv: -kv[1].metrics[first_k]))
@@ -101,6 +110,8 @@ def run_corel(config, workdir: str) -> dict:
          + (f": {choice['variant']}" if choice["variant"] else "") + ".\n",
          protocol.markdown_table({k: r.metrics for k, r in variants.items()}, cols + ["map"],
                                  headers=heads + ["mAP (full)"])]
+  if expansion is not None:
+    md += _expansion_markdown(config, expansion, cols, heads)
   al = variants[config.fusion.name]
   md += [f"\n### Per-class mAP(Top k) of {config.fusion.name}\n",
          protocol.markdown_table({str(c): row for c, row in al.per_class.items()}, cols,
@@ -135,8 +146,87 @@ def run_corel(config, workdir: str) -> dict:
              "table1": {k: r.to_json() for k, r in table1.items()},
              "fusion_variants": {k: r.to_json() for k, r in variants.items()},
              "fusion_choice": choice,
+             "expansion": None if expansion is None else {
+                 k: ({n: r.to_json() for n, r in v.items()} if k == "table" else v)
+                 for k, v in expansion.items()},
              "lk_sweep": sweep.to_json(), "paper": paper}
   return finish(workdir, payload, "\n".join(md), files)
+
+
+def _expansion_grid(config) -> list[tuple[int, int]]:
+  """(dba_k, qe_k) pairs of config.expansion to choose from on validation ((0, 0): none); []
+  when the config has no grid or only (0, 0)."""
+  grid = config.get("expansion", None)
+  if grid is None:
+    return []
+  pairs = [(int(a), int(b)) for a in grid.dba_k for b in grid.qe_k]
+  return pairs if any(p != (0, 0) for p in pairs) else []
+
+
+def expansion_name(dba_k: int, qe_k: int) -> str:
+  """"none", "qe2", "dba3" or "dba3+qe2"."""
+  parts = ([f"dba{dba_k}"] if dba_k else []) + ([f"qe{qe_k}"] if qe_k else [])
+  return "+".join(parts) or "none"
+
+
+def expand(database: np.ndarray, queries: np.ndarray, dba_k: int, qe_k: int, alpha: float
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """(database, queries) after DBA over dba_k neighbours and alpha-QE over qe_k (k capped at
+  the database size); with any expansion the database rows are unit vectors (DBA with k = 1
+  when dba_k is 0); (0, 0) returns both unchanged."""
+  if (dba_k, qe_k) == (0, 0):
+    return database, queries
+  n = len(database)
+  db = np.asarray(expansion_lib.database_augmentation(database, min(max(dba_k, 1), n),
+                                                      alpha=alpha))
+  q = (np.asarray(expansion_lib.alpha_query_expansion(queries, db, min(qe_k, n), alpha=alpha))
+       if qe_k else queries)
+  return db, q
+
+
+def _choose_expansion(config, db, val, vlab, dblab, queries, plain, evaluate) -> dict:
+  """Chooses DBA / alpha-QE of the chosen fusion on validation mAP (the validation queries
+  against the same database as the final scores; labels of the query split never read), then
+  scores the sealed queries with it once. {"choice", "chosen_by", "alpha", "validation_scores",
+  "table": {"without": plain result, "with": expanded result}}."""
+  alpha = float(config.expansion.alpha)
+  grid = {expansion_name(a, b): (a, b) for a, b in _expansion_grid(config)}
+  options = {}
+  for name, (dba_k, qe_k) in grid.items():
+    edb, eval_q = expand(db, val, dba_k, qe_k, alpha)
+    options[name] = (ranking.full_ranking_search(float_index(edb)), eval_q)
+  best, scores = protocol.choose_on_validation(options, vlab, dblab, key="map",
+                                               ks=tuple(config.ks))
+  dba_k, qe_k = grid[best]
+  edb, eq = expand(db, queries, dba_k, qe_k, alpha)
+  with_ = plain if best == "none" else evaluate(f"{config.fusion.name} + {best}", edb, eq)
+  return {"choice": best, "dba_k": dba_k, "qe_k": qe_k, "alpha": alpha,
+          "chosen_by": f"validation mAP ({len(vlab)} validation queries)",
+          "validation_scores": scores, "table": {"without": plain, "with": with_}}
+
+
+def _expansion_markdown(config, expansion: dict, cols, heads) -> list[str]:
+  """The expansion section: validation mAP over the grid, then the query scores with and
+  without the chosen expansion."""
+  grid = config.expansion
+  name = config.fusion.name
+  lines = [f"\n### {name} with database-side augmentation and query expansion\n",
+           f"DBA over k_dba neighbours (itself included) and alpha-QE (alpha = "
+           f"{expansion['alpha']:g}) over k_qe neighbours, both on the chosen {name} "
+           "(`cbir_jax.kernels.expansion`); chosen by "
+           f"{expansion['chosen_by']}: **{expansion['choice']}**.\n",
+           "| validation mAP | " + " | ".join(f"k_qe={b}" for b in grid.qe_k) + " |",
+           "|---" * (len(grid.qe_k) + 1) + "|"]
+  for a in grid.dba_k:
+    lines.append(f"| k_dba={a} | " + " | ".join(
+        f"{expansion['validation_scores'][expansion_name(int(a), int(b))]:.4f}"
+        for b in grid.qe_k) + " |")
+  table = expansion["table"]
+  lines += ["", protocol.markdown_table(
+      {name: table["without"].metrics,
+       f"{name} + {expansion['choice']}": table["with"].metrics},
+      cols + ["map"], headers=heads + ["mAP (full)"])]
+  return lines
 
 
 def _protocol_sentence(config, q: int, n: int) -> str:
@@ -149,15 +239,32 @@ def _protocol_sentence(config, q: int, n: int) -> str:
 
 def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict]:
   """(markdown lines, {}) over seeds: Table 1 (each feature's Top k and full mAP) as mean ±
-  std. `workdir` is unused (the per-seed figures stay in their runs)."""
-  del workdir
+  std, and the chosen AL without / with its expansion when the runs chose one (each seed's
+  choice read from workdir/seed_<s>/results.json)."""
   mean, std = aggregate["mean"].get("table1"), aggregate["std"].get("table1")
   if not mean:
     return [], {}
   cols, heads = ks_columns(config.ks)
   cols, heads = cols + ["map"], heads + ["mAP (full)"]
+
+  def rows(m, s):
+    return [f"| {name} | " + " | ".join(
+        mean_std(row["metrics"][c], s[name]["metrics"][c]) for c in cols) + " |"
+            for name, row in m.items()]
+
   md = ["| feature | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
-  for name, row in mean.items():
-    md.append(f"| {name} | " + " | ".join(
-        mean_std(row["metrics"][c], std[name]["metrics"][c]) for c in cols) + " |")
+  md += rows(mean, std)
+  table = aggregate["mean"].get("expansion", {}).get("table")
+  if table:
+    choices = []
+    for seed in aggregate["seeds"]:
+      with open(os.path.join(workdir, f"seed_{seed}", "results.json"), encoding="utf-8") as f:
+        choices.append(f"seed {seed}: {json.load(f)['expansion']['choice']}")
+    name = config.fusion.name
+    md += ["", f"{name} re-ranked with the DBA / alpha-QE pair each seed chose on validation "
+               f"({'; '.join(choices)}):", "",
+           "| feature | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
+    md += rows({f"{name} (plain)": table["without"], f"{name} + expansion": table["with"]},
+               {f"{name} (plain)": aggregate["std"]["expansion"]["table"]["without"],
+                f"{name} + expansion": aggregate["std"]["expansion"]["table"]["with"]})
   return md, {}

@@ -30,9 +30,10 @@ def _numbers(tree, path=()):
 
 def aggregate_seeds(payloads: dict[int, dict]) -> dict:
   """{"seeds", "mean", "std", "n"}: per number found at the same place in every payload's
-  "table1" / "rows" / "fusion_variants" / "schemes" (population std over the seeds)."""
+  "table1" / "rows" / "fusion_variants" / "schemes" / "train" / "expansion" (population std
+  over the seeds)."""
   out = {"seeds": sorted(payloads), "mean": {}, "std": {}, "n": len(payloads)}
-  for section in ("table1", "rows", "fusion_variants", "schemes", "train"):
+  for section in ("table1", "rows", "fusion_variants", "schemes", "train", "expansion"):
     values: dict[tuple, list[float]] = {}
     for payload in payloads.values():
       for path, value in _numbers(payload.get(section) or {}):

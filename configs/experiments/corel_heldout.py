@@ -30,7 +30,10 @@ CIFAR-10 pretraining at the same input size), or "pretrain=cifar10" (the experim
 pretraining itself, once, in <workdir>/pretrain/<tag>, and every seed fine-tunes from it;
 "pretrain_data=<folder>" for another CIFAR-10 folder), "patience=<N>" (early stopping patience
 in epochs; 0 trains each network's whole epoch budget and still hands on its checkpoint best on
-validation; default 0, except 6 at the small scale):
+validation; default 0, except 6 at the small scale), "expansion=off" (no database-side
+augmentation / query expansion stage; by default the chosen AL is re-ranked with DBA over
+k_dba in {0, 2, 3, 5} neighbours and alpha-QE (alpha = 3) over k_qe in {0, 1, 2, 3, 5},
+the pair chosen on validation mAP, (0, 0) meaning none; reported beside the plain AL):
   python bin/reproduce.py --experiment=corel_heldout:small,pretrain=cifar10 --seeds=0,1,2 \
       --workdir=runs/corel_heldout_small_cifar10
 The held-out variant table in docs/RESULTS.md compares these.
@@ -73,5 +76,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                                      validation_fraction=c.validation_fraction)
   if options["pretrain"]:
     c.pretrain = paper.pretrain_configs(c.models, scale, options["pretrain_data"])
+  # Label-free re-ranking of the chosen AL on validation mAP: database-side augmentation over
+  # k_dba neighbours and alpha-QE over k_qe (cbir_jax.kernels.expansion); (0, 0) is none, so
+  # the plain AL stays when nothing beats it. "expansion=off" skips the stage.
+  grid = (((0, 2, 3, 5), (0, 1, 2, 3, 5)) if options["expansion"] else ((0,), (0,)))
+  c.expansion = ml_collections.ConfigDict({"dba_k": grid[0], "qe_k": grid[1], "alpha": 3.0})
   c.lk_sweep.widths = ()
   return c

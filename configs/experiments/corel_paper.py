@@ -56,7 +56,7 @@ def parse_options(arg: str, name: str) -> dict:
   "cifar10" (the experiment pretrains each network itself) with pretrain_data its folder."""
   options = {"scale": "", "data": "", "alexnet_weights": "", "aug": "", "epochs": 0,
              "alexnet_init": "", "lenet_init": "", "pretrain": "", "pretrain_data": "",
-             "sweep": True, "patience": -1}
+             "sweep": True, "patience": -1, "expansion": True}
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
     if part in ("cpu", "small", "quick"):
@@ -72,6 +72,8 @@ def parse_options(arg: str, name: str) -> dict:
       options["epochs"] = int(value)
     elif part == "sweep=off":
       options["sweep"] = False
+    elif part == "expansion=off":
+      options["expansion"] = False
     elif key == "patience" and value.isdigit():
       options["patience"] = int(value)
     else:
@@ -79,7 +81,8 @@ def parse_options(arg: str, name: str) -> dict:
                        "'data=<folder>', 'alexnet_weights=<file>', 'aug=strong', "
                        "'epochs=<N > 0>', 'alexnet_init=<workdir>', 'lenet_init=<workdir>', "
                        f"'pretrain=<{'|'.join(PRETRAIN_SETS)}>', 'pretrain_data=<folder>', "
-                       f"'sweep=off' and 'patience=<N >= 0>', got {part!r}")
+                       "'sweep=off', 'patience=<N >= 0>' and 'expansion=off', got "
+                       f"{part!r}")
   if options["pretrain_data"] and not options["pretrain"]:
     raise ValueError(f"configs/experiments/{name}.py: pretrain_data= needs pretrain=cifar10")
   if options["pretrain"] and (options["alexnet_init"] or options["lenet_init"]):
@@ -218,9 +221,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the corel_paper experiment; `arg` is "", "cpu" or "quick" (+ ",data=<folder>",
   ",alexnet_weights=<torchvision AlexNet file>", ...: `parse_options`)."""
   options = parse_options(arg, "corel_paper")
-  if options["patience"] >= 0:
-    raise ValueError("configs/experiments/corel_paper.py: patience= is for corel_heldout (the "
-                     "paper's protocol has no validation split to stop on)")
+  for key, off, what in (("patience", options["patience"] >= 0, "stop on"),
+                        ("expansion", not options["expansion"], "choose an expansion on")):
+    if off:
+      raise ValueError(f"configs/experiments/corel_paper.py: {key}= is for corel_heldout (the "
+                       f"paper's protocol has no validation split to {what})")
   return base_config(options)
 
 

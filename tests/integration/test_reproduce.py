@@ -127,6 +127,16 @@ def test_quick_heldout_chooses_on_validation_over_two_seeds(tmp_path, corel_fold
     assert choice["chosen_by"].startswith("validation mAP") and choice["variant"]
     # 10 classes x 3 database images: 1 per class is carved out for validation.
     assert results["runs"][seed]["table1"]["AL"]["database_size"] == 20
+    # DBA / alpha-QE of the chosen AL: chosen on validation mAP over the config's grid, the
+    # sealed queries scored once with the choice, the plain AL kept beside it.
+    expansion = results["runs"][seed]["expansion"]
+    assert len(expansion["validation_scores"]) == 4 * 5   # k_dba x k_qe, (0, 0) = "none"
+    best = max(expansion["validation_scores"].values())
+    assert expansion["validation_scores"][expansion["choice"]] == best
+    assert expansion["chosen_by"].startswith("validation mAP")
+    assert (expansion["table"]["without"]["metrics"]
+            == results["runs"][seed]["table1"]["AL"]["metrics"])
+    assert expansion["table"]["with"]["database_size"] == 20
     # Every network evaluated the validation split, handed on its best checkpoint there, and
     # reported its query accuracy only once, at that checkpoint.
     for tag in ("lenet_lk1400", "alexnet"):
@@ -138,6 +148,13 @@ def test_quick_heldout_chooses_on_validation_over_two_seeds(tmp_path, corel_fold
       assert selection["rule"] == "best" and selection["metric"] == "eval_accuracy"
       trained = json.loads((run / "train_result.json").read_text())
       assert trained["selected_step"] == selection["step"] and "test_accuracy" in trained
+  assert "re-ranked with the DBA / alpha-QE pair each seed chose" in (
+      workdir / "results.md").read_text()
+  assert "with database-side augmentation and query expansion" in (
+      workdir / "seed_0" / "results.md").read_text()
+  with_ = [results["runs"][s]["expansion"]["table"]["with"]["metrics"]["map"] for s in "01"]
+  assert results["aggregate"]["mean"]["expansion"]["table"]["with"]["metrics"]["map"] == (
+      pytest.approx(np.mean(with_)))
   proc = _reproduce(f"--experiment=corel_heldout:data={corel_folder}", "--quick",
                     f"--workdir={tmp_path / 'x'}", "--seeds=0,0", tfds_dir=tmp_path / "tfds")
   assert proc.returncode == 2 and "--seeds must be distinct" in proc.stderr

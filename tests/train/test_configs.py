@@ -112,6 +112,21 @@ def test_corel_heldout_patience_option():
     _load_experiment("corel_paper.py", "cpu,patience=0")
 
 
+def test_corel_heldout_expansion_option():
+  default = _load_experiment("corel_heldout.py", "cpu,data=/x")
+  assert tuple(default.expansion.dba_k) == (0, 2, 3, 5)
+  assert tuple(default.expansion.qe_k) == (0, 1, 2, 3, 5)
+  assert default.expansion.alpha == 3.0
+  off = _load_experiment("corel_heldout.py", "cpu,data=/x,expansion=off")
+  assert tuple(off.expansion.dba_k) == (0,) and tuple(off.expansion.qe_k) == (0,)
+  # Nothing else changes.
+  assert off.models.to_dict() == default.models.to_dict()
+  with pytest.raises(ValueError, match="got 'expansion=on'"):
+    _load_experiment("corel_heldout.py", "cpu,expansion=on")
+  with pytest.raises(ValueError, match="expansion= is for corel_heldout"):
+    _load_experiment("corel_paper.py", "cpu,expansion=off")
+
+
 def _load_experiment(name: str, arg: str):
   spec = importlib.util.spec_from_file_location(name[:-3], CONFIGS / "experiments" / name)
   module = importlib.util.module_from_spec(spec)
