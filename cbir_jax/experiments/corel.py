@@ -127,9 +127,12 @@ def run_corel(config, workdir: str) -> dict:
         {h: sweep.series(c) for c, h in zip(cols, heads)}, xlabel="K (width of layer L-K)",
         ylabel="mAP(Top k)", title=f"{config.name}: LeNet-L F6 for each K (Fig. 3)")
   md += ["\n### Training\n", training_table(train, "held-out acc")]
+  curves = dict(table1)
+  if expansion is not None and expansion["choice"] != "none":
+    curves[f"{config.fusion.name} + {expansion['choice']}"] = expansion["table"]["with"]
   files["map_vs_k.png"] = plots.curves(
       os.path.join(workdir, "map_vs_k.png"), np.array(ks),
-      {k: np.array([r.metrics[c] for c in cols]) for k, r in table1.items()},
+      {k: np.array([r.metrics[c] for c in cols]) for k, r in curves.items()},
       reference={f"{k} (paper)": np.array(v) for k, v in (paper or {}).items()},
       xlabel="k (images returned)", ylabel="mAP(Top k)", title=f"{config.name}: Table 1")
   files["recall_vs_returned.png"] = plots.curves(

@@ -146,3 +146,16 @@ def test_composes_with_user_jit_and_vmap(rng):
     want = ref_expand(queries[b], x, 2, 3.0, False)
     nearest = np.argmin(reference.l2(want, x), axis=1)
     np.testing.assert_array_equal(np.asarray(batched[b]), nearest)
+
+
+@pytest.mark.parametrize("check_vma", [True, False])
+def test_query_expansion_inside_shard_map_over_queries(rng, check_vma):
+  from jax.sharding import Mesh, PartitionSpec as P  # pylint: disable=import-outside-toplevel
+  mesh = Mesh(np.array(jax.devices()), ("q",))
+  queries = rng.normal(size=(3 * len(jax.devices()), 6)).astype(np.float32)
+  database = rng.normal(size=(29, 6)).astype(np.float32)
+  program = jax.jit(jax.shard_map(lambda q, x: alpha_query_expansion(q, x, 4), mesh=mesh,
+                                  in_specs=(P("q"), P()), out_specs=P("q"),
+                                  check_vma=check_vma))
+  np.testing.assert_allclose(np.asarray(program(queries, database)),
+                             ref_expand(queries, database, 4, 3.0, False), atol=2e-5)
