@@ -4,8 +4,8 @@ validation (issue 17 item 4).
 Each run folder is a `bin/reproduce.py --experiment=corel_heldout:<variant> --seeds=...`
 workdir (its results.json holds every seed), or that results.json itself. For each variant and
 seed: the validation mAP of the fusion variant it chose (the number the winner is picked by),
-the held-out query scores of AL, F6 and Fc8 (reported, never used), and the networks'
-validation and query accuracies.
+the held-out query scores of AL, AL re-ranked with its expansion stage (where the run has one),
+F6 and Fc8 (reported, never used), and the networks' validation and query accuracies.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ def variant_rows(workdirs: dict[str, str], k: int = 10) -> dict[str, dict]:
     for feature in FEATURES:
       row[f"{feature} top{k}"] = [r["table1"][feature]["metrics"][f"paper_map@{k}"]
                                   for r in runs.values()]
+    # AL re-ranked with the DBA / alpha-QE pair chosen on validation (runs since 2026-11-29).
+    row[f"AL+exp top{k}"] = [
+        r["expansion"]["table"]["with"]["metrics"][f"paper_map@{k}"] if r.get("expansion")
+        else np.nan for r in runs.values()]
     for net, tag in NETWORKS.items():
       # Runs trained before selection on validation evaluated the queries: their
       # eval_accuracy is the query accuracy and there is no validation accuracy.
@@ -71,9 +75,11 @@ def write_variant_table(workdirs: dict[str, str], out: str, *, k: int = 10,
   os.makedirs(out, exist_ok=True)
   winner = max(rows, key=lambda label: float(np.mean(rows[label]["val_map"])))
   fmt = lambda v: "-" if np.all(np.isnan(v)) else f"{np.mean(v):.4f} ± {np.std(v):.4f}"
-  cols = (["val_map"] + [f"{f} top{k}" for f in FEATURES]
+  cols = (["val_map", f"AL top{k}", f"AL+exp top{k}"] + [f"{f} top{k}" for f in FEATURES[1:]]
           + [f"{n} {kind} acc" for n in NETWORKS for kind in ("val", "query")])
-  heads = (["validation mAP (decides)"] + [f"{f} mAP(Top{k}), queries" for f in FEATURES]
+  heads = (["validation mAP (decides)", f"AL mAP(Top{k}), queries",
+            f"AL + DBA/alpha-QE mAP(Top{k}), queries"]
+           + [f"{f} mAP(Top{k}), queries" for f in FEATURES[1:]]
            + [f"{n} {kind} acc" for n in NETWORKS for kind in ("val", "query")])
   md = ["| variant | seeds | " + " | ".join(heads) + " |", "|---" * (len(heads) + 2) + "|"]
   for label, row in rows.items():

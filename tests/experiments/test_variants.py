@@ -21,9 +21,12 @@ def _run(val_map: float, al: float, *, new: bool = True) -> dict:
              for t in variants.NETWORKS.values()}
   else:  # Before selection on validation: eval_accuracy was the query accuracy.
     train = {t: {"eval_accuracy": 0.55} for t in variants.NETWORKS.values()}
-  return {"experiment": "corel_heldout", "table1": table, "train": train,
-          "fusion_choice": {"variant": "l2", "validation_scores": {"l2": val_map,
-                                                                  "concat": 0.0}}}
+  out = {"experiment": "corel_heldout", "table1": table, "train": train,
+         "fusion_choice": {"variant": "l2", "validation_scores": {"l2": val_map,
+                                                                 "concat": 0.0}}}
+  if new:
+    out["expansion"] = {"table": {"with": {"metrics": {"paper_map@10": al + 0.05}}}}
+  return out
 
 
 def _write(folder: Path, payload: dict) -> str:
@@ -46,7 +49,11 @@ def test_winner_is_chosen_on_validation_not_on_queries(tmp_path):
   assert saved["rows"]["b"]["AL top10"] == [0.90, 0.92]
   assert np.isnan(saved["rows"]["old"]["lenet val acc"][0])  # no validation accuracy
   assert saved["rows"]["old"]["lenet query acc"] == [0.55]
+  # Runs with the expansion stage report AL re-ranked; older ones show "-".
+  assert saved["rows"]["a"]["AL+exp top10"] == pytest.approx([0.55, 0.59])
+  assert np.isnan(saved["rows"]["old"]["AL+exp top10"][0])
   md = (tmp_path / "out" / "variants.md").read_text()
+  assert "AL + DBA/alpha-QE mAP(Top10), queries" in md
   assert "| **a** | 2 | 0.6100 ± 0.0100 |" in md and "| old | 1 | 0.4000 ± 0.0000 |" in md
   assert (tmp_path / "out" / "variants.png").read_bytes()[:4] == b"\x89PNG"
 
