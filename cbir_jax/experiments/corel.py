@@ -190,8 +190,8 @@ def expand(database: np.ndarray, queries: np.ndarray, dba_k: int, qe_k: int, alp
 def _choose_expansion(config, db, val, vlab, dblab, queries, plain, evaluate) -> dict:
   """Chooses DBA / alpha-QE of the chosen fusion on validation mAP (the validation queries
   against the same database as the final scores; labels of the query split never read), then
-  scores the sealed queries with it once. {"choice", "chosen_by", "alpha", "validation_scores",
-  "table": {"without": plain result, "with": expanded result}}."""
+  scores the sealed queries with it once. {"choice", "k_dba_k_qe", "chosen_by", "alpha",
+  "validation_scores", "table": {"without": plain result, "with": expanded result}}."""
   alpha = float(config.expansion.alpha)
   grid = {expansion_name(a, b): (a, b) for a, b in _expansion_grid(config)}
   options = {}
@@ -203,7 +203,8 @@ def _choose_expansion(config, db, val, vlab, dblab, queries, plain, evaluate) ->
   dba_k, qe_k = grid[best]
   edb, eq = expand(db, queries, dba_k, qe_k, alpha)
   with_ = plain if best == "none" else evaluate(f"{config.fusion.name} + {best}", edb, eq)
-  return {"choice": best, "dba_k": dba_k, "qe_k": qe_k, "alpha": alpha,
+  # [k_dba, k_qe] as a list: a seeds aggregate averages numbers, not choices.
+  return {"choice": best, "k_dba_k_qe": [dba_k, qe_k], "alpha": alpha,
           "chosen_by": f"validation mAP ({len(vlab)} validation queries)",
           "validation_scores": scores, "table": {"without": plain, "with": with_}}
 

@@ -75,6 +75,7 @@ def test_choice_reads_validation_labels_only(rng):
     assert out["validation_scores"][name] == pytest.approx(r.metrics["map"])
   assert out["validation_scores"][out["choice"]] == max(out["validation_scores"].values())
   assert out["table"]["without"] is plain
+  assert corel.expansion_name(*out["k_dba_k_qe"]) == out["choice"]
   # The queries were scored once, with the choice (or not at all when "none" won).
   assert seen == ["AL"] + ([] if out["choice"] == "none" else [f"AL + {out['choice']}"])
   # Sealed query labels cannot stand in for validation labels.
