@@ -180,8 +180,8 @@ def expand(database: np.ndarray, queries: np.ndarray, dba_k: int, qe_k: int, alp
   if (dba_k, qe_k) == (0, 0):
     return database, queries
   n = len(database)
-  db = np.asarray(expansion_lib.database_augmentation(database, min(max(dba_k, 1), n),
-                                                      alpha=alpha))
+  db = np.asarray(expansion_lib.database_augmentation(database, min(dba_k, n), alpha=alpha)
+                  if dba_k > 1 else expansion_lib.unit_rows(database))
   q = (np.asarray(expansion_lib.alpha_query_expansion(queries, db, min(qe_k, n), alpha=alpha))
        if qe_k else queries)
   return db, q

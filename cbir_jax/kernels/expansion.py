@@ -36,6 +36,13 @@ def _unit(x: jax.Array) -> jax.Array:
   return x / jnp.where(norm > 0, norm, 1.0)
 
 
+@jax.jit
+def unit_rows(x: Any) -> jax.Array:
+  """Rows scaled to unit L2 norm in float32 (the vectors both expansions start from; what
+  `database_augmentation` with k = 1 returns, without its search)."""
+  return _unit(jnp.asarray(x).astype(jnp.float32))
+
+
 def _check_alpha(alpha: float) -> float:
   if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float(
       "inf"):

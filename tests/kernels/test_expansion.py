@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cbir_jax.kernels import alpha_query_expansion, database_augmentation
+from cbir_jax.kernels.expansion import unit_rows
 from tests.kernels import reference
 
 METHODS = pytest.mark.parametrize("method", ["auto", "jax"])
@@ -58,6 +59,7 @@ def test_database_augmentation_matches_float64_reference(method, rng, n, d, k, a
                              atol=2e-5)
   if k == 1:  # Only itself: DBA with k = 1 just normalises.
     np.testing.assert_allclose(got, _unit(database), atol=1e-6)
+    np.testing.assert_allclose(unit_rows(database), got, atol=1e-6)
 
 
 def test_alpha_zero_is_average_query_expansion(rng):
