@@ -2,6 +2,10 @@
 
   python bin/search.py --index=runs/demo/float.index --query=my_photo.jpg --k=10 --out=runs/q
   python bin/search.py --index=runs/demo/binary.index --query=photos/ --k=5
+  python bin/search.py --index=runs/demo/float.index --query=my_photo.jpg --expand=3
+
+--expand=N re-describes each query by itself plus its N nearest database vectors (alpha query
+expansion, `cbir_jax.query.ExpandedSearch`) before ranking; float indexes only.
 
 The index must record its provenance (`cbir_jax.features.provenance`): every index written by
 cbir-demo, cbir-reproduce or the chain cbir-extract -> [cbir-hash ->] cbir-index build does. An
@@ -30,6 +34,11 @@ _QUERY_FEATURES = flags.DEFINE_string(
 _TRAIN_WORKDIR, _WEIGHTS, _WEIGHTS_FORMAT = launch.define_model_override_flags()
 flags.adopt_module_key_flags(launch)  # --help lists them
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Queries per search call with --query_features.")
+_EXPAND = flags.DEFINE_integer(
+    "expand", 0, "> 0: alpha query expansion at search time over this many nearest database "
+    "vectors (float indexes only; the search then ranks unit vectors, distances 2 - 2 cos).")
+_EXPAND_ALPHA = flags.DEFINE_float("expand_alpha", 3.0, "The expansion's weight exponent: "
+                                   "neighbour i counts max(cos_i, 0) ** alpha (0: plain mean).")
 
 
 def _serve_features(out: str) -> None:
@@ -38,7 +47,8 @@ def _serve_features(out: str) -> None:
   launch.load_npy("search", "query_features", _QUERY_FEATURES.value, mmap=True)  # Readable.
   try:
     served = query.serve_query_file(_INDEX.value, _QUERY_FEATURES.value, _K.value, out,
-                                    batch_size=_BATCH.value, progress=sys.stderr.isatty())
+                                    batch_size=_BATCH.value, progress=sys.stderr.isatty(),
+                                    expand=_EXPAND.value, expand_alpha=_EXPAND_ALPHA.value)
   except (ValueError, TypeError, FileNotFoundError, OSError) as e:
     _fail(str(e))
   rss = served.rss_mib
@@ -64,6 +74,10 @@ def main(argv) -> None:
     _fail(f"--index {_INDEX.value!r} is not a file")
   if _K.value < 1:  # A flag check before any loading; the index checks k <= its size.
     _fail(f"--k must be >= 1, got {_K.value}")
+  if _EXPAND.value < 0:
+    _fail(f"--expand must be >= 0 (0: no query expansion), got {_EXPAND.value}")
+  if not 0 <= _EXPAND_ALPHA.value < float("inf"):
+    _fail(f"--expand_alpha must be a finite number >= 0, got {_EXPAND_ALPHA.value}")
   out = os.path.abspath(_OUT.value or os.path.join(os.path.dirname(_INDEX.value), "search"))
   if _QUERY_FEATURES.value:
     if _QUERY.value:
@@ -78,7 +92,8 @@ def main(argv) -> None:
   try:
     result = query.search_images(_INDEX.value, _QUERY.value, _K.value, out,
                                  train_workdir=_TRAIN_WORKDIR.value, weights=_WEIGHTS.value,
-                                 weights_format=_WEIGHTS_FORMAT.value)
+                                 weights_format=_WEIGHTS_FORMAT.value, expand=_EXPAND.value,
+                                 expand_alpha=_EXPAND_ALPHA.value)
   except (ValueError, FileNotFoundError, ImportError) as e:
     _fail(str(e))
   for i, path in enumerate(result.paths):

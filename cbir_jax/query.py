@@ -32,6 +32,7 @@ from cbir_jax.features import extract as extract_lib
 from cbir_jax.features import fuse as fuse_lib
 from cbir_jax.features import provenance as provenance_lib
 from cbir_jax.index import BinaryIndex, FloatIndex, load_index
+from cbir_jax.kernels import expansion as expansion_lib
 from cbir_jax.kernels.topk import check_k
 
 
@@ -49,6 +50,45 @@ def _restore(source: provenance_lib.Source, train_workdir: str | None, weights: 
   return run.model, run.variables, run.preprocess
 
 
+class ExpandedSearch:
+  """Search-time alpha query expansion over a float index (`cbir_jax.kernels.expansion`).
+
+  Each query becomes unit(unit(q) + sum_i max(cos_i, 0)**alpha unit(x_i)) over its `k_expand`
+  nearest database vectors, and is searched against the database's unit rows (a second,
+  L2-normalised copy of the vectors, built once: memory 2x the float32 vectors). Distances are
+  squared L2 between unit vectors (2 - 2 cos), ids the index's. A binary index is refused: the
+  expansion adds real vectors.
+  """
+
+  def __init__(self, index: FloatIndex | BinaryIndex, k_expand: int, alpha: float = 3.0):
+    if not isinstance(index, FloatIndex):
+      raise ValueError("query expansion needs a float index (exact Euclidean over float "
+                       f"vectors); got a {type(index).__name__}")
+    if isinstance(k_expand, bool) or not isinstance(k_expand, (int, np.integer)) or not (
+        1 <= k_expand <= len(index)):
+      raise ValueError(f"the query expansion's k must be in [1, {len(index)}] (the index "
+                       f"size), got {k_expand!r}")
+    self.k_expand, self.alpha = int(k_expand), float(alpha)
+    expansion_lib.check_alpha(self.alpha)
+    units = np.asarray(expansion_lib.unit_rows(index.vectors))
+    self.unit_index = FloatIndex(index.dim, chunk_size=index.chunk_size)
+    self.unit_index.add(units, ids=index.ids)
+    self._units = units
+
+  def expand(self, queries: np.ndarray) -> np.ndarray:
+    """float32[q, d] expanded unit query vectors; ValueError for a bad shape or NaN / inf
+    (named as the index's own search names them)."""
+    queries = self.unit_index._check(queries, "q")  # pylint: disable=protected-access
+    return np.asarray(expansion_lib.alpha_query_expansion(
+        queries, self._units, self.k_expand, alpha=self.alpha,
+        chunk_size=self.unit_index.chunk_size))
+
+  def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(D[q, k], ids int64[q, k]) of the expanded queries among the unit database rows."""
+    check_k(k, len(self.unit_index))
+    return self.unit_index.search(self.expand(queries), k)
+
+
 class ImageSearcher:
   """Loads an index, its provenance, the network(s) and preprocessing once (see module doc).
 
@@ -62,8 +102,11 @@ class ImageSearcher:
 
   def __init__(self, index: FloatIndex | BinaryIndex, record: provenance_lib.Provenance,
                networks: list[tuple[Any, Any, Callable | None]], image_shape: tuple[int, int, int],
-               *, batch_size: int = 64, index_path: str = ""):
+               *, batch_size: int = 64, index_path: str = "", expand: int = 0,
+               expand_alpha: float = 3.0):
     self.index = index
+    # expand > 0: search-time alpha query expansion over that many neighbours (ExpandedSearch).
+    self._expanded = ExpandedSearch(index, expand, expand_alpha) if expand else None
     self.kind = "binary" if isinstance(index, BinaryIndex) else "float"
     self.provenance = record
     self.image_shape = tuple(int(s) for s in image_shape)
@@ -87,9 +130,11 @@ class ImageSearcher:
   @classmethod
   def open(cls, index_path: str, *, train_workdir: str | None = None,
            weights: str | None = None, weights_format: str | None = None,
-           batch_size: int = 64) -> "ImageSearcher":
+           batch_size: int = 64, expand: int = 0, expand_alpha: float = 3.0
+           ) -> "ImageSearcher":
     """Loads `index_path` and what its provenance names; `train_workdir` / `weights` replace
-    the recorded model of a single-network index (e.g. a moved run folder)."""
+    the recorded model of a single-network index (e.g. a moved run folder); `expand` > 0
+    searches with alpha query expansion over that many neighbours (`ExpandedSearch`)."""
     index = load_index(index_path)
     record = provenance_lib.from_metadata(index.metadata)
     if record is None:
@@ -114,7 +159,7 @@ class ImageSearcher:
     ds = record.dataset
     shape = ds.get("image_shape")
     searcher = cls(index, record, networks, (0, 0, 0), batch_size=batch_size,
-                   index_path=index_path)
+                   index_path=index_path, expand=expand, expand_alpha=expand_alpha)
     if shape is None:  # Older records: the database images tell the shape.
       shape = searcher._database_arrays().images.shape[1:]
     searcher.image_shape = tuple(int(s) for s in shape)
@@ -170,7 +215,10 @@ class ImageSearcher:
     return self._encoder.encode(feats)
 
   def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(D[q, k], ids int64[q, k]) of query vectors or codes; ValueError for bad k or input."""
+    """(D[q, k], ids int64[q, k]) of query vectors or codes; ValueError for bad k or input.
+    With query expansion: `ExpandedSearch.search` (distances between unit vectors)."""
+    if self._expanded is not None:
+      return self._expanded.search(queries, k)
     return self.index.search(queries, k)
 
   def search(self, images: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -324,14 +372,17 @@ def read_query_images(paths: list[str], image_shape: Sequence[int] | None
 
 def search_images(index_path: str, query: str, k: int, out_dir: str, *, batch_size: int = 64,
                   train_workdir: str | None = None, weights: str | None = None,
-                  weights_format: str | None = None) -> QueryResult:
-  """Query-by-image: the photos in `query` (file or folder) searched in an index.
+                  weights_format: str | None = None, expand: int = 0,
+                  expand_alpha: float = 3.0) -> QueryResult:
+  """Query-by-image: the photos in `query` (file or folder) searched in an index (with alpha
+  query expansion over `expand` neighbours when > 0; float indexes only).
 
   Writes `ranking.json`, `ranking.csv` and `contact_sheet.png` (queries with their ranked
   results; database thumbnails when the data set can be loaded) into `out_dir`.
   """
   searcher = ImageSearcher.open(index_path, train_workdir=train_workdir, weights=weights,
-                                weights_format=weights_format, batch_size=batch_size)
+                                weights_format=weights_format, batch_size=batch_size,
+                                expand=expand, expand_alpha=expand_alpha)
   check_k(k, len(searcher.index))
   images, paths, skipped = read_query_images(list_query_files(query), searcher.image_shape)
   distances, ids = searcher.search(images, k)
@@ -346,6 +397,8 @@ def search_images(index_path: str, query: str, k: int, out_dir: str, *, batch_si
            "class": name_of(int(labels[i, r]))}
           for i, path in enumerate(paths) for r in range(k)]
   atomic.write_json(files["json"], {"index": os.path.abspath(index_path), "k": k,
+                                     "expansion": ({"k": expand, "alpha": expand_alpha}
+                                                   if expand else None),
                                      "skipped": skipped, "results": rows})
   table = io.StringIO()
   writer = csv.DictWriter(table, fieldnames=["query", "rank", "id", "distance", "label", "class"])
@@ -365,8 +418,8 @@ def search_images(index_path: str, query: str, k: int, out_dir: str, *, batch_si
   return QueryResult(paths, skipped, distances, ids, labels, list(names), files)
 
 
-def search_in_batches(index: FloatIndex | BinaryIndex, queries: np.ndarray, k: int,
-                      batch_size: int, on_batch: Callable[[int], None] | None = None
+def search_in_batches(index: FloatIndex | BinaryIndex | ExpandedSearch, queries: np.ndarray,
+                      k: int, batch_size: int, on_batch: Callable[[int], None] | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
   """Serves `queries` (float[q, d] or uint32[q, w]) `batch_size` at a time, like a server loop.
 
@@ -379,7 +432,7 @@ def search_in_batches(index: FloatIndex | BinaryIndex, queries: np.ndarray, k: i
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if q == 0:
     raise ValueError("no queries to search (got 0 rows)")
-  check_k(k, len(index))
+  check_k(k, len(index.unit_index if isinstance(index, ExpandedSearch) else index))
   distances, ids = [], []
   for start in range(0, q, batch_size):
     block = queries[start:start + batch_size]
@@ -413,12 +466,16 @@ def _rss_mib() -> float:
 
 
 def serve_query_file(index_path: str, queries_path: str, k: int, out_dir: str, *,
-                     batch_size: int = 100, progress: bool = False) -> ServedQueries:
+                     batch_size: int = 100, progress: bool = False, expand: int = 0,
+                     expand_alpha: float = 3.0) -> ServedQueries:
   """Searches a .npy of query vectors (or codes) `batch_size` at a time like a server loop
-  (`search_in_batches`), recording resident memory at the start, after the first batch and at
-  the end; writes `out_dir/ranking.npz` (D, I) atomically."""
+  (`search_in_batches`; with alpha query expansion over `expand` neighbours when > 0),
+  recording resident memory at the start, after the first batch and at the end; writes
+  `out_dir/ranking.npz` (D, I) atomically."""
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   index = load_index(index_path)
+  if expand:
+    index = ExpandedSearch(index, expand, expand_alpha)
   queries = np.load(queries_path, mmap_mode="r")
   rss = {"start": _rss_mib()}
   bar = tqdm(total=len(queries), unit="query", disable=not progress)
@@ -437,4 +494,5 @@ def serve_query_file(index_path: str, queries_path: str, k: int, out_dir: str, *
   path = os.path.join(out_dir, "ranking.npz")
   with atomic.atomic_write(path, "wb") as f:
     np.savez(f, D=distances, I=ids)
-  return ServedQueries(len(queries), len(index), rss, path)
+  size = len(index.unit_index if isinstance(index, ExpandedSearch) else index)
+  return ServedQueries(len(queries), size, rss, path)

@@ -43,7 +43,8 @@ def unit_rows(x: Any) -> jax.Array:
   return _unit(jnp.asarray(x).astype(jnp.float32))
 
 
-def _check_alpha(alpha: float) -> float:
+def check_alpha(alpha: float) -> float:
+  """Returns alpha as a float; ValueError naming it unless it is a finite number >= 0."""
   if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float(
       "inf"):
     raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
@@ -89,7 +90,7 @@ def alpha_query_expansion(queries: Any, database: Any, k: int, *, alpha: float =
   """
   euclidean.check_float_pair(queries, database, "queries", "database")
   k = topk_lib.check_k(k, database.shape[0])
-  return _expand(queries, database, k=k, alpha=_check_alpha(alpha), chunk_size=chunk_size,
+  return _expand(queries, database, k=k, alpha=check_alpha(alpha), chunk_size=chunk_size,
                  method=euclidean.check_method(method), with_self=False)
 
 
@@ -107,5 +108,5 @@ def database_augmentation(database: Any, k: int, *, alpha: float = 3.0,
   """
   euclidean.check_float_pair(database, database, "database", "database")
   k = topk_lib.check_k(k, database.shape[0])
-  return _expand(database, database, k=k, alpha=_check_alpha(alpha), chunk_size=chunk_size,
+  return _expand(database, database, k=k, alpha=check_alpha(alpha), chunk_size=chunk_size,
                  method=euclidean.check_method(method), with_self=True)

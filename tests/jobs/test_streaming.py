@@ -245,3 +245,32 @@ def test_cli_builds_from_a_tfds_set_stored_as_array_record(tiny_run, tmp_path):
   assert len(index) == 1000 and index.metadata["skipped"] == []
   assert sorted(index.ids.tolist()) == sorted(source[i]["id"] for i in range(1000))
   assert index.metadata["provenance"]["dataset"]["name"] == "corel1k"
+
+
+def test_image_search_with_query_expansion(tiny_run, photos, tmp_path):
+  """--expand through ImageSearcher: the query's features, expanded over the unit database
+  rows, ranked among them; a binary index and a bad k are refused by name."""
+  from cbir_jax.index import BinaryIndex  # pylint: disable=import-outside-toplevel
+  from cbir_jax.kernels import alpha_query_expansion  # pylint: disable=import-outside-toplevel
+  run = jobs.restore(str(tiny_run))
+  _build(run, sources.ImageFolderSource(photos), tmp_path / "db.cbiridx")
+  plain = query.ImageSearcher.open(str(tmp_path / "db.cbiridx"))
+  searcher = query.ImageSearcher.open(str(tmp_path / "db.cbiridx"), expand=2)
+  image = searcher.decode((photos / "c0" / "0003.jpg").read_bytes())[None]
+  feats = plain.features(image)
+  vectors = plain.index.vectors
+  units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+  expanded = np.asarray(alpha_query_expansion(feats, units, 2))
+  d, i = searcher.search(image, 4)
+  full = ((expanded[:, None, :] - units[None]) ** 2).sum(-1)
+  np.testing.assert_array_equal(i[0], plain.index.ids[np.argsort(full[0], kind="stable")[:4]])
+  np.testing.assert_allclose(d[0], np.sort(full[0])[:4], atol=1e-5)
+  result = query.search_images(str(tmp_path / "db.cbiridx"), str(photos / "c0" / "0003.jpg"), 4,
+                               str(tmp_path / "out"), expand=2)
+  np.testing.assert_array_equal(result.ids, i)
+  with pytest.raises(ValueError, match=r"query expansion's k must be in \[1, 39\].*got 40"):
+    query.ExpandedSearch(plain.index, 40)
+  with pytest.raises(ValueError, match="needs a float index.*got a BinaryIndex"):
+    query.ExpandedSearch(BinaryIndex(32), 1)
+  with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+    query.ExpandedSearch(plain.index, 2, alpha=-1.0)
