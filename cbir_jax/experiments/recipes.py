@@ -18,6 +18,11 @@ def _label(config) -> str:
   return config.name + (f":{config.variant}" if config.get("variant", "") else "")
 
 
+def _incumbent_note(config) -> str:
+  incumbent = config.get("incumbent", "")
+  return f" (a tie keeps the configs' recipe, {incumbent})" if incumbent else ""
+
+
 def check(config) -> None:
   """Every recipe must decide on the validation split; refuses before anything trains."""
   for tag, m in config.models.items():
@@ -28,12 +33,14 @@ def check(config) -> None:
                        f"0), got eval_split={m.dataset.get('eval_split', '')!r}")
 
 
-def choose(rows: dict) -> dict:
-  """{"recipe", "chosen_by", "validation_accuracy"}: the best validation accuracy (the first
-  in config order on a tie); test accuracy is never looked at."""
+def choose(rows: dict, incumbent: str = "") -> dict:
+  """{"recipe", "chosen_by", "validation_accuracy"}: the best validation accuracy; on a tie the
+  `incumbent` (the recipe the configs use now: no change without evidence), else the first in
+  config order. Test accuracy is never looked at."""
   scores = {tag: float(r["val_accuracy"]) for tag, r in rows.items()}
-  best = max(scores, key=lambda t: (scores[t], -list(scores).index(t)))
-  return {"recipe": best, "chosen_by": "validation accuracy", "validation_accuracy": scores}
+  best = max(scores, key=lambda t: (scores[t], t == incumbent, -list(scores).index(t)))
+  return {"recipe": best, "chosen_by": "validation accuracy", "validation_accuracy": scores,
+          "incumbent": incumbent}
 
 
 def _chart(workdir: str, rows: dict, std: dict | None, title: str) -> str:
@@ -59,11 +66,11 @@ def run_recipes(config, workdir: str) -> dict:
     if "val_accuracy" not in row:
       raise ValueError(f"recipe {tag!r} has no validation accuracy (trained without a "
                        f"validation split; delete {os.path.join(workdir, 'train', tag)})")
-  choice = choose(rows)
+  choice = choose(rows, config.get("incumbent", ""))
   files = {"recipes.png": _chart(workdir, rows, None,
                                  f"{_label(config)}: recipes (seed {config.seed})")}
   md = [f"## {_label(config)} ({config.scale} scale, seed {config.seed})\n", config.description,
-        "", f"Chosen on validation: **{choice['recipe']}**.\n",
+        "", f"Chosen on validation: **{choice['recipe']}**{_incumbent_note(config)}.\n",
         training_table(train, "test acc (reported)")]
   payload = {"experiment": config.name, "scale": config.scale, "seed": config.seed,
              "rows": rows, "choice": choice, "train": train,
@@ -75,9 +82,11 @@ def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict
   """(markdown lines, files) over seeds: each recipe's mean ± std accuracies, the recipe chosen
   by mean validation accuracy and the bar chart with error bars."""
   mean, std = aggregate["mean"]["rows"], aggregate["std"]["rows"]
-  choice = choose({tag: {"val_accuracy": m["val_accuracy"]} for tag, m in mean.items()})
+  choice = choose({tag: {"val_accuracy": m["val_accuracy"]} for tag, m in mean.items()},
+                  config.get("incumbent", ""))
   md = [config.description + "\n",
-        f"Chosen on mean validation accuracy: **{choice['recipe']}**.\n",
+        f"Chosen on mean validation accuracy: **{choice['recipe']}**"
+        f"{_incumbent_note(config)}.\n",
         "| recipe | validation acc (decides) | test acc (reported) |", "|---|---|---|"]
   for tag, m in mean.items():
     md.append(f"| {tag} | " + " | ".join(

@@ -68,6 +68,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       paper.quick_length(m)
       m.eval_batch_size = 10
     c.models[f"peak_{peak:g}".replace(".", "p")] = m
+  configured = f"peak_{base.optimizer.learning_rate:g}".replace(".", "p")
+  c.incumbent = configured if configured in c.models else ""
   c.description = (f"{base.model.name} ({family}'s CPU-scale backbone) on CIFAR-10's training "
                    f"split, {base.num_epochs} epochs at batch {base.batch_size}, peak learning "
                    f"rates {', '.join(f'{p:g}' for p in peaks)} (configs/cifar10.py's CPU_PEAK: "

@@ -299,8 +299,11 @@ def test_recipes_choose_on_validation_never_on_test():
   rows = {"a": {"val_accuracy": 0.5, "test_accuracy": 0.9},
           "b": {"val_accuracy": 0.6, "test_accuracy": 0.1}}
   assert recipes.choose(rows)["recipe"] == "b"
-  # A tie goes to the first recipe in config order.
+  # A tie goes to the incumbent (the configs' recipe), else to the first in config order.
   assert recipes.choose({"x": {"val_accuracy": 0.5}, "y": {"val_accuracy": 0.5}})["recipe"] == "x"
+  tied = {"x": {"val_accuracy": 0.5}, "y": {"val_accuracy": 0.5}, "z": {"val_accuracy": 0.4}}
+  assert recipes.choose(tied, incumbent="y")["recipe"] == "y"
+  assert recipes.choose(tied, incumbent="z")["recipe"] == "x"   # no tie for z: evidence wins
   module = _experiment_module("corel_recipe")
   config = module.get_config("data=/x")
   recipes.check(config)
@@ -351,6 +354,13 @@ def test_corel_recipe_at_paper_sizes_trains_the_heldout_cpu_networks():
       64, 96)
   with pytest.raises(ValueError, match="got 'sizes=huge'"):
     module.get_config("sizes=huge")
+  assert alexnet.incumbent == "sgd_step" and lenet.incumbent == "adam_3e-4"
+  assert module.get_config("data=/x").incumbent == "adam_cosine"
+  cifar = _experiment_module("cifar10_recipe").get_config("data=/x,family=mobilenet_v2,"
+                                                          "peaks=0.05+0.1+0.2")
+  assert cifar.incumbent == "peak_0p1"   # configs/cifar10.py's CPU_PEAK for M
+  assert _experiment_module("cifar10_recipe").get_config(
+      "data=/x,family=mobilenet_v2,peaks=0.05+0.2").incumbent == ""
   quick = module.get_config("data=/x,net=alexnet,sizes=paper,quick")
   assert all(m.model.name == "alexnet_tiny" and m.num_steps == 2 for m in quick.models.values())
 
@@ -370,7 +380,9 @@ def test_quick_cifar10_recipe_compares_peak_rates_on_validation(tmp_path, cifar_
     assert config["dataset"]["eval_split"] == "validation"
     assert config["dataset"]["test_split"] == "test"
   vals = {t: r["val_accuracy"] for t, r in results["rows"].items()}
-  assert results["choice"]["recipe"] == max(vals, key=lambda t: (vals[t], t == "peak_0p05"))
+  # A tie keeps the configs' peak (R's CPU_PEAK, 0.4).
+  assert results["choice"]["incumbent"] == "peak_0p4"
+  assert results["choice"]["recipe"] == max(vals, key=lambda t: (vals[t], t == "peak_0p4"))
   module = _experiment_module("cifar10_recipe")
   assert sorted(module.get_config("").models) == ["peak_0p1", "peak_0p2", "peak_0p4"]
   for bad in ("peaks=0.1+x", "peaks=0.1+0.1", "peaks=-1", "family=vgg"):
