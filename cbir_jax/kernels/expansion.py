@@ -21,6 +21,7 @@ similarity) contributes nothing to the other rows.
 """
 
 import functools
+import numbers
 from typing import Any
 
 import jax
@@ -45,7 +46,7 @@ def unit_rows(x: Any) -> jax.Array:
 
 def check_alpha(alpha: float) -> float:
   """Returns alpha as a float; ValueError naming it unless it is a finite number >= 0."""
-  if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float(
+  if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha < float(
       "inf"):
     raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
   return float(alpha)

@@ -124,6 +124,8 @@ def test_no_queries_and_bad_arguments(rng):
     database_augmentation(np.zeros((0, 3), np.float32), 1)
   with pytest.raises(ValueError, match="alpha must be a finite number >= 0, got -1"):
     alpha_query_expansion(database, database, 2, alpha=-1)
+  np.testing.assert_allclose(alpha_query_expansion(database, database, 2, alpha=np.float32(2)),
+                             alpha_query_expansion(database, database, 2, alpha=2.0))
   with pytest.raises(ValueError, match="alpha must be a finite number >= 0, got nan"):
     database_augmentation(database, 2, alpha=float("nan"))
   with pytest.raises(ValueError, match="queries have dim 4 but database have dim 3"):
