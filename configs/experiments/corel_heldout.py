@@ -33,7 +33,8 @@ in epochs; 0 trains each network's whole epoch budget and still hands on its che
 validation; default 0, except 6 at the small scale), "expansion=off" (no database-side
 augmentation / query expansion stage; by default the chosen AL is re-ranked with DBA over
 k_dba in {0, 2, 3, 5} neighbours and alpha-QE (alpha = 3) over k_qe in {0, 1, 2, 3, 5},
-the pair chosen on validation mAP, (0, 0) meaning none; reported beside the plain AL):
+the pair chosen on validation mAP, (0, 0) meaning none; reported beside the plain AL),
+"alexnet_recipe=<name>" and "lenet_lr=<rate>" (the networks' recipes, as corel_paper.py):
   python bin/reproduce.py --experiment=corel_heldout:small,pretrain=cifar10 --seeds=0,1,2 \
       --workdir=runs/corel_heldout_small_cifar10
 The held-out variant table in docs/RESULTS.md compares these.
@@ -56,9 +57,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.dataset.database_split = "database"
   c.dataset.query_split = "query"
   c.models = paper.corel_models(scale, c.dataset.manual_dir, "database", "query", lk_sweep=False,
-                                aug=options["aug"], epochs_override=options["epochs"],
-                                alexnet_init=options["alexnet_init"],
-                                lenet_init=options["lenet_init"])
+                                **paper.model_options(options))
   # The fusion variant is chosen on a seeded, stratified 10 % of the database split that the
   # models never train on; the query split decides nothing.
   c.validation_fraction = 0.1

@@ -22,7 +22,10 @@ scratch, and its fc8 has 10 dimensions (one per Corel class), not the paper's 1,
 Arguments (comma separated): "" (paper scale), "cpu", "small", "quick"; optionally
 "data=<folder>", "alexnet_weights=<file>", "aug=strong" (the strong augmentation policy for both
 networks), "epochs=<N>" (both networks' epoch budget), "alexnet_init=<workdir>" /
-"lenet_init=<workdir>" (start a network from a training run) and "pretrain=cifar10" (each network
+"lenet_init=<workdir>" (start a network from a training run), "alexnet_recipe=<sgd_step|
+adam_1e-4|adam_3e-4>" (AlexNet's optimizer, ALEXNET_RECIPES; default configs/alexnet_corel1k.py's),
+"lenet_lr=<rate>" (LeNet-L's peak learning rate; default configs/lenet_l_corel1k.py's) and
+"pretrain=cifar10" (each network
 first trains on CIFAR-10's 50,000 training images at its own input size with
 configs/cifar10_pretrain.py's recipe, once per experiment workdir and shared by its seeds, then
 starts from that run; "pretrain_data=<folder>" names another CIFAR-10 folder) and "sweep=off"
@@ -45,6 +48,17 @@ PAPER_TABLE1 = {
 LK_SWEEP = (800, 1000, 1200, 1400, 1600, 1800)
 # Data sets a Corel network can be pretrained on ("pretrain=<name>").
 PRETRAIN_SETS = ("cifar10",)
+# AlexNet training recipes by name ("alexnet_recipe=<name>"; corel_recipe:sizes=paper compares
+# them on validation): optimizer fields over configs/alexnet_corel1k.py's paper-scale recipe.
+ALEXNET_RECIPES = {
+    # Krizhevsky et al.'s: SGD 0.01, momentum 0.9, weight decay 5e-4, 0.1x at 1/3 and 2/3.
+    "sgd_step": {"name": "sgd", "learning_rate": 0.01, "weight_decay": 5e-4,
+                 "schedule": "step"},
+    "adam_1e-4": {"name": "adam", "learning_rate": 1e-4, "weight_decay": 0.0,
+                  "schedule": "cosine"},
+    "adam_3e-4": {"name": "adam", "learning_rate": 3e-4, "weight_decay": 0.0,
+                  "schedule": "cosine"},
+}
 
 
 def parse_options(arg: str, name: str) -> dict:
@@ -56,7 +70,8 @@ def parse_options(arg: str, name: str) -> dict:
   "cifar10" (the experiment pretrains each network itself) with pretrain_data its folder."""
   options = {"scale": "", "data": "", "alexnet_weights": "", "aug": "", "epochs": 0,
              "alexnet_init": "", "lenet_init": "", "pretrain": "", "pretrain_data": "",
-             "sweep": True, "patience": -1, "expansion": True}
+             "sweep": True, "patience": -1, "expansion": True, "alexnet_recipe": "",
+             "lenet_lr": 0.0}
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
     if part in ("cpu", "small", "quick"):
@@ -74,6 +89,10 @@ def parse_options(arg: str, name: str) -> dict:
       options["sweep"] = False
     elif part == "expansion=off":
       options["expansion"] = False
+    elif key == "alexnet_recipe" and value in ALEXNET_RECIPES:
+      options[key] = value
+    elif key == "lenet_lr" and len(config_util.positive_rates(value)) == 1:
+      options[key] = config_util.positive_rates(value)[0]
     elif key == "patience" and value.isdigit():
       options["patience"] = int(value)
     else:
@@ -81,8 +100,9 @@ def parse_options(arg: str, name: str) -> dict:
                        "'data=<folder>', 'alexnet_weights=<file>', 'aug=strong', "
                        "'epochs=<N > 0>', 'alexnet_init=<workdir>', 'lenet_init=<workdir>', "
                        f"'pretrain=<{'|'.join(PRETRAIN_SETS)}>', 'pretrain_data=<folder>', "
-                       "'sweep=off', 'patience=<N >= 0>' and 'expansion=off', got "
-                       f"{part!r}")
+                       "'sweep=off', 'patience=<N >= 0>', 'expansion=off', "
+                       f"'alexnet_recipe=<{'|'.join(ALEXNET_RECIPES)}>' and "
+                       f"'lenet_lr=<learning rate > 0>', got {part!r}")
   if options["pretrain_data"] and not options["pretrain"]:
     raise ValueError(f"configs/experiments/{name}.py: pretrain_data= needs pretrain=cifar10")
   if options["pretrain"] and (options["alexnet_init"] or options["lenet_init"]):
@@ -149,10 +169,13 @@ def lk_widths(scale: str, sweep: bool) -> tuple[int, ...]:
 
 def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
                  lk_sweep: bool, *, aug: str = "", epochs_override: int = 0,
-                 alexnet_init: str = "", lenet_init: str = "") -> ml_collections.ConfigDict:
+                 alexnet_init: str = "", lenet_init: str = "", alexnet_recipe: str = "",
+                 lenet_lr: float = 0.0) -> ml_collections.ConfigDict:
   """Training configs keyed by tag: lenet_lk<K> (the sweep or K = 1400 only) and alexnet;
   `aug`="strong" switches both to the strong augmentation policy, `epochs_override` > 0 sets
-  their epoch budget, `alexnet_init` / `lenet_init` name training workdirs they start from."""
+  their epoch budget, `alexnet_init` / `lenet_init` name training workdirs they start from,
+  `alexnet_recipe` (a name of ALEXNET_RECIPES) replaces AlexNet's optimizer and `lenet_lr` > 0
+  LeNet-L's peak learning rate."""
   # The paper-scale recipes of the training configs (LeNet-L: Adam + cosine; AlexNet: SGD, step
   # decay at 1/3 and 2/3 of the run after a 5 % warmup) at every scale; only lengths differ.
   lenet_base = config_util.load_sibling(__file__, "../lenet_l_corel1k.py").get_config("")
@@ -187,7 +210,19 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
       m.augment_policy = aug
     if epochs_override and scale != "quick":
       m.num_epochs = epochs_override
+    if tag == "alexnet" and alexnet_recipe:
+      for key, value in ALEXNET_RECIPES[alexnet_recipe].items():
+        m.optimizer[key] = value
+    if tag != "alexnet" and lenet_lr > 0:
+      m.optimizer.learning_rate = lenet_lr
   return models
+
+
+def model_options(options: dict) -> dict:
+  """`corel_models`' keyword arguments from parsed experiment `options` (`parse_options`)."""
+  return {"aug": options["aug"], "epochs_override": options["epochs"],
+          "alexnet_init": options["alexnet_init"], "lenet_init": options["lenet_init"],
+          "alexnet_recipe": options["alexnet_recipe"], "lenet_lr": options["lenet_lr"]}
 
 
 def pretrain_configs(models: ml_collections.ConfigDict, scale: str, data: str = ""
@@ -247,9 +282,7 @@ def base_config(options: dict) -> ml_collections.ConfigDict:
   c.dataset.database_split = "train"   # corel1k `train` = all 1,000 images.
   c.dataset.query_split = "train"
   c.models = corel_models(scale, c.dataset.manual_dir, "train", "", lk_sweep=options["sweep"],
-                          aug=options["aug"], epochs_override=options["epochs"],
-                          alexnet_init=options["alexnet_init"],
-                          lenet_init=options["lenet_init"])
+                          **model_options(options))
   if weights:  # alexnet_weights=<file>: Fc8 is ImageNet's 1,000-d layer, as in the paper.
     c.models.alexnet = imported_alexnet(weights, c.dataset.manual_dir, "train")
   # Retrieval features: name -> "<model tag>:<endpoint>".

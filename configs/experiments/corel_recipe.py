@@ -45,17 +45,10 @@ SIZES = ("small", "paper")
 
 def _alexnet_recipes(sizes: str, manual_dir: str) -> dict:
   if sizes == "paper":
-    # corel_heldout:cpu's AlexNet: 227x227, the paper's SGD recipe, 30 epochs.
-    sgd = _heldout_cpu_models(manual_dir).alexnet
-    out = {"sgd_step": sgd}
-    for peak, tag in ((1e-4, "adam_1e-4"), (3e-4, "adam_3e-4")):
-      adam = ml_collections.ConfigDict(sgd.to_dict())
-      adam.optimizer.name = "adam"
-      adam.optimizer.learning_rate = peak
-      adam.optimizer.weight_decay = 0.0
-      adam.optimizer.schedule = "cosine"
-      out[tag] = adam
-    return out
+    # corel_heldout:cpu's AlexNet (227x227, 30 epochs) with each of corel_paper's recipes.
+    paper = config_util.load_sibling(__file__, "corel_paper.py")
+    return {tag: _heldout_cpu_models(manual_dir, alexnet_recipe=tag).alexnet
+            for tag in paper.ALEXNET_RECIPES}
   base = config_util.load_sibling(__file__, "../alexnet_corel1k.py").get_config("cpu")
   adam = ml_collections.ConfigDict(base.to_dict())
   sgd = ml_collections.ConfigDict(base.to_dict())
@@ -68,24 +61,26 @@ def _alexnet_recipes(sizes: str, manual_dir: str) -> dict:
 
 
 def _lenet_recipes(sizes: str, manual_dir: str) -> dict:
-  if sizes == "paper":
-    base = _heldout_cpu_models(manual_dir).lenet_lk1400  # 256x384, 30 epochs, K = 1400.
-  else:
-    base = config_util.load_sibling(__file__, "../lenet_l_corel1k.py").get_config("")
-    base.dataset.image_size = (64, 96)   # corel_heldout:small's size for LeNet-L.
-    base.num_epochs = 30
+  peaks = ((1e-4, "adam_1e-4"), (3e-4, "adam_3e-4"), (1e-3, "adam_1e-3"))
+  if sizes == "paper":  # corel_heldout:cpu's LeNet-L (256x384, 30 epochs, K = 1400).
+    return {tag: _heldout_cpu_models(manual_dir, lenet_lr=peak).lenet_lk1400
+            for peak, tag in peaks}
+  base = config_util.load_sibling(__file__, "../lenet_l_corel1k.py").get_config("")
+  base.dataset.image_size = (64, 96)   # corel_heldout:small's size for LeNet-L.
+  base.num_epochs = 30
   out = {}
-  for peak, tag in ((1e-4, "adam_1e-4"), (3e-4, "adam_3e-4"), (1e-3, "adam_1e-3")):
+  for peak, tag in peaks:
     m = ml_collections.ConfigDict(base.to_dict())
     m.optimizer.learning_rate = peak
     out[tag] = m
   return out
 
 
-def _heldout_cpu_models(manual_dir: str) -> ml_collections.ConfigDict:
-  """corel_heldout:cpu's training configs (the paper's input sizes, 30 epochs), K = 1400."""
+def _heldout_cpu_models(manual_dir: str, **recipe) -> ml_collections.ConfigDict:
+  """corel_heldout:cpu's training configs (the paper's input sizes, 30 epochs), K = 1400, with
+  `recipe` (corel_paper.corel_models' alexnet_recipe= / lenet_lr=)."""
   paper = config_util.load_sibling(__file__, "corel_paper.py")
-  return paper.corel_models("cpu", manual_dir, "database", "query", lk_sweep=False)
+  return paper.corel_models("cpu", manual_dir, "database", "query", lk_sweep=False, **recipe)
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -1,6 +1,7 @@
 """Every training config builds, validates, and its model accepts the config's input size."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import jax
@@ -125,6 +126,31 @@ def test_corel_heldout_expansion_option():
     _load_experiment("corel_heldout.py", "cpu,expansion=on")
   with pytest.raises(ValueError, match="expansion= is for corel_heldout"):
     _load_experiment("corel_paper.py", "cpu,expansion=off")
+
+
+def test_corel_recipe_options_set_the_networks_optimizers():
+  default = _load_experiment("corel_heldout.py", "cpu,data=/x")
+  both = _load_experiment("corel_heldout.py", "cpu,data=/x,alexnet_recipe=adam_1e-4,lenet_lr=1e-3")
+  alex = both.models.alexnet.optimizer
+  assert (alex.name, alex.learning_rate, alex.weight_decay, alex.schedule) == (
+      "adam", 1e-4, 0.0, "cosine")
+  assert both.models.lenet_lk1400.optimizer.learning_rate == 1e-3
+  # Nothing else changes.
+  for tag, keys in (("alexnet", ("name", "learning_rate", "weight_decay", "schedule")),
+                    ("lenet_lk1400", ("learning_rate",))):
+    a, b = default.models[tag].to_dict(), both.models[tag].to_dict()
+    for key in keys:
+      a["optimizer"].pop(key)
+      b["optimizer"].pop(key)
+    assert a == b
+  # sgd_step names the paper's recipe explicitly, whatever the config's default becomes.
+  sgd = _load_experiment("corel_paper.py", "cpu,data=/x,alexnet_recipe=sgd_step")
+  assert sgd.models.alexnet.optimizer.to_dict() == default.models.alexnet.optimizer.to_dict()
+  paper = _load_experiment("corel_paper.py", "cpu,data=/x,lenet_lr=5e-4")
+  assert all(m.optimizer.learning_rate == 5e-4 for t, m in paper.models.items() if t != "alexnet")
+  for bad in ("alexnet_recipe=rmsprop", "lenet_lr=0", "lenet_lr=1e-3+2e-3", "lenet_lr=x"):
+    with pytest.raises(ValueError, match=re.escape(f"got {bad!r}")):
+      _load_experiment("corel_heldout.py", f"cpu,{bad}")
 
 
 def _load_experiment(name: str, arg: str):
