@@ -249,7 +249,7 @@ def test_sweep_off_trains_k_1400_only_at_the_papers_sizes():
   assert off.models.lenet_lk1400.to_dict() == full.models.lenet_lk1400.to_dict()
   assert tuple(off.models.lenet_lk1400.dataset.image_size) == (256, 384)
   assert off.models.alexnet.dataset.image_size == 227
-  with pytest.raises(ValueError, match="'sweep=off' and .*, got 'sweep=on'"):
+  with pytest.raises(ValueError, match="'sweep=off', .*, got 'sweep=on'"):
     module.parse_options("cpu,sweep=on", "corel_paper")
 
 
