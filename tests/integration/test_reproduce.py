@@ -367,22 +367,27 @@ def test_corel_recipe_at_paper_sizes_trains_the_heldout_cpu_networks():
 
 def test_quick_cifar10_recipe_compares_peak_rates_on_validation(tmp_path, cifar_folder):
   workdir = tmp_path / "c"
+  # 0.05 and R's configured peak (configs/cifar10.py's CPU_PEAK), which wins ties.
+  from cbir_jax import config_util  # pylint: disable=import-outside-toplevel
+  own = config_util.load_sibling(str(REPO / "configs" / "x.py"), "cifar10.py").CPU_PEAK[
+      "resnet50"]
+  own_tag = f"peak_{own:g}".replace(".", "p")
   proc = _reproduce(f"--experiment=cifar10_recipe:data={cifar_folder},family=resnet50,"
-                    "peaks=0.05+0.4", "--quick", f"--workdir={workdir}",
+                    f"peaks=0.05+{own:g}", "--quick", f"--workdir={workdir}",
                     tfds_dir=tmp_path / "tfds")
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((workdir / "results.json").read_text())
-  assert set(results["rows"]) == {"peak_0p05", "peak_0p4"}
-  for tag, peak in (("peak_0p05", 0.05), ("peak_0p4", 0.4)):
+  assert set(results["rows"]) == {"peak_0p05", own_tag}
+  for tag, peak in (("peak_0p05", 0.05), (own_tag, own)):
     config = json.loads((workdir / "train" / tag / "config.json").read_text())
     assert config["model"]["name"] == "resnet_cpu"
     assert config["optimizer"]["learning_rate"] == peak
     assert config["dataset"]["eval_split"] == "validation"
     assert config["dataset"]["test_split"] == "test"
   vals = {t: r["val_accuracy"] for t, r in results["rows"].items()}
-  # A tie keeps the configs' peak (R's CPU_PEAK, 0.4).
-  assert results["choice"]["incumbent"] == "peak_0p4"
-  assert results["choice"]["recipe"] == max(vals, key=lambda t: (vals[t], t == "peak_0p4"))
+  # A tie keeps the configs' peak (R's CPU_PEAK).
+  assert results["choice"]["incumbent"] == own_tag
+  assert results["choice"]["recipe"] == max(vals, key=lambda t: (vals[t], t == own_tag))
   module = _experiment_module("cifar10_recipe")
   assert sorted(module.get_config("").models) == ["peak_0p1", "peak_0p2", "peak_0p4"]
   for bad in ("peaks=0.1+x", "peaks=0.1+0.1", "peaks=-1", "family=vgg"):

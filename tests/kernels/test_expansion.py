@@ -22,6 +22,18 @@ def _unit(x):
   return x / np.where(norm > 0, norm, 1.0)
 
 
+def decided(queries, database, k, gap=1e-4):
+  """bool[q]: rows whose k nearest unit database rows are decided beyond float32 rounding (the
+  k-th and (k+1)-th float64 distances differ by more than `gap`); on fresh random data a
+  near-tie at the k-th place may go either way in float32, so only these rows are compared."""
+  q = _unit(np.asarray(queries, np.float64))
+  x = _unit(np.asarray(database, np.float64))
+  if k >= len(x):
+    return np.ones(len(q), bool)
+  d = np.sort(reference.l2(q, x), axis=1)
+  return d[:, k] - d[:, k - 1] > gap
+
+
 def ref_expand(queries, database, k, alpha, with_self):
   """Float64: unit rows, k nearest by Euclidean distance (ties to the lower index), weights
   max(cos, 0) ** alpha, the query itself added for QE, unit result."""
@@ -45,7 +57,9 @@ def test_query_expansion_matches_float64_reference(method, rng, q, n, d, k, alph
   got = np.asarray(alpha_query_expansion(queries, database, k, alpha=alpha, method=method))
   want = ref_expand(queries, database, k, alpha, with_self=False)
   assert got.dtype == np.float32 and got.shape == (q, d)
-  np.testing.assert_allclose(got, want, atol=2e-5)
+  ok = decided(queries, database, k)
+  assert ok.mean() > 0.8
+  np.testing.assert_allclose(got[ok], want[ok], atol=2e-5)
   np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
@@ -55,8 +69,10 @@ def test_query_expansion_matches_float64_reference(method, rng, q, n, d, k, alph
 def test_database_augmentation_matches_float64_reference(method, rng, n, d, k, alpha):
   database = rng.normal(size=(n, d)).astype(np.float32)
   got = np.asarray(database_augmentation(database, k, alpha=alpha, method=method))
-  np.testing.assert_allclose(got, ref_expand(database, database, k, alpha, with_self=True),
-                             atol=2e-5)
+  ok = decided(database, database, k)
+  assert ok.mean() > 0.8
+  np.testing.assert_allclose(got[ok], ref_expand(database, database, k, alpha,
+                                                 with_self=True)[ok], atol=2e-5)
   if k == 1:  # Only itself: DBA with k = 1 just normalises.
     np.testing.assert_allclose(got, _unit(database), atol=1e-6)
     np.testing.assert_allclose(unit_rows(database), got, atol=1e-6)
@@ -161,5 +177,6 @@ def test_query_expansion_inside_shard_map_over_queries(rng, check_vma):
   program = jax.jit(jax.shard_map(lambda q, x: alpha_query_expansion(q, x, 4), mesh=mesh,
                                   in_specs=(P("q"), P()), out_specs=P("q"),
                                   check_vma=check_vma))
-  np.testing.assert_allclose(np.asarray(program(queries, database)),
-                             ref_expand(queries, database, 4, 3.0, False), atol=2e-5)
+  ok = decided(queries, database, 4)
+  np.testing.assert_allclose(np.asarray(program(queries, database))[ok],
+                             ref_expand(queries, database, 4, 3.0, False)[ok], atol=2e-5)
