@@ -75,6 +75,9 @@ class ExpandedSearch:
     self.unit_index.add(units, ids=index.ids)
     self._units = units
 
+  def __len__(self) -> int:
+    return len(self.unit_index)
+
   def expand(self, queries: np.ndarray) -> np.ndarray:
     """float32[q, d] expanded unit query vectors; ValueError for a bad shape or NaN / inf
     (named as the index's own search names them)."""
@@ -85,7 +88,7 @@ class ExpandedSearch:
 
   def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(D[q, k], ids int64[q, k]) of the expanded queries among the unit database rows."""
-    check_k(k, len(self.unit_index))
+    check_k(k, len(self))
     return self.unit_index.search(self.expand(queries), k)
 
 
@@ -432,7 +435,7 @@ def search_in_batches(index: FloatIndex | BinaryIndex | ExpandedSearch, queries:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if q == 0:
     raise ValueError("no queries to search (got 0 rows)")
-  check_k(k, len(index.unit_index if isinstance(index, ExpandedSearch) else index))
+  check_k(k, len(index))
   distances, ids = [], []
   for start in range(0, q, batch_size):
     block = queries[start:start + batch_size]
@@ -494,5 +497,4 @@ def serve_query_file(index_path: str, queries_path: str, k: int, out_dir: str, *
   path = os.path.join(out_dir, "ranking.npz")
   with atomic.atomic_write(path, "wb") as f:
     np.savez(f, D=distances, I=ids)
-  size = len(index.unit_index if isinstance(index, ExpandedSearch) else index)
-  return ServedQueries(len(queries), size, rss, path)
+  return ServedQueries(len(queries), len(index), rss, path)
