@@ -172,6 +172,24 @@ def expansion_name(dba_k: int, qe_k: int) -> str:
   return "+".join(parts) or "none"
 
 
+def _augment(database: np.ndarray, dba_k: int, alpha: float) -> np.ndarray:
+  """The database after DBA over dba_k neighbours (capped at its size); unit rows when dba_k
+  <= 1 (what DBA with k = 1 gives, without its search)."""
+  if dba_k <= 1:
+    return np.asarray(expansion_lib.unit_rows(database))
+  return np.asarray(expansion_lib.database_augmentation(database, min(dba_k, len(database)),
+                                                        alpha=alpha))
+
+
+def _query_expand(augmented: np.ndarray, queries: np.ndarray, qe_k: int, alpha: float
+                  ) -> np.ndarray:
+  """The queries after alpha-QE over qe_k neighbours (capped) of `augmented`; unchanged at 0."""
+  if not qe_k:
+    return queries
+  return np.asarray(expansion_lib.alpha_query_expansion(
+      queries, augmented, min(qe_k, len(augmented)), alpha=alpha))
+
+
 def expand(database: np.ndarray, queries: np.ndarray, dba_k: int, qe_k: int, alpha: float
            ) -> tuple[np.ndarray, np.ndarray]:
   """(database, queries) after DBA over dba_k neighbours and alpha-QE over qe_k (k capped at
@@ -179,12 +197,8 @@ def expand(database: np.ndarray, queries: np.ndarray, dba_k: int, qe_k: int, alp
   when dba_k is 0); (0, 0) returns both unchanged."""
   if (dba_k, qe_k) == (0, 0):
     return database, queries
-  n = len(database)
-  db = np.asarray(expansion_lib.database_augmentation(database, min(dba_k, n), alpha=alpha)
-                  if dba_k > 1 else expansion_lib.unit_rows(database))
-  q = (np.asarray(expansion_lib.alpha_query_expansion(queries, db, min(qe_k, n), alpha=alpha))
-       if qe_k else queries)
-  return db, q
+  db = _augment(database, dba_k, alpha)
+  return db, _query_expand(db, queries, qe_k, alpha)
 
 
 def _choose_expansion(config, db, val, vlab, dblab, queries, plain, evaluate) -> dict:
@@ -194,15 +208,21 @@ def _choose_expansion(config, db, val, vlab, dblab, queries, plain, evaluate) ->
   "validation_scores", "table": {"without": plain result, "with": expanded result}}."""
   alpha = float(config.expansion.alpha)
   grid = {expansion_name(a, b): (a, b) for a, b in _expansion_grid(config)}
+  # Each DBA database (and its index) once per k_dba, shared by every k_qe and the final score;
+  # (0, 0) searches the database as it is.
+  augmented = {a: _augment(db, a, alpha) for a in sorted({a for a, b in grid.values()})}
+  searches = {a: ranking.full_ranking_search(float_index(x)) for a, x in augmented.items()}
+  plain_search = ranking.full_ranking_search(float_index(db))
   options = {}
   for name, (dba_k, qe_k) in grid.items():
-    edb, eval_q = expand(db, val, dba_k, qe_k, alpha)
-    options[name] = (ranking.full_ranking_search(float_index(edb)), eval_q)
+    options[name] = ((plain_search, val) if (dba_k, qe_k) == (0, 0) else
+                     (searches[dba_k], _query_expand(augmented[dba_k], val, qe_k, alpha)))
   best, scores = protocol.choose_on_validation(options, vlab, dblab, key="map",
                                                ks=tuple(config.ks))
   dba_k, qe_k = grid[best]
-  edb, eq = expand(db, queries, dba_k, qe_k, alpha)
-  with_ = plain if best == "none" else evaluate(f"{config.fusion.name} + {best}", edb, eq)
+  with_ = plain if best == "none" else evaluate(
+      f"{config.fusion.name} + {best}", augmented[dba_k],
+      _query_expand(augmented[dba_k], queries, qe_k, alpha))
   # [k_dba, k_qe] as a list: a seeds aggregate averages numbers, not choices.
   return {"choice": best, "k_dba_k_qe": [dba_k, qe_k], "alpha": alpha,
           "chosen_by": f"validation mAP ({len(vlab)} validation queries)",
