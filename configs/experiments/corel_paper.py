@@ -211,11 +211,16 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
     if epochs_override and scale != "quick":
       m.num_epochs = epochs_override
     if tag == "alexnet" and alexnet_recipe:
-      for key, value in ALEXNET_RECIPES[alexnet_recipe].items():
-        m.optimizer[key] = value
+      apply_alexnet_recipe(m, alexnet_recipe)
     if tag != "alexnet" and lenet_lr > 0:
       m.optimizer.learning_rate = lenet_lr
   return models
+
+
+def apply_alexnet_recipe(m: ml_collections.ConfigDict, name: str) -> None:
+  """Sets training config `m`'s optimizer fields to ALEXNET_RECIPES[name]."""
+  for key, value in ALEXNET_RECIPES[name].items():
+    m.optimizer[key] = value
 
 
 def model_options(options: dict) -> dict:

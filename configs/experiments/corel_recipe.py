@@ -44,19 +44,16 @@ SIZES = ("small", "paper")
 
 
 def _alexnet_recipes(sizes: str, manual_dir: str) -> dict:
+  paper = config_util.load_sibling(__file__, "corel_paper.py")
   if sizes == "paper":
     # corel_heldout:cpu's AlexNet (227x227, 30 epochs) with each of corel_paper's recipes.
-    paper = config_util.load_sibling(__file__, "corel_paper.py")
     return {tag: _heldout_cpu_models(manual_dir, alexnet_recipe=tag).alexnet
             for tag in paper.ALEXNET_RECIPES}
   base = config_util.load_sibling(__file__, "../alexnet_corel1k.py").get_config("cpu")
   adam = ml_collections.ConfigDict(base.to_dict())
   sgd = ml_collections.ConfigDict(base.to_dict())
   # The paper's recipe (Krizhevsky et al.), as configs/alexnet_corel1k.py uses it at 227x227.
-  sgd.optimizer.name = "sgd"
-  sgd.optimizer.learning_rate = 0.01
-  sgd.optimizer.weight_decay = 5e-4
-  sgd.optimizer.schedule = "step"
+  paper.apply_alexnet_recipe(sgd, "sgd_step")
   return {"adam_cosine": adam, "sgd_step": sgd}
 
 
