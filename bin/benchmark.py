@@ -1,10 +1,10 @@
 """Benchmarks: `python bin/benchmark.py <suite> [--flags]`; suites live in bin/benchmarks/.
 
-Suites: search (kernels vs FAISS), models (forward images/s, GFLOPs), train (training images/s
-vs PyTorch), serve (the search service vs a process per query), index (a JPEG folder
-streamed into an index vs torchvision ImageFolder + DataLoader). Each suite module defines its
-own absl flags and a `main(argv)`; results are printed as a Markdown table and, with --out,
-appended to a file (docs/BENCHMARKS.md by convention).
+Suites: search (kernels vs FAISS), expansion (alpha-QE / DBA kernels vs FAISS + NumPy), models
+(forward images/s, GFLOPs), train (training images/s vs PyTorch), serve (the search service vs a
+process per query), index (a JPEG folder streamed into an index vs torchvision ImageFolder +
+DataLoader). Each suite module defines its own absl flags and a `main(argv)`; results are printed
+as a Markdown table and, with --out, appended to a file (docs/BENCHMARKS.md by convention).
 """
 
 import importlib
@@ -14,7 +14,7 @@ from absl import app
 
 from cbir_jax._bin import launch
 
-SUITES = ("search", "models", "train", "serve", "index")
+SUITES = ("search", "expansion", "models", "train", "serve", "index")
 
 
 def run() -> None:

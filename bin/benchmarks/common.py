@@ -2,6 +2,7 @@
 own absl flags (some with the same names), so only one suite can be imported per process, while
 these are imported by tests and suites alike."""
 
+import platform
 import time
 
 import numpy as np
@@ -27,3 +28,15 @@ def check_results(metric: str, base: dict, res: dict) -> str:
     return "equal"
   hits = sum(len(np.intersect1d(g, w)) for g, w in zip(res["indices"], base["indices"]))
   return f"recall {hits / base['indices'].size:.4f}"
+
+
+def cpu_model() -> str:
+  """The CPU's model name from /proc/cpuinfo, else the platform's word for it."""
+  try:
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown CPU"

@@ -46,7 +46,6 @@ import datetime
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -351,17 +350,6 @@ def _run_job(job: dict) -> dict:
   return json.loads(lines[-1][len("RESULT "):])
 
 
-def _cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
-
-
 def main(argv) -> None:
   if _WORKER.value is not None:
     print("RESULT " + json.dumps(_worker(json.loads(_WORKER.value))))
@@ -459,7 +447,7 @@ def _serving_rows(name, metric, n, results):
 
 def _serving_table(rows, bandwidth) -> str:
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-  head = (f"\nServing benchmark, {stamp}, {_cpu_model()}, {os.cpu_count()} CPUs, a saved index "
+  head = (f"\nServing benchmark, {stamp}, {common.cpu_model()}, {os.cpu_count()} CPUs, a saved index "
           f"loaded once, {_SERVING.value} single queries through search(q[None], k), k={_K.value}, "
           f"best of {_PROCESSES.value} process(es) per engine; plain read bandwidth "
           f"{bandwidth:.1f} GB/s\n\n"
@@ -511,7 +499,7 @@ def _rows(name, metric, n, dim, q, bandwidth, results):
 
 def _table(rows, q, bandwidth) -> str:
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-  head = (f"\nSearch benchmark, {stamp}, {_cpu_model()}, {os.cpu_count()} CPUs"
+  head = (f"\nSearch benchmark, {stamp}, {common.cpu_model()}, {os.cpu_count()} CPUs"
           f"{_gpu_model()}, Q={q}, k={_K.value}, plain read bandwidth {bandwidth:.1f} GB/s, "
           f"best of {_REPEATS.value} "
           f"searches in each of {_PROCESSES.value} process(es) per engine"
