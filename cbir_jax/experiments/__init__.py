@@ -37,6 +37,8 @@ def run_experiment(config, workdir: str) -> dict:
   return _kind(config)[0](pretrain.resolve(config, workdir), workdir)
 
 
-def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict]:
-  """`config.kind`'s tables over seeds: (markdown lines, {"choice"?, "files"?})."""
-  return _kind(config)[1](config, aggregate, workdir)
+def seeds_report(config, aggregate: dict, workdir: str,
+                 payloads: dict[int, dict]) -> tuple[list[str], dict]:
+  """`config.kind`'s tables over seeds (`aggregate`, from the seeds' `payloads`): (markdown
+  lines, {"choice"?, "files"?})."""
+  return _kind(config)[1](config, aggregate, workdir, payloads)

@@ -1,6 +1,5 @@
 """Seed 000 on Corel-1K: Table 1, AL fusion variants, per-class table, Fig. 3 and Fig. 4."""
 
-import json
 import os
 
 import numpy as np
@@ -261,10 +260,12 @@ def _protocol_sentence(config, q: int, n: int) -> str:
           " the paper has no such protocol.")
 
 
-def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict]:
+def seeds_report(config, aggregate: dict, workdir: str,
+                 payloads: dict[int, dict]) -> tuple[list[str], dict]:
   """(markdown lines, {}) over seeds: Table 1 (each feature's Top k and full mAP) as mean ±
   std, and the chosen AL without / with its expansion when the runs chose one (each seed's
-  choice read from workdir/seed_<s>/results.json)."""
+  choice from its payload). `workdir` is unused."""
+  del workdir
   mean, std = aggregate["mean"].get("table1"), aggregate["std"].get("table1")
   if not mean:
     return [], {}
@@ -280,10 +281,8 @@ def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict
   md += rows(mean, std)
   table = aggregate["mean"].get("expansion", {}).get("table")
   if table:
-    choices = []
-    for seed in aggregate["seeds"]:
-      with open(os.path.join(workdir, f"seed_{seed}", "results.json"), encoding="utf-8") as f:
-        choices.append(f"seed {seed}: {json.load(f)['expansion']['choice']}")
+    choices = [f"seed {seed}: {payloads[seed]['expansion']['choice']}"
+               for seed in aggregate["seeds"]]
     name = config.fusion.name
     md += ["", f"{name} re-ranked with the DBA / alpha-QE pair each seed chose on validation "
                f"({'; '.join(choices)}):", "",

@@ -78,9 +78,11 @@ def run_recipes(config, workdir: str) -> dict:
   return finish(workdir, payload, "\n".join(md) + "\n", files)
 
 
-def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict]:
+def seeds_report(config, aggregate: dict, workdir: str,
+                 payloads: dict[int, dict]) -> tuple[list[str], dict]:
   """(markdown lines, files) over seeds: each recipe's mean ± std accuracies, the recipe chosen
-  by mean validation accuracy and the bar chart with error bars."""
+  by mean validation accuracy and the bar chart with error bars. `payloads` is unused."""
+  del payloads
   mean, std = aggregate["mean"]["rows"], aggregate["std"]["rows"]
   choice = choose({tag: {"val_accuracy": m["val_accuracy"]} for tag, m in mean.items()},
                   config.get("incumbent", ""))

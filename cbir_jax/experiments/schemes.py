@@ -211,10 +211,11 @@ def run_schemes(config, workdir: str) -> dict:
   return finish(workdir, payload, "\n".join(md), files)
 
 
-def seeds_report(config, aggregate: dict, workdir: str) -> tuple[list[str], dict]:
+def seeds_report(config, aggregate: dict, workdir: str,
+                 payloads: dict[int, dict]) -> tuple[list[str], dict]:
   """(markdown lines, {}) over seeds: per family the accuracies and each scheme's mAP as mean
-  ± std. `config` and `workdir` are unused."""
-  del config, workdir
+  ± std. `config`, `workdir` and `payloads` are unused."""
+  del config, workdir, payloads
   mean, std = aggregate["mean"].get("rows"), aggregate["std"].get("rows")
   if not mean:
     return [], {}

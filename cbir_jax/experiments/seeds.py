@@ -76,7 +76,7 @@ def run_seeds(config, workdir: str, seeds) -> dict:
   aggregate = aggregate_seeds(payloads)
   # The kind's own tables (and, for recipes, the choice over seeds and a chart).
   from cbir_jax.experiments import seeds_report  # pylint: disable=import-outside-toplevel
-  lines, extra = seeds_report(config, aggregate, workdir)
+  lines, extra = seeds_report(config, aggregate, workdir, payloads)
   markdown = seeds_header(config, aggregate) + "\n".join(lines) + "\n"
   if "choice" in extra:
     aggregate["choice"] = extra["choice"]

@@ -34,7 +34,7 @@ def test_every_experiment_config_has_a_registered_kind():
 def test_unknown_kind_is_refused_by_name():
   config = ml_collections.ConfigDict({"kind": "nope", "name": "x", "scale": "cpu"})
   with pytest.raises(ValueError, match="'nope'"):
-    experiments.seeds_report(config, {"seeds": [0], "mean": {}, "std": {}}, "/tmp")
+    experiments.seeds_report(config, {"seeds": [0], "mean": {}, "std": {}}, "/tmp", {})
 
 
 def test_corel_report_is_mean_and_population_std_of_table1():
@@ -44,7 +44,7 @@ def test_corel_report_is_mean_and_population_std_of_table1():
   agg = _aggregate([payload(0.6, 0.5), payload(0.8, 0.7), payload(0.7, 0.3)])
   config = ml_collections.ConfigDict({"kind": "corel_fusion", "name": "corel_heldout",
                                       "scale": "cpu", "ks": (10,)})
-  lines, extra = experiments.seeds_report(config, agg, "/tmp")
+  lines, extra = experiments.seeds_report(config, agg, "/tmp", {})
   assert extra == {}
   assert lines[0] == "| feature | Top10 | mAP (full) |"
   al = [r for r in lines if r.startswith("| AL |")][0]
@@ -59,7 +59,23 @@ def test_schemes_report_keeps_only_columns_every_family_has():
   agg = _aggregate([rows(0.0), rows(0.1)])
   config = ml_collections.ConfigDict({"kind": "schemes", "name": "cifar10_schemes",
                                       "scale": "cpu"})
-  lines, _ = experiments.seeds_report(config, agg, "/tmp")
+  lines, _ = experiments.seeds_report(config, agg, "/tmp", {})
   assert lines[0] == "| family | backbone_acc |"
   assert "| resnet50 | 0.5500 ± 0.0500 |" in lines
   assert "| mobilenet_v2 | 0.4500 ± 0.0500 |" in lines
+
+
+def test_corel_report_names_each_seeds_expansion_choice_from_its_payload():
+  def payload(seed, plain, expanded, choice):
+    row = lambda v: {"metrics": {"paper_map@10": v, "map": v}}
+    return {"table1": {"AL": row(plain)},
+            "expansion": {"choice": choice, "table": {"without": row(plain),
+                                                      "with": row(expanded)}}}
+  payloads = {0: payload(0, 0.6, 0.7, "dba2+qe3"), 1: payload(1, 0.8, 0.8, "none")}
+  agg = seeds.aggregate_seeds(payloads)
+  config = ml_collections.ConfigDict({"kind": "corel_fusion", "name": "corel_heldout",
+                                      "scale": "cpu", "ks": (10,), "fusion": {"name": "AL"}})
+  lines, _ = experiments.seeds_report(config, agg, "/nonexistent", payloads)
+  assert any("(seed 0: dba2+qe3; seed 1: none)" in line for line in lines), lines
+  assert "| AL + expansion | 0.7500 ± 0.0500 | 0.7500 ± 0.0500 |" in lines
+  assert "| AL (plain) | 0.7000 ± 0.1000 | 0.7000 ± 0.1000 |" in lines
