@@ -73,6 +73,16 @@ def _lenet_recipes(sizes: str, manual_dir: str) -> dict:
   return out
 
 
+def _configured_optimizer(net: str, sizes: str, manual_dir: str) -> dict:
+  """The optimizer `net` trains with today at `sizes` (no recipe option)."""
+  if sizes == "paper":
+    models = _heldout_cpu_models(manual_dir)
+    return (models.alexnet if net == "alexnet" else models.lenet_lk1400).optimizer.to_dict()
+  name = "../alexnet_corel1k.py" if net == "alexnet" else "../lenet_l_corel1k.py"
+  return config_util.load_sibling(__file__, name).get_config(
+      "cpu" if net == "alexnet" else "").optimizer.to_dict()
+
+
 def _heldout_cpu_models(manual_dir: str, **recipe) -> ml_collections.ConfigDict:
   """corel_heldout:cpu's training configs (the paper's input sizes, 30 epochs), K = 1400, with
   `recipe` (corel_paper.corel_models' alexnet_recipe= / lenet_lr=)."""
@@ -103,9 +113,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.variant = f"net={net}" + (",sizes=paper" if sizes == "paper" else "")
   recipes = _alexnet_recipes if net == "alexnet" else _lenet_recipes
   c.models = ml_collections.ConfigDict(recipes(sizes, c.dataset.manual_dir))
-  # The recipe the configs train with now (it wins a tie on validation).
-  c.incumbent = {("alexnet", "small"): "adam_cosine", ("alexnet", "paper"): "sgd_step"}.get(
-      (net, sizes), "adam_3e-4")
+  # The recipe the configs train with now (it wins a tie on validation): the one whose optimizer
+  # is the unmodified network config's.
+  own = _configured_optimizer(net, sizes, c.dataset.manual_dir)
+  c.incumbent = next((tag for tag, m in c.models.items() if m.optimizer.to_dict() == own), "")
   for m in c.models.values():
     m.dataset.manual_dir = c.dataset.manual_dir
     config_util.select_on_validation(m, test_split="query", patience=0,

@@ -354,7 +354,10 @@ def test_corel_recipe_at_paper_sizes_trains_the_heldout_cpu_networks():
       64, 96)
   with pytest.raises(ValueError, match="got 'sizes=huge'"):
     module.get_config("sizes=huge")
+  # The incumbent is the recipe the configs train with (the headline's networks).
   assert alexnet.incumbent == "sgd_step" and lenet.incumbent == "adam_3e-4"
+  assert alexnet.models[alexnet.incumbent].to_dict() == heldout.models.alexnet.to_dict()
+  assert lenet.models[lenet.incumbent].to_dict() == heldout.models.lenet_lk1400.to_dict()
   assert module.get_config("data=/x").incumbent == "adam_cosine"
   cifar = _experiment_module("cifar10_recipe").get_config("data=/x,family=mobilenet_v2,"
                                                           "peaks=0.05+0.1+0.2")
