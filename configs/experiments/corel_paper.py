@@ -246,6 +246,9 @@ def pretrain_configs(models: ml_collections.ConfigDict, scale: str, data: str = 
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     p = base_module.get_config(f"model={family},size={h}x{w}")
     p.model = ml_collections.ConfigDict(m.model.to_dict())
+    # The model's own recipe, so a recipe option (alexnet_recipe=, lenet_lr=) applies to its
+    # pretraining too.
+    p.optimizer = ml_collections.ConfigDict(m.optimizer.to_dict())
     if data:
       p.dataset.manual_dir = data
     if scale == "quick":

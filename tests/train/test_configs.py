@@ -151,6 +151,14 @@ def test_corel_recipe_options_set_the_networks_optimizers():
   for bad in ("alexnet_recipe=rmsprop", "lenet_lr=0", "lenet_lr=1e-3+2e-3", "lenet_lr=x"):
     with pytest.raises(ValueError, match=re.escape(f"got {bad!r}")):
       _load_experiment("corel_heldout.py", f"cpu,{bad}")
+  # With pretrain=cifar10 the recipe options apply to the pretraining runs too.
+  pre = _load_experiment("corel_heldout.py", "small,data=/x,pretrain=cifar10,"
+                                             "alexnet_recipe=adam_3e-4,lenet_lr=1e-3")
+  assert pre.pretrain.alexnet.optimizer.to_dict() == pre.models.alexnet.optimizer.to_dict()
+  assert (pre.pretrain.alexnet.optimizer.name, pre.pretrain.alexnet.optimizer.learning_rate) == (
+      "adam", 3e-4)
+  assert pre.pretrain.lenet_lk1400.optimizer.learning_rate == 1e-3
+  assert pre.pretrain.lenet_lk1400.dataset.name == "cifar10_local"
 
 
 def _load_experiment(name: str, arg: str):
