@@ -9,6 +9,8 @@
       --endpoint=fc7 --image_size=227 --out=photos.cbiridx
   python bin/index.py search --index=db.cbiridx --queries=q.npy --k=10 [--out=result.npz]
   python bin/index.py info --index=db.cbiridx
+  # Database-side augmentation: each vector re-described by its 3 nearest (itself included):
+  python bin/index.py augment --index=db.cbiridx --k=3 [--alpha=3] --out=db_dba.cbiridx
 
 `build` makes a FloatIndex from float features (n, d), or a BinaryIndex from uint32 codes
 (n, ceil(nbits / 32)) or bool bits (n, nbits), packed with kernels.bits.pack_bits. Labels, when
@@ -19,6 +21,12 @@ metadata too, so `cbir-search --query=photo.jpg` works on the index (`cbir_jax.j
 several --features files of the same images are fused into one descriptor (--fusion). `search`
 writes D, I (user ids) and, when the index has labels, L (labels of the hits) to --out as .npz,
 and prints the first rows.
+
+`augment` (`cbir_jax.jobs.augment_index`) writes a float index's database-side augmentation
+(DBA, `kernels.database_augmentation`) as a new cosine index: unit rows, queries L2-normalised
+by every search of it; ids, labels and provenance are kept, so it is searched by image like its
+source (`cbir-search --index=db_dba.cbiridx --query=photo.jpg`, with `--expand=N` for alpha query
+expansion on top). --k counts the vector itself; the source file is left as it was.
 
 `build --images` (`cbir_jax.jobs.streaming`) decodes the images in grain threads, extracts on
 every local device and writes the features of each --chunk_size images to <out>.parts/; killed
@@ -37,7 +45,7 @@ import numpy as np
 
 from cbir_jax._bin import launch
 
-COMMANDS = ("build", "search", "info")
+COMMANDS = ("build", "search", "info", "augment")
 
 _FEATURES = flags.DEFINE_list("features", None, "build: .npy of float features (n, d), uint32 "
                               "codes (n, ceil(nbits/32)) or bool bits (n, nbits); several float "
@@ -52,11 +60,15 @@ _LABELS = flags.DEFINE_string("labels", None, "build: optional .npy of (n,) inte
 _NBITS = flags.DEFINE_integer("nbits", None, "build: code length for uint32 codes "
                               "(default 32 * words; bool bits give it themselves).")
 _METADATA = flags.DEFINE_multi_string("metadata", [], "build: key=value metadata, repeatable.")
-_OUT = flags.DEFINE_string("out", None, "build: index file to write; search: optional .npz.")
-_INDEX = flags.DEFINE_string("index", None, "search/info: index file to read.")
+_OUT = flags.DEFINE_string("out", None, "build/augment: index file to write; search: optional "
+                           ".npz.")
+_INDEX = flags.DEFINE_string("index", None, "search/info/augment: index file to read.")
 _QUERIES = flags.DEFINE_string("queries", None, "search: .npy of queries, same kind as the "
                                "index (float, uint32 codes or bool bits).")
-_K = flags.DEFINE_integer("k", 10, "search: results per query.")
+_K = flags.DEFINE_integer("k", 10, "search: results per query; augment: neighbours summed per "
+                          "vector, itself included.")
+_ALPHA = flags.DEFINE_float("alpha", 3.0, "augment: the weight exponent of the neighbours' "
+                            "cosine similarities (0: plain average).")
 _SHOW = flags.DEFINE_integer("show", 5, "search: query rows to print.")
 _IMAGES = flags.DEFINE_string("images", None, "build, instead of --features: a folder of images "
                               "(root/<class>/<image>, or images directly in it) or the name of a "
@@ -223,12 +235,25 @@ def _search() -> None:
     print(f"query {row}: {hits}")
 
 
+def _augment() -> None:
+  from cbir_jax import jobs  # pylint: disable=import-outside-toplevel
+  if not _INDEX.value:
+    _fail("--index is required")
+  if not _OUT.value:
+    _fail("--out is required for augment")
+  index = jobs.augment_index(_INDEX.value, _OUT.value, _K.value, alpha=_ALPHA.value)
+  print(f"wrote the DBA of {_INDEX.value} (k={_K.value}, alpha={_ALPHA.value:g}) to {_OUT.value}:"
+        f" a cosine FloatIndex with {len(index)} rows (queries are L2-normalised)")
+
+
 def _info() -> None:
   from cbir_jax.index import FloatIndex  # pylint: disable=import-outside-toplevel
   from cbir_jax.index import storage  # pylint: disable=import-outside-toplevel
   index = _load_index()
   shape = f"dim={index.dim}" if isinstance(index, FloatIndex) else (
       f"nbits={index.nbits} words={index.words} method={index.method}")
+  if isinstance(index, FloatIndex) and index.normalize:
+    shape += " (cosine: unit rows, queries L2-normalised)"
   print(f"{_INDEX.value}: {type(index).__name__}, {len(index)} rows, {shape}, "
         f"format v{storage.FORMAT_VERSION}, {os.path.getsize(_INDEX.value)} bytes")
   for key, value in sorted(index.metadata.items()):
@@ -240,7 +265,7 @@ def main(argv) -> None:
   if len(argv) != 2 or argv[1] not in COMMANDS:
     _fail(f"usage: index.py {{{'|'.join(COMMANDS)}}} --flags; got {argv[1:]}")
   try:
-    {"build": _build, "search": _search, "info": _info}[argv[1]]()
+    {"build": _build, "search": _search, "info": _info, "augment": _augment}[argv[1]]()
   except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
     _fail(str(e))
 

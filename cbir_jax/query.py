@@ -54,10 +54,11 @@ class ExpandedSearch:
   """Search-time alpha query expansion over a float index (`cbir_jax.kernels.expansion`).
 
   Each query becomes unit(unit(q) + sum_i max(cos_i, 0)**alpha unit(x_i)) over its `k_expand`
-  nearest database vectors, and is searched against the database's unit rows (a second,
-  L2-normalised copy of the vectors, built once: memory 2x the float32 vectors). Distances are
-  squared L2 between unit vectors (2 - 2 cos), ids the index's. A binary index is refused: the
-  expansion adds real vectors.
+  nearest database vectors, and is searched against the database's unit rows: a cosine index
+  (`FloatIndex(normalize=True)`, e.g. a DBA-augmented one from `cbir-index augment`) is used as
+  it is; otherwise a second, L2-normalised copy of the vectors is built once (memory 2x the
+  float32 vectors). Distances are squared L2 between unit vectors (2 - 2 cos), ids the index's.
+  A binary index is refused: the expansion adds real vectors.
   """
 
   def __init__(self, index: FloatIndex | BinaryIndex, k_expand: int, alpha: float = 3.0):
@@ -70,10 +71,12 @@ class ExpandedSearch:
                        f"size), got {k_expand!r}")
     self.k_expand, self.alpha = int(k_expand), float(alpha)
     expansion_lib.check_alpha(self.alpha)
-    units = np.asarray(expansion_lib.unit_rows(index.vectors))
-    self.unit_index = FloatIndex(index.dim, chunk_size=index.chunk_size)
-    self.unit_index.add(units, ids=index.ids)
-    self._units = units
+    if index.normalize:  # Unit rows already: no copy.
+      self.unit_index = index
+    else:
+      self.unit_index = FloatIndex(index.dim, chunk_size=index.chunk_size, normalize=True)
+      self.unit_index.add(index.vectors, ids=index.ids)
+    self._units = self.unit_index.unit_vectors()
 
   def __len__(self) -> int:
     return len(self.unit_index)

@@ -18,6 +18,12 @@ def _first_bad_rows(mask: np.ndarray, limit: int = 5) -> list[int]:
   return np.flatnonzero(mask)[:limit].tolist()
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+  """float32 rows of `x` scaled to unit L2 norm (norms in float64); a zero row stays zero."""
+  norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]
+  return np.ascontiguousarray(x / np.where(norm > 0, norm, 1.0), np.float32)
+
+
 def _check_ids(ids: Any, m: int) -> np.ndarray:
   if ids is None:
     return None
@@ -124,19 +130,27 @@ class FloatIndex(_FlatIndex):
       error bound cannot exclude (`kernels.half`), so results are identical to "float32"'s, bit
       for bit. Memory: 1.5x the float32 vectors. Saved with the index (its `params`); the file
       holds the float32 vectors either way.
+    normalize: if True, a cosine index: `add` stores every vector L2-normalised and `search`
+      normalises the queries, so the ranking is by cosine similarity and the distances are
+      squared L2 between unit vectors, 2 - 2 cos (a zero vector stays zero; like FAISS's
+      normalize_L2 + IndexFlat). Saved with the index. Database-side augmentation writes one
+      (`cbir_jax.jobs.augment_index`).
     metadata: JSON-serialisable dict saved with the index (model, endpoint, ...).
   """
 
   _kind = "FloatIndex"
 
   def __init__(self, dim: int, *, chunk_size: int | None = None, storage: str = "float32",
-               metadata: dict[str, Any] | None = None):
+               normalize: bool = False, metadata: dict[str, Any] | None = None):
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
       raise ValueError(f"dim must be a positive int, got {dim!r}")
     if storage not in STORAGES:
       raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+    if not isinstance(normalize, (bool, np.bool_)):
+      raise ValueError(f"normalize must be True or False, got {normalize!r}")
     self.dim = int(dim)
     self.storage = storage
+    self.normalize = bool(normalize)
     super().__init__(chunk_size, metadata)
 
   def _to_device(self, data: np.ndarray) -> Any:
@@ -149,8 +163,11 @@ class FloatIndex(_FlatIndex):
 
   def _params(self) -> dict[str, Any]:
     params = {"dim": self.dim, "chunk_size": self.chunk_size}
-    if self.storage != "float32":  # files of the default storage read by older versions too
+    # Non-default options only, so files of the defaults are read by older versions too.
+    if self.storage != "float32":
       params["storage"] = self.storage
+    if self.normalize:
+      params["normalize"] = True
     return params
 
   def _check(self, x: Any, name: str) -> np.ndarray:
@@ -164,6 +181,8 @@ class FloatIndex(_FlatIndex):
     if bad.any():
       raise ValueError(f"{name} has NaN/inf (or values beyond float32) in {int(bad.sum())} rows, "
                        f"first rows {_first_bad_rows(bad)}")
+    if self.normalize:
+      return unit_rows(arr)
     return arr
 
   def add(self, x: Any, ids: Any = None) -> None:
@@ -176,11 +195,23 @@ class FloatIndex(_FlatIndex):
     self._consolidate()
     return self._data.copy()
 
+  def unit_vectors(self) -> np.ndarray:
+    """(n, dim) float32 stored vectors of a cosine index (`normalize=True`), not copied: read
+    them, never write them."""
+    if not self.normalize:
+      raise ValueError("unit_vectors is a cosine index's (FloatIndex(normalize=True)); this "
+                       "index stores its vectors as added")
+    self._consolidate()
+    view = self._data.view()
+    view.flags.writeable = False
+    return view
+
   def search(self, q: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     """k nearest stored vectors of each query.
 
     Args:
-      q: (nq, dim) float, finite. k: 1 <= k <= len(self), else ValueError naming k and n.
+      q: (nq, dim) float, finite (L2-normalised first when the index `normalize`s).
+      k: 1 <= k <= len(self), else ValueError naming k and n.
 
     Returns:
       (D (nq, k) float32 squared L2 ascending, I (nq, k) int64 user ids), FAISS order; equal

@@ -157,6 +157,51 @@ def build_index(features: str | Sequence[str], out: str, *, ids: np.ndarray | No
   return index
 
 
+def augment_index(index_path: str, out: str, k: int, *, alpha: float = 3.0,
+                  chunk_size: int | None = None) -> FloatIndex:
+  """Database-side augmentation (DBA) of a saved float index, written to `out` atomically.
+
+  Every vector becomes unit(sum_{i<k} max(cos_i, 0)**alpha unit(x_{n_i})) over its k nearest
+  stored vectors, itself included (`kernels.database_augmentation`), so near-duplicates and
+  the members of a tight group move together; rows, ids and metadata (provenance, labels) are
+  kept, and metadata "augmentation" records {"method": "dba", "k", "alpha", "source"}. The
+  result is a cosine index (`FloatIndex(normalize=True)`): queries are L2-normalised before
+  they are ranked against the unit rows, by every search path (cbir-search, cbir-serve,
+  cbir-index search, cbir-evaluate), and `cbir-search --expand` uses its rows directly.
+
+  Args:
+    index_path: a FloatIndex file (a binary index is refused: DBA sums real vectors).
+    out: the augmented index's path (may not be `index_path`: the source stays as it was).
+    k: neighbours per vector including itself, 1 <= k <= rows (1 only normalises).
+    alpha: the weight exponent, finite >= 0.
+    chunk_size: database rows per step of the neighbour search (None = automatic).
+  """
+  from cbir_jax.kernels import expansion  # pylint: disable=import-outside-toplevel
+  if os.path.abspath(out) == os.path.abspath(index_path):
+    raise ValueError(f"the augmented index must go to another file than its source, got "
+                     f"{out!r} for both")
+  index = load_index(index_path)
+  if not isinstance(index, FloatIndex):
+    raise ValueError(f"database-side augmentation needs a float index (it sums real vectors); "
+                     f"{index_path!r} holds a {type(index).__name__}")
+  if "augmentation" in index.metadata:
+    raise ValueError(f"{index_path!r} is augmented already ({index.metadata['augmentation']}); "
+                     "augment the index it was made from")
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(index):
+    raise ValueError(f"the augmentation's k must be in [1, {len(index)}] (the index size), "
+                     f"got {k!r}")
+  alpha = expansion.check_alpha(alpha)
+  vectors = np.asarray(expansion.database_augmentation(
+      index.vectors, int(k), alpha=alpha, chunk_size=chunk_size))
+  metadata = dict(index.metadata, augmentation={
+      "method": "dba", "k": int(k), "alpha": alpha, "source": os.path.basename(index_path)})
+  augmented = FloatIndex(index.dim, chunk_size=index.chunk_size, storage=index.storage,
+                         normalize=True, metadata=metadata)
+  augmented.add(vectors, ids=index.ids)
+  augmented.save(out)
+  return augmented
+
+
 def search_index_file(index_path: str, queries: str, k: int, *, out: str | None = None
                       ) -> dict[str, np.ndarray]:
   """{"D", "I" (ids), and "L" (labels of the hits) when the index knows labels} of a .npy of

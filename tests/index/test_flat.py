@@ -173,3 +173,48 @@ def test_bad_storage():
   with pytest.raises(ValueError, match=r"storage must be one of \('float32', 'bfloat16'\), got "
                      r"'float16'"):
     FloatIndex(3, storage="float16")
+
+
+def _unit64(x):
+  x = np.asarray(x, np.float64)
+  norm = np.linalg.norm(x, axis=1, keepdims=True)
+  return x / np.where(norm > 0, norm, 1.0)
+
+
+def test_cosine_index_ranks_by_cosine_and_keeps_it_on_disk(tmp_path, rng):
+  n, d = int(rng.integers(20, 90)), int(rng.integers(1, 40))
+  x = (rng.standard_normal((n, d)) * rng.uniform(0.1, 100, (n, 1))).astype(np.float32)
+  x[n // 2] = 0  # a zero vector stays zero
+  index = FloatIndex(d, normalize=True, metadata={"m": 1})
+  index.add(x, ids=np.arange(n) + 7)
+  units = _unit64(x)
+  np.testing.assert_allclose(index.vectors, units, atol=1e-6)
+  assert np.array_equal(index.unit_vectors(), index.vectors)
+  with pytest.raises(ValueError, match="read-only"):
+    index.unit_vectors()[0, 0] = 1.0
+  q = (rng.standard_normal((5, d)) * 50).astype(np.float32)
+  k = n  # k = N
+  dist, ids = index.search(q, k)
+  full = ((_unit64(q)[:, None, :] - units[None]) ** 2).sum(-1)   # 2 - 2 cos, float64
+  decided = np.sort(full, axis=1)
+  np.testing.assert_allclose(dist, decided, atol=1e-5)
+  for row in range(5):  # the ranking up to float32 near-ties
+    want = np.argsort(full[row], kind="stable") + 7
+    gaps = np.diff(decided[row]) > 1e-5   # clear of both neighbours in the ranking
+    clear = np.concatenate([[True], gaps]) & np.concatenate([gaps, [True]])
+    np.testing.assert_array_equal(ids[row][clear], want[clear])
+  path = tmp_path / "cos.cbiridx"
+  index.save(path)
+  loaded = load_index(path)
+  assert loaded.normalize and loaded.metadata == {"m": 1}
+  np.testing.assert_array_equal(loaded.search(q, 3)[1], index.search(q, 3)[1])
+  # A plain index (the default) stores its vectors as added and refuses unit_vectors.
+  plain = FloatIndex(d)
+  plain.add(x)
+  assert not plain.normalize and np.array_equal(plain.vectors, x)
+  with pytest.raises(ValueError, match="cosine index"):
+    plain.unit_vectors()
+  with pytest.raises(ValueError, match="normalize must be True or False, got 'yes'"):
+    FloatIndex(d, normalize="yes")
+  with pytest.raises(ValueError, match="q has NaN/inf"):
+    index.search(np.full((1, d), np.nan, np.float32), 1)

@@ -83,3 +83,79 @@ def test_build_reads_sidecars_of_extract_and_hash_outputs(tmp_path, rng):
   proc = _run("build", f"--features={codes}", "--nbits=5", f"--out={tmp_path / 'x.idx'}")
   assert proc.returncode == 2 and "db_codes.json is not valid JSON" in proc.stderr
   assert not (tmp_path / "x.idx").exists()
+
+
+def _dba64(x, k, alpha):
+  """Float64 reference of database-side augmentation (ties to the lower row)."""
+  x = np.asarray(x, np.float64)
+  units = x / np.linalg.norm(x, axis=1, keepdims=True)
+  sims = units @ units.T
+  out = np.zeros_like(units)
+  for row, s in enumerate(sims):
+    nearest = np.argsort(-s, kind="stable")[:k]
+    out[row] = (np.maximum(s[nearest], 0) ** alpha) @ units[nearest]
+  return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_augment_writes_the_dba_as_a_cosine_index_and_keeps_the_source(tmp_path, rng):
+  n, d = int(rng.integers(30, 80)), int(rng.integers(2, 24))
+  x = (rng.standard_normal((n // 5 + 1, d))[rng.integers(0, n // 5 + 1, n)]
+       + 0.3 * rng.standard_normal((n, d))).astype(np.float32)
+  np.save(tmp_path / "x.npy", x)
+  np.save(tmp_path / "ids.npy", np.arange(n) + 500)
+  np.save(tmp_path / "labels.npy", np.arange(n) % 4)
+  src, out = tmp_path / "db.cbiridx", tmp_path / "db_dba.cbiridx"
+  proc = _run("build", f"--features={tmp_path / 'x.npy'}", f"--ids={tmp_path / 'ids.npy'}",
+              f"--labels={tmp_path / 'labels.npy'}", "--metadata=model=f6", f"--out={src}")
+  assert proc.returncode == 0, proc.stderr
+  before = src.read_bytes()
+  proc = _run("augment", f"--index={src}", "--k=3", "--alpha=2", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr
+  assert f"a cosine FloatIndex with {n} rows" in proc.stdout
+  assert src.read_bytes() == before   # the source is left as it was
+  from cbir_jax.index import load_index  # pylint: disable=import-outside-toplevel
+  aug = load_index(out)
+  assert aug.normalize
+  assert aug.metadata["augmentation"] == {"method": "dba", "k": 3, "alpha": 2.0,
+                                          "source": "db.cbiridx"}
+  assert aug.metadata["model"] == "f6" and aug.metadata["labels"] == list(np.arange(n) % 4)
+  np.testing.assert_array_equal(aug.ids, np.arange(n) + 500)
+  want = _dba64(x, 3, 2.0)
+  close = np.max(np.abs(aug.vectors - want), axis=1) < 1e-4
+  assert close.mean() > 0.95, close   # all but rows where a float32 near-tie swaps a neighbour
+  # A search of it L2-normalises the queries: a scaled copy of a row finds that row.
+  np.save(tmp_path / "q.npy", 1000 * aug.vectors[[4, 9]])
+  proc = _run("search", f"--index={out}", f"--queries={tmp_path / 'q.npy'}", "--k=2",
+              f"--out={tmp_path / 'res.npz'}")
+  assert proc.returncode == 0, proc.stderr
+  res = np.load(tmp_path / "res.npz")
+  np.testing.assert_array_equal(res["I"][:, 0], [504, 509])
+  np.testing.assert_allclose(res["D"][:, 0], 0, atol=1e-5)
+  proc = _run("info", f"--index={out}")
+  assert "(cosine: unit rows, queries L2-normalised)" in proc.stdout
+  assert "augmentation: {'method': 'dba', 'k': 3" in proc.stdout
+
+
+def test_augment_refuses_bad_input_by_name(tmp_path, rng):
+  np.save(tmp_path / "x.npy", rng.standard_normal((12, 5)).astype(np.float32))
+  np.save(tmp_path / "bits.npy", rng.random((12, 8)) < 0.5)
+  src, new = tmp_path / "db.cbiridx", tmp_path / "new.cbiridx"
+  assert _run("build", f"--features={tmp_path / 'x.npy'}", f"--out={src}").returncode == 0
+  assert _run("build", f"--features={tmp_path / 'bits.npy'}",
+              f"--out={tmp_path / 'bin.cbiridx'}").returncode == 0
+  assert _run("augment", f"--index={src}", "--k=2",
+              f"--out={tmp_path / 'aug.cbiridx'}").returncode == 0
+  for flags, message in [
+      ({"--k": "0"}, "the augmentation's k must be in [1, 12] (the index size), got 0"),
+      ({"--k": "13"}, "got 13"),
+      ({"--alpha": "-1"}, "alpha must be a finite number >= 0, got -1.0"),
+      ({"--out": str(src)}, "must go to another file than its source"),
+      ({"--index": str(tmp_path / "bin.cbiridx")}, "needs a float index (it sums real vectors)"),
+      ({"--index": str(tmp_path / "aug.cbiridx")}, "is augmented already"),
+      ({"--out": ""}, "--out is required for augment")]:
+    args = {"--index": str(src), "--k": "2", "--out": str(new), **flags}
+    proc = _run("augment", *(f"{k}={v}" for k, v in args.items()))
+    assert proc.returncode == 2, (flags, proc.stdout)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("index: ") and message in last, (flags, proc.stderr)
+    assert not new.exists()

@@ -274,3 +274,29 @@ def test_image_search_with_query_expansion(tiny_run, photos, tmp_path):
     query.ExpandedSearch(BinaryIndex(32), 1)
   with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
     query.ExpandedSearch(plain.index, 2, alpha=-1.0)
+
+
+def test_image_search_on_an_augmented_index(tiny_run, photos, tmp_path):
+  """cbir-index augment's output is searched by image like its source: the query's features
+  L2-normalised and ranked among the DBA rows; --expand on it uses those rows in place."""
+  from cbir_jax.kernels import alpha_query_expansion  # pylint: disable=import-outside-toplevel
+  run = jobs.restore(str(tiny_run))
+  _build(run, sources.ImageFolderSource(photos), tmp_path / "db.cbiridx")
+  jobs.augment_index(str(tmp_path / "db.cbiridx"), str(tmp_path / "dba.cbiridx"), 3)
+  plain = query.ImageSearcher.open(str(tmp_path / "db.cbiridx"))
+  searcher = query.ImageSearcher.open(str(tmp_path / "dba.cbiridx"))
+  assert searcher.index.normalize and searcher.class_names == plain.class_names
+  image = searcher.decode((photos / "c1" / "0002.jpg").read_bytes())[None]
+  feats = plain.features(image).astype(np.float64)
+  q = feats / np.linalg.norm(feats)
+  rows = searcher.index.vectors.astype(np.float64)
+  full = ((q[:, None, :] - rows[None]) ** 2).sum(-1)
+  d, i = searcher.search(image, 5)
+  np.testing.assert_array_equal(i[0], searcher.index.ids[np.argsort(full[0], kind="stable")[:5]])
+  np.testing.assert_allclose(d[0], np.sort(full[0])[:5], atol=1e-5)
+  expanded = query.ImageSearcher.open(str(tmp_path / "dba.cbiridx"), expand=2)
+  assert expanded._expanded.unit_index is expanded.index  # no second copy of the rows
+  want = np.asarray(alpha_query_expansion(plain.features(image), rows.astype(np.float32), 2))
+  full = ((want[:, None, :] - rows[None]) ** 2).sum(-1)
+  np.testing.assert_array_equal(expanded.search(image, 4)[1][0],
+                                searcher.index.ids[np.argsort(full[0], kind="stable")[:4]])
