@@ -1,20 +1,13 @@
 """bin/benchmark.py expansion: a small run end to end (table, agreement with FAISS + NumPy) and
 bad flags."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests import benchmark_run
 
 
-def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, str(REPO / "bin" / "benchmark.py"), "expansion", *args],
-                        cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                        capture_output=True, text=True, timeout=timeout)
+def _run(*args: str, timeout: int = 300):
+  return benchmark_run.run_suite("expansion", *args, timeout=timeout)
 
 
 def test_quick_run_writes_one_row_per_case_and_the_engines_agree(tmp_path):

@@ -2,22 +2,17 @@
 
 import importlib.util
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests import benchmark_run
 
 # Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _run(*flags: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, str(REPO / "bin" / "benchmark.py"), "index", *flags],
-                        cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                        capture_output=True, text=True, timeout=300)
+def _run(*flags: str):
+  return benchmark_run.run_suite("index", *flags, timeout=300)
 
 
 @pytest.mark.parametrize("flag,message", [

@@ -1,19 +1,12 @@
 """bin/benchmark.py search: a small run end to end (table, checks against FAISS) and bad flags."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests import benchmark_run
 
 
-def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, str(REPO / "bin" / "benchmark.py"), "search", *args],
-                        cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                        capture_output=True, text=True, timeout=timeout)
+def _run(*args: str, timeout: int = 600):
+  return benchmark_run.run_suite("search", *args, timeout=timeout)
 
 
 def test_quick_run_with_two_processes_per_engine(tmp_path):
