@@ -51,7 +51,8 @@ PRETRAIN_SETS = ("cifar10",)
 # AlexNet training recipes by name ("alexnet_recipe=<name>"; corel_recipe:sizes=paper compares
 # them on validation): optimizer fields over configs/alexnet_corel1k.py's paper-scale recipe.
 ALEXNET_RECIPES = {
-    # Krizhevsky et al.'s: SGD 0.01, momentum 0.9, weight decay 5e-4, 0.1x at 1/3 and 2/3.
+    # Krizhevsky et al.'s: SGD 0.01, momentum 0.9, weight decay 5e-4, 0.1x at 1/3 and 2/3; every
+    # Corel table published before 2026-11-29 trained AlexNet with it.
     "sgd_step": {"name": "sgd", "learning_rate": 0.01, "weight_decay": 5e-4,
                  "schedule": "step"},
     "adam_1e-4": {"name": "adam", "learning_rate": 1e-4, "weight_decay": 0.0,
@@ -176,8 +177,9 @@ def corel_models(scale: str, manual_dir: str, train_split: str, eval_split: str,
   their epoch budget, `alexnet_init` / `lenet_init` name training workdirs they start from,
   `alexnet_recipe` (a name of ALEXNET_RECIPES) replaces AlexNet's optimizer and `lenet_lr` > 0
   LeNet-L's peak learning rate."""
-  # The paper-scale recipes of the training configs (LeNet-L: Adam + cosine; AlexNet: SGD, step
-  # decay at 1/3 and 2/3 of the run after a 5 % warmup) at every scale; only lengths differ.
+  # The paper-scale recipes of the training configs (LeNet-L and AlexNet: Adam + cosine, as
+  # measured on validation by corel_recipe; alexnet_recipe= / lenet_lr= pin others) at every
+  # scale; only lengths differ.
   lenet_base = config_util.load_sibling(__file__, "../lenet_l_corel1k.py").get_config("")
   alex_base = config_util.load_sibling(__file__, "../alexnet_corel1k.py").get_config("")
   if scale == "quick":

@@ -22,8 +22,9 @@ measured once, at the selected checkpoint, and only reported.
 
 At the paper's input sizes ("sizes=paper"): the networks exactly as corel_heldout:cpu (the
 held-out headline) trains them, 30 epochs each. net=alexnet: the full AlexNet at 227x227 with
-the paper's SGD recipe (what corel_heldout:cpu uses) against Adam + cosine at peaks 1e-4 and
-3e-4 (same 5 % warmup, no weight decay); net=lenet_l: LeNet-L (K = 1400) at 256x384, Adam +
+Krizhevsky et al.'s SGD recipe against Adam + cosine at peaks 1e-4 (the winner over seeds 0-2,
+since 2026-11-29 the config's and corel_heldout:cpu's) and 3e-4 (same 5 % warmup, no weight
+decay); net=lenet_l: LeNet-L (K = 1400) at 256x384, Adam +
 cosine at 1e-4, 3e-4 (corel_heldout:cpu's) and 1e-3. About 6 minutes an AlexNet and 17 a
 LeNet-L on 2 cores:
   python bin/reproduce.py --experiment=corel_recipe:net=alexnet,sizes=paper \

@@ -328,17 +328,17 @@ def test_corel_recipe_at_paper_sizes_trains_the_heldout_cpu_networks():
   for tag, m in alexnet.models.items():
     assert m.model.name == "alexnet" and m.dataset.image_size == 227 and m.num_epochs == 30
     assert m.dataset.eval_split == "validation" and m.dataset.validation_fraction == 0.1
-  # The paper's recipe is exactly the network the held-out headline trains.
-  assert alexnet.models.sgd_step.to_dict() == heldout.models.alexnet.to_dict()
-  for tag, peak in (("adam_1e-4", 1e-4), ("adam_3e-4", 3e-4)):
-    adam = alexnet.models[tag].to_dict()
-    sgd = heldout.models.alexnet.to_dict()
-    assert adam["optimizer"].pop("learning_rate") == pytest.approx(peak)
-    assert (adam["optimizer"].pop("name"), adam["optimizer"].pop("schedule"),
-            adam["optimizer"].pop("weight_decay")) == ("adam", "cosine", 0.0)
+  # The adopted recipe (Adam 1e-4) is exactly the network the held-out headline trains.
+  assert alexnet.models["adam_1e-4"].to_dict() == heldout.models.alexnet.to_dict()
+  for tag, want in (("adam_3e-4", ("adam", 3e-4, "cosine", 0.0)),
+                    ("sgd_step", ("sgd", 0.01, "step", 5e-4))):
+    other = alexnet.models[tag].to_dict()
+    base = heldout.models.alexnet.to_dict()
+    assert (other["optimizer"].pop("name"), other["optimizer"].pop("learning_rate"),
+            other["optimizer"].pop("schedule"), other["optimizer"].pop("weight_decay")) == want
     for key in ("learning_rate", "name", "schedule", "weight_decay"):
-      sgd["optimizer"].pop(key)
-    assert adam == sgd   # Only the optimizer differs.
+      base["optimizer"].pop(key)
+    assert other == base   # Only the optimizer differs.
   lenet = module.get_config("data=/x,net=lenet_l,sizes=paper")
   assert set(lenet.models) == {"adam_1e-4", "adam_3e-4", "adam_1e-3"}
   assert lenet.models["adam_3e-4"].to_dict() == heldout.models.lenet_lk1400.to_dict()
@@ -355,7 +355,7 @@ def test_corel_recipe_at_paper_sizes_trains_the_heldout_cpu_networks():
   with pytest.raises(ValueError, match="got 'sizes=huge'"):
     module.get_config("sizes=huge")
   # The incumbent is the recipe the configs train with (the headline's networks).
-  assert alexnet.incumbent == "sgd_step" and lenet.incumbent == "adam_3e-4"
+  assert alexnet.incumbent == "adam_1e-4" and lenet.incumbent == "adam_3e-4"
   assert alexnet.models[alexnet.incumbent].to_dict() == heldout.models.alexnet.to_dict()
   assert lenet.models[lenet.incumbent].to_dict() == heldout.models.lenet_lk1400.to_dict()
   assert module.get_config("data=/x").incumbent == "adam_cosine"

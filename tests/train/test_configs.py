@@ -143,9 +143,14 @@ def test_corel_recipe_options_set_the_networks_optimizers():
       a["optimizer"].pop(key)
       b["optimizer"].pop(key)
     assert a == b
-  # sgd_step names the paper's recipe explicitly, whatever the config's default becomes.
-  sgd = _load_experiment("corel_paper.py", "cpu,data=/x,alexnet_recipe=sgd_step")
-  assert sgd.models.alexnet.optimizer.to_dict() == default.models.alexnet.optimizer.to_dict()
+  # sgd_step names the paper's SGD recipe explicitly, whatever the config's default is.
+  sgd = _load_experiment("corel_paper.py", "cpu,data=/x,alexnet_recipe=sgd_step").models.alexnet
+  assert (sgd.optimizer.name, sgd.optimizer.learning_rate, sgd.optimizer.weight_decay,
+          sgd.optimizer.schedule, tuple(sgd.optimizer.decay_boundaries),
+          sgd.optimizer.warmup_fraction) == ("sgd", 0.01, 5e-4, "step", (1 / 3, 2 / 3), 0.05)
+  # The default is the recipe measured best at the paper's sizes (Adam 1e-4 + cosine).
+  adam = _load_experiment("corel_paper.py", "cpu,data=/x,alexnet_recipe=adam_1e-4")
+  assert adam.models.alexnet.optimizer.to_dict() == default.models.alexnet.optimizer.to_dict()
   paper = _load_experiment("corel_paper.py", "cpu,data=/x,lenet_lr=5e-4")
   assert all(m.optimizer.learning_rate == 5e-4 for t, m in paper.models.items() if t != "alexnet")
   for bad in ("alexnet_recipe=rmsprop", "lenet_lr=0", "lenet_lr=1e-3+2e-3", "lenet_lr=x"):

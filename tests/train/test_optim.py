@@ -54,15 +54,25 @@ def test_peak_rate_holds_for_the_intended_fraction_of_a_run(total):
   np.testing.assert_allclose(lr[round(2 * total / 3):], 1e-4, rtol=1e-5)
 
 
-def test_alexnet_config_keeps_its_peak_on_the_heldout_run():
+def test_alexnet_recipes_keep_their_peak_on_the_heldout_run():
   import importlib.util  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
-  path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "alexnet_corel1k.py")
-  spec = importlib.util.spec_from_file_location("alexnet_corel1k", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  opt = module.get_config("").optimizer
-  # corel_heldout:cpu: 450 training images, batch 50, 15 epochs = 135 steps.
+  configs = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+  modules = {}
+  for name in ("alexnet_corel1k", "experiments/corel_paper"):
+    spec = importlib.util.spec_from_file_location(name.replace("/", "_"),
+                                                  os.path.join(configs, f"{name}.py"))
+    modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(modules[name])
+  config = modules["alexnet_corel1k"].get_config("")
+  # corel_heldout: 450 training images, batch 50, 15 epochs = 135 steps.
+  # The config's recipe (Adam + cosine): 7 warmup steps (5 %) up to the peak, then the decay.
+  lr = _lr(optim.make_schedule(config.optimizer, 135), range(135))
+  assert config.optimizer.schedule == "cosine" and int(np.argmax(lr)) == 7
+  assert lr[7] == pytest.approx(config.optimizer.learning_rate) and np.all(np.diff(lr[7:]) <= 0)
+  # The paper's SGD recipe (alexnet_recipe=sgd_step) holds its peak from step 7 to a third.
+  modules["experiments/corel_paper"].apply_alexnet_recipe(config, "sgd_step")
+  opt = config.optimizer
   lr = _lr(optim.make_schedule(opt, 135), range(135))
   assert np.sum(np.isclose(lr, opt.learning_rate, rtol=1e-6)) == 45 - 7  # steps 7..44
 
