@@ -2,6 +2,7 @@
 
 import pathlib
 import json
+import re
 import subprocess
 import sys
 
@@ -102,12 +103,10 @@ def test_augment_writes_the_dba_as_a_cosine_index_and_keeps_the_source(tmp_path,
   x = (rng.standard_normal((n // 5 + 1, d))[rng.integers(0, n // 5 + 1, n)]
        + 0.3 * rng.standard_normal((n, d))).astype(np.float32)
   np.save(tmp_path / "x.npy", x)
-  np.save(tmp_path / "ids.npy", np.arange(n) + 500)
-  np.save(tmp_path / "labels.npy", np.arange(n) % 4)
   src, out = tmp_path / "db.cbiridx", tmp_path / "db_dba.cbiridx"
-  proc = _run("build", f"--features={tmp_path / 'x.npy'}", f"--ids={tmp_path / 'ids.npy'}",
-              f"--labels={tmp_path / 'labels.npy'}", "--metadata=model=f6", f"--out={src}")
-  assert proc.returncode == 0, proc.stderr
+  from cbir_jax import jobs  # pylint: disable=import-outside-toplevel
+  jobs.build_index(str(tmp_path / "x.npy"), str(src), ids=np.arange(n) + 500,
+                   labels=np.arange(n) % 4, metadata={"model": "f6"})
   before = src.read_bytes()
   proc = _run("augment", f"--index={src}", "--k=3", "--alpha=2", f"--out={out}")
   assert proc.returncode == 0, proc.stderr
@@ -137,25 +136,31 @@ def test_augment_writes_the_dba_as_a_cosine_index_and_keeps_the_source(tmp_path,
 
 
 def test_augment_refuses_bad_input_by_name(tmp_path, rng):
-  np.save(tmp_path / "x.npy", rng.standard_normal((12, 5)).astype(np.float32))
-  np.save(tmp_path / "bits.npy", rng.random((12, 8)) < 0.5)
+  from cbir_jax import jobs  # pylint: disable=import-outside-toplevel
+  from cbir_jax.index import BinaryIndex, FloatIndex  # pylint: disable=import-outside-toplevel
   src, new = tmp_path / "db.cbiridx", tmp_path / "new.cbiridx"
-  assert _run("build", f"--features={tmp_path / 'x.npy'}", f"--out={src}").returncode == 0
-  assert _run("build", f"--features={tmp_path / 'bits.npy'}",
-              f"--out={tmp_path / 'bin.cbiridx'}").returncode == 0
-  assert _run("augment", f"--index={src}", "--k=2",
-              f"--out={tmp_path / 'aug.cbiridx'}").returncode == 0
-  for flags, message in [
-      ({"--k": "0"}, "the augmentation's k must be in [1, 12] (the index size), got 0"),
-      ({"--k": "13"}, "got 13"),
-      ({"--alpha": "-1"}, "alpha must be a finite number >= 0, got -1.0"),
-      ({"--out": str(src)}, "must go to another file than its source"),
-      ({"--index": str(tmp_path / "bin.cbiridx")}, "needs a float index (it sums real vectors)"),
-      ({"--index": str(tmp_path / "aug.cbiridx")}, "is augmented already"),
-      ({"--out": ""}, "--out is required for augment")]:
-    args = {"--index": str(src), "--k": "2", "--out": str(new), **flags}
-    proc = _run("augment", *(f"{k}={v}" for k, v in args.items()))
-    assert proc.returncode == 2, (flags, proc.stdout)
+  index = FloatIndex(5)
+  index.add(rng.standard_normal((12, 5)).astype(np.float32))
+  index.save(src)
+  binary = BinaryIndex(32)
+  binary.add(rng.integers(0, 2**32, (12, 1), dtype=np.uint32))
+  binary.save(tmp_path / "bin.cbiridx")
+  jobs.augment_index(str(src), str(tmp_path / "aug.cbiridx"), 2)
+  for kwargs, message in [
+      ({"k": 0}, "the augmentation's k must be in [1, 12] (the index size), got 0"),
+      ({"k": 13}, "got 13"), ({"k": True}, "got True"),
+      ({"alpha": -1.0}, "alpha must be a finite number >= 0, got -1.0"),
+      ({"out": str(src)}, "must go to another file than its source"),
+      ({"index_path": str(tmp_path / "bin.cbiridx")}, "needs a float index (it sums real vectors)"),
+      ({"index_path": str(tmp_path / "aug.cbiridx")}, "is augmented already")]:
+    args = {"index_path": str(src), "out": str(new), "k": 2, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+      jobs.augment_index(**args)
+    assert not new.exists()
+  # The launcher turns them into one line and exit 2, and wants --out.
+  for flags, message in [(("--k=13",), "got 13"), (("--out=",), "--out is required for augment")]:
+    proc = _run("augment", f"--index={src}", f"--out={new}", *flags)
+    assert proc.returncode == 2, proc.stdout
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("index: ") and message in last, (flags, proc.stderr)
+    assert last.startswith("index: ") and message in last, proc.stderr
     assert not new.exists()
