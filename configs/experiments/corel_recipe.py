@@ -33,6 +33,7 @@ LeNet-L on 2 cores:
       --workdir=runs/corel_recipe_lenet_l_paper
 
 Arguments (comma separated): "net=<alexnet|lenet_l>", "sizes=<small|paper>" (default small),
+"peaks=<a>+<b>+..." (net=lenet_l: the Adam peak rates to compare, default 1e-4+3e-4+1e-3),
 "quick", "data=<folder>" (another Corel-1K folder).
 """
 
@@ -58,8 +59,19 @@ def _alexnet_recipes(sizes: str, manual_dir: str) -> dict:
   return {"adam_cosine": adam, "sgd_step": sgd}
 
 
-def _lenet_recipes(sizes: str, manual_dir: str) -> dict:
-  peaks = ((1e-4, "adam_1e-4"), (3e-4, "adam_3e-4"), (1e-3, "adam_1e-3"))
+# LeNet-L's peak learning rates compared by default ("peaks=<a>+<b>" picks others).
+LENET_PEAKS = (1e-4, 3e-4, 1e-3)
+
+
+def rate_tag(peak: float) -> str:
+  """The recipe tag of an Adam peak rate: 3e-4 -> "adam_3e-4", 1.5e-3 -> "adam_1p5e-3" (no dots
+  in config keys)."""
+  mantissa, exponent = f"{peak:e}".split("e")
+  return f"adam_{mantissa.rstrip('0').rstrip('.').replace('.', 'p')}e{int(exponent)}"
+
+
+def _lenet_recipes(sizes: str, manual_dir: str, rates=LENET_PEAKS) -> dict:
+  peaks = tuple((peak, rate_tag(peak)) for peak in rates)
   if sizes == "paper":  # corel_heldout:cpu's LeNet-L (256x384, 30 epochs, K = 1400).
     return {tag: _heldout_cpu_models(manual_dir, lenet_lr=peak).lenet_lk1400
             for peak, tag in peaks}
@@ -93,7 +105,7 @@ def _heldout_cpu_models(manual_dir: str, **recipe) -> ml_collections.ConfigDict:
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the corel_recipe experiment; `arg` as in the module docstring."""
-  scale, data, net, sizes = "cpu", "", "alexnet", "small"
+  scale, data, net, sizes, peaks = "cpu", "", "alexnet", "small", ()
   for part in filter(None, (p.strip() for p in (arg or "").split(","))):
     key, _, value = part.partition("=")
     if part in ("quick", "cpu"):
@@ -104,16 +116,25 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       net = value
     elif key == "sizes" and value in SIZES:
       sizes = value
+    elif key == "peaks" and config_util.positive_rates(value):
+      peaks = config_util.positive_rates(value)
     else:
       raise ValueError("configs/experiments/corel_recipe.py takes 'quick', 'data=<folder>', "
-                       f"'net=<{'|'.join(NETS)}>' and 'sizes=<{'|'.join(SIZES)}>', "
-                       f"got {part!r}")
+                       f"'net=<{'|'.join(NETS)}>', 'sizes=<{'|'.join(SIZES)}>' and "
+                       f"'peaks=<a>+<b>' (distinct learning rates > 0, net=lenet_l), got {part!r}")
+  if peaks and net != "lenet_l":
+    raise ValueError("configs/experiments/corel_recipe.py: peaks= compares LeNet-L's learning "
+                     "rates; add net=lenet_l")
   paper = config_util.load_sibling(__file__, "corel_paper.py")
   c = config_util.recipes_experiment("corel_recipe", scale, "corel1k",
                                      data or config_util.shared_dataset("corel1k"))
-  c.variant = f"net={net}" + (",sizes=paper" if sizes == "paper" else "")
-  recipes = _alexnet_recipes if net == "alexnet" else _lenet_recipes
-  c.models = ml_collections.ConfigDict(recipes(sizes, c.dataset.manual_dir))
+  c.variant = f"net={net}" + (",sizes=paper" if sizes == "paper" else "") + (
+      f",peaks={'+'.join(rate_tag(p)[len('adam_'):] for p in peaks)}" if peaks else "")
+  if net == "alexnet":
+    c.models = ml_collections.ConfigDict(_alexnet_recipes(sizes, c.dataset.manual_dir))
+  else:
+    c.models = ml_collections.ConfigDict(
+        _lenet_recipes(sizes, c.dataset.manual_dir, peaks or LENET_PEAKS))
   # The recipe the configs train with now (it wins a tie on validation): the one whose optimizer
   # is the unmodified network config's.
   own = _configured_optimizer(net, sizes, c.dataset.manual_dir)

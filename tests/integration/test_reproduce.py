@@ -349,6 +349,18 @@ def test_corel_recipe_at_paper_sizes_trains_the_heldout_cpu_networks():
     base["optimizer"].pop("learning_rate")
     assert m == base
   assert "lenet_l at 256x384, 30 epochs" in lenet.description
+  # peaks= picks LeNet-L's rates; the same rate is the same training config (and tag).
+  two = module.get_config("data=/x,net=lenet_l,sizes=paper,peaks=3e-4+1e-3")
+  assert set(two.models) == {"adam_3e-4", "adam_1e-3"} and two.variant.endswith(
+      "peaks=3e-4+1e-3")
+  for tag in two.models:
+    assert two.models[tag].to_dict() == lenet.models[tag].to_dict()
+  assert set(module.get_config("data=/x,net=lenet_l,peaks=1.5e-3").models) == {"adam_1p5e-3"}
+  for bad, message in (("net=alexnet,peaks=1e-3", "add net=lenet_l"),
+                       ("net=lenet_l,peaks=0", "got 'peaks=0'"),
+                       ("net=lenet_l,peaks=1e-3+1e-3", "got 'peaks=1e-3+1e-3'")):
+    with pytest.raises(ValueError, match=re.escape(message)):
+      module.get_config(bad)
   # The small sizes stay the default; a bad size is named.
   assert module.get_config("data=/x,net=lenet_l").models["adam_3e-4"].dataset.image_size == (
       64, 96)
