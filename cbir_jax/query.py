@@ -65,11 +65,8 @@ class ExpandedSearch:
     if not isinstance(index, FloatIndex):
       raise ValueError("query expansion needs a float index (exact Euclidean over float "
                        f"vectors); got a {type(index).__name__}")
-    if isinstance(k_expand, bool) or not isinstance(k_expand, (int, np.integer)) or not (
-        1 <= k_expand <= len(index)):
-      raise ValueError(f"the query expansion's k must be in [1, {len(index)}] (the index "
-                       f"size), got {k_expand!r}")
-    self.k_expand, self.alpha = int(k_expand), float(alpha)
+    self.k_expand = expansion_lib.check_neighbours(k_expand, len(index), "query expansion")
+    self.alpha = float(alpha)
     expansion_lib.check_alpha(self.alpha)
     if index.normalize:  # Unit rows already: no copy.
       self.unit_index = index

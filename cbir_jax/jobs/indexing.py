@@ -187,14 +187,12 @@ def augment_index(index_path: str, out: str, k: int, *, alpha: float = 3.0,
   if "augmentation" in index.metadata:
     raise ValueError(f"{index_path!r} is augmented already ({index.metadata['augmentation']}); "
                      "augment the index it was made from")
-  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(index):
-    raise ValueError(f"the augmentation's k must be in [1, {len(index)}] (the index size), "
-                     f"got {k!r}")
+  k = expansion.check_neighbours(k, len(index), "augmentation")
   alpha = expansion.check_alpha(alpha)
   vectors = np.asarray(expansion.database_augmentation(
-      index.vectors, int(k), alpha=alpha, chunk_size=chunk_size))
+      index.vectors, k, alpha=alpha, chunk_size=chunk_size))
   metadata = dict(index.metadata, augmentation={
-      "method": "dba", "k": int(k), "alpha": alpha, "source": os.path.basename(index_path)})
+      "method": "dba", "k": k, "alpha": alpha, "source": os.path.basename(index_path)})
   augmented = FloatIndex(index.dim, chunk_size=index.chunk_size, storage=index.storage,
                          normalize=True, metadata=metadata)
   augmented.add(vectors, ids=index.ids)

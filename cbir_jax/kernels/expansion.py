@@ -52,6 +52,14 @@ def check_alpha(alpha: float) -> float:
   return float(alpha)
 
 
+def check_neighbours(k: int, n: int, what: str) -> int:
+  """Returns k as an int; ValueError naming `what` (e.g. "query expansion"), k and the index
+  size n unless k is an int in [1, n]."""
+  if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
+    raise ValueError(f"the {what}'s k must be in [1, {n}] (the index size), got {k!r}")
+  return int(k)
+
+
 @functools.partial(jax.jit, static_argnames=("k", "alpha", "chunk_size", "method", "with_self"))
 def _expand(queries, database, *, k, alpha, chunk_size, method, with_self):
   q = _unit(queries.astype(jnp.float32))

@@ -4,8 +4,9 @@ net=alexnet (default): configs/alexnet_corel1k.py:cpu's Adam + cosine against th
 recipe (momentum 0.9, weight decay 5e-4, 0.1x steps at 1/3 and 2/3 of the run), both for the
 narrow alexnet_tiny at 64x64, 30 epochs.
 net=lenet_l: configs/lenet_l_corel1k.py's Adam + cosine (the recipe every Corel experiment
-trains LeNet-L with; seed 000 gives no hyper-parameters) at peak rates 1e-4, 3e-4 (the
-published one) and 1e-3, LeNet-L (K = 1400) at the small scale's 64x96, 30 epochs.
+trains LeNet-L with; seed 000 gives no hyper-parameters) at peak rates 1e-4, 3e-4 (the older
+tables') and 1e-3 (the config's since 2026-11-29), LeNet-L (K = 1400) at the small scale's
+64x96, 30 epochs.
 
 Run (three seeds; a few minutes per network on 2 cores):
   python bin/reproduce.py --experiment=corel_recipe:net=alexnet --seeds=0,1,2 \
@@ -24,9 +25,9 @@ At the paper's input sizes ("sizes=paper"): the networks exactly as corel_heldou
 held-out headline) trains them, 30 epochs each. net=alexnet: the full AlexNet at 227x227 with
 Krizhevsky et al.'s SGD recipe against Adam + cosine at peaks 1e-4 (the winner over seeds 0-2,
 since 2026-11-29 the config's and corel_heldout:cpu's) and 3e-4 (same 5 % warmup, no weight
-decay); net=lenet_l: LeNet-L (K = 1400) at 256x384, Adam +
-cosine at 1e-4, 3e-4 (corel_heldout:cpu's) and 1e-3. About 6 minutes an AlexNet and 17 a
-LeNet-L on 2 cores:
+decay); net=lenet_l: LeNet-L (K = 1400) at 256x384, Adam + cosine at 1e-4, 3e-4 and 1e-3
+(the winner over seeds 0-2, since 2026-11-29 corel_heldout:cpu's). About 6 minutes an AlexNet
+and 17 a LeNet-L on 2 cores:
   python bin/reproduce.py --experiment=corel_recipe:net=alexnet,sizes=paper \
       --workdir=runs/corel_recipe_alexnet_paper
   python bin/reproduce.py --experiment=corel_recipe:net=lenet_l,sizes=paper \
