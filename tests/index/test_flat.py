@@ -175,19 +175,13 @@ def test_bad_storage():
     FloatIndex(3, storage="float16")
 
 
-def _unit64(x):
-  x = np.asarray(x, np.float64)
-  norm = np.linalg.norm(x, axis=1, keepdims=True)
-  return x / np.where(norm > 0, norm, 1.0)
-
-
 def test_cosine_index_ranks_by_cosine_and_keeps_it_on_disk(tmp_path, rng):
   n, d = int(rng.integers(20, 90)), int(rng.integers(1, 40))
   x = (rng.standard_normal((n, d)) * rng.uniform(0.1, 100, (n, 1))).astype(np.float32)
   x[n // 2] = 0  # a zero vector stays zero
   index = FloatIndex(d, normalize=True, metadata={"m": 1})
   index.add(x, ids=np.arange(n) + 7)
-  units = _unit64(x)
+  units = reference.unit_rows(x)
   np.testing.assert_allclose(index.vectors, units, atol=1e-6)
   assert np.array_equal(index.unit_vectors(), index.vectors)
   with pytest.raises(ValueError, match="read-only"):
@@ -195,7 +189,7 @@ def test_cosine_index_ranks_by_cosine_and_keeps_it_on_disk(tmp_path, rng):
   q = (rng.standard_normal((5, d)) * 50).astype(np.float32)
   k = n  # k = N
   dist, ids = index.search(q, k)
-  full = ((_unit64(q)[:, None, :] - units[None]) ** 2).sum(-1)   # 2 - 2 cos, float64
+  full = ((reference.unit_rows(q)[:, None, :] - units[None]) ** 2).sum(-1)   # 2 - 2 cos, float64
   decided = np.sort(full, axis=1)
   np.testing.assert_allclose(dist, decided, atol=1e-5)
   for row in range(5):  # the ranking up to float32 near-ties

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.kernels import reference
+
 # Launches subprocesses (launchers, fresh interpreters): `pytest -m "not slow"` skips it.
 pytestmark = pytest.mark.slow
 
@@ -86,18 +88,6 @@ def test_build_reads_sidecars_of_extract_and_hash_outputs(tmp_path, rng):
   assert not (tmp_path / "x.idx").exists()
 
 
-def _dba64(x, k, alpha):
-  """Float64 reference of database-side augmentation (ties to the lower row)."""
-  x = np.asarray(x, np.float64)
-  units = x / np.linalg.norm(x, axis=1, keepdims=True)
-  sims = units @ units.T
-  out = np.zeros_like(units)
-  for row, s in enumerate(sims):
-    nearest = np.argsort(-s, kind="stable")[:k]
-    out[row] = (np.maximum(s[nearest], 0) ** alpha) @ units[nearest]
-  return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 def test_augment_writes_the_dba_as_a_cosine_index_and_keeps_the_source(tmp_path, rng):
   n, d = int(rng.integers(30, 80)), int(rng.integers(2, 24))
   x = (rng.standard_normal((n // 5 + 1, d))[rng.integers(0, n // 5 + 1, n)]
@@ -119,7 +109,7 @@ def test_augment_writes_the_dba_as_a_cosine_index_and_keeps_the_source(tmp_path,
                                           "source": "db.cbiridx"}
   assert aug.metadata["model"] == "f6" and aug.metadata["labels"] == list(np.arange(n) % 4)
   np.testing.assert_array_equal(aug.ids, np.arange(n) + 500)
-  want = _dba64(x, 3, 2.0)
+  want = reference.expand(x, x, 3, 2.0, with_self=True)
   close = np.max(np.abs(aug.vectors - want), axis=1) < 1e-4
   assert close.mean() > 0.95, close   # all but rows where a float32 near-tie swaps a neighbour
   # A search of it L2-normalises the queries: a scaled copy of a row finds that row.

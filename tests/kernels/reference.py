@@ -23,3 +23,24 @@ def hamming(a_codes: np.ndarray, b_codes: np.ndarray) -> np.ndarray:
   a_bits = np.unpackbits(np.ascontiguousarray(a_codes).view(np.uint8), axis=1)
   b_bits = np.unpackbits(np.ascontiguousarray(b_codes).view(np.uint8), axis=1)
   return (a_bits[:, None, :] != b_bits[None, :, :]).sum(-1).astype(np.int64)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+  """Float64 rows scaled to unit L2 norm; a zero row stays zero."""
+  x = np.asarray(x, np.float64)
+  norm = np.linalg.norm(x, axis=1, keepdims=True)
+  return x / np.where(norm > 0, norm, 1.0)
+
+
+def expand(queries: np.ndarray, database: np.ndarray, k: int, alpha: float,
+           with_self: bool) -> np.ndarray:
+  """Float64 alpha-QE (with_self=False) / DBA (queries = database, with_self=True): unit rows,
+  k nearest by Euclidean distance (ties to the lower index), weights max(cos, 0) ** alpha, the
+  query itself added for QE, unit result."""
+  q, x = unit_rows(queries), unit_rows(database)
+  _, idx = rank(l2(q, x), k)
+  nb = x[idx]                                    # (q, k, d)
+  s = np.einsum("qd,qkd->qk", q, nb)
+  w = np.maximum(s, 0.0) ** alpha
+  acc = np.einsum("qk,qkd->qd", w, nb) + (0.0 if with_self else q)
+  return unit_rows(acc)

@@ -17,34 +17,15 @@ from tests.kernels import reference
 METHODS = pytest.mark.parametrize("method", ["auto", "jax"])
 
 
-def _unit(x):
-  norm = np.linalg.norm(x, axis=1, keepdims=True)
-  return x / np.where(norm > 0, norm, 1.0)
-
-
 def decided(queries, database, k, gap=1e-4):
   """bool[q]: rows whose k nearest unit database rows are decided beyond float32 rounding (the
   k-th and (k+1)-th float64 distances differ by more than `gap`); on fresh random data a
   near-tie at the k-th place may go either way in float32, so only these rows are compared."""
-  q = _unit(np.asarray(queries, np.float64))
-  x = _unit(np.asarray(database, np.float64))
+  q, x = reference.unit_rows(queries), reference.unit_rows(database)
   if k >= len(x):
     return np.ones(len(q), bool)
   d = np.sort(reference.l2(q, x), axis=1)
   return d[:, k] - d[:, k - 1] > gap
-
-
-def ref_expand(queries, database, k, alpha, with_self):
-  """Float64: unit rows, k nearest by Euclidean distance (ties to the lower index), weights
-  max(cos, 0) ** alpha, the query itself added for QE, unit result."""
-  q = _unit(np.asarray(queries, np.float64))
-  x = _unit(np.asarray(database, np.float64))
-  _, idx = reference.rank(reference.l2(q, x), k)
-  nb = x[idx]                                    # (q, k, d)
-  s = np.einsum("qd,qkd->qk", q, nb)
-  w = np.maximum(s, 0.0) ** alpha
-  acc = np.einsum("qk,qkd->qd", w, nb) + (0.0 if with_self else q)
-  return _unit(acc)
 
 
 @METHODS
@@ -55,7 +36,7 @@ def test_query_expansion_matches_float64_reference(method, rng, q, n, d, k, alph
   queries = rng.normal(size=(q, d)).astype(np.float32)
   database = rng.normal(size=(n, d)).astype(np.float32)
   got = np.asarray(alpha_query_expansion(queries, database, k, alpha=alpha, method=method))
-  want = ref_expand(queries, database, k, alpha, with_self=False)
+  want = reference.expand(queries, database, k, alpha, with_self=False)
   assert got.dtype == np.float32 and got.shape == (q, d)
   ok = decided(queries, database, k)
   assert ok.mean() > 0.8
@@ -71,10 +52,10 @@ def test_database_augmentation_matches_float64_reference(method, rng, n, d, k, a
   got = np.asarray(database_augmentation(database, k, alpha=alpha, method=method))
   ok = decided(database, database, k)
   assert ok.mean() > 0.8
-  np.testing.assert_allclose(got[ok], ref_expand(database, database, k, alpha,
+  np.testing.assert_allclose(got[ok], reference.expand(database, database, k, alpha,
                                                  with_self=True)[ok], atol=2e-5)
   if k == 1:  # Only itself: DBA with k = 1 just normalises.
-    np.testing.assert_allclose(got, _unit(database), atol=1e-6)
+    np.testing.assert_allclose(got, reference.unit_rows(database), atol=1e-6)
     np.testing.assert_allclose(unit_rows(database), got, atol=1e-6)
 
 
@@ -82,9 +63,9 @@ def test_alpha_zero_is_average_query_expansion(rng):
   queries = rng.normal(size=(4, 6)).astype(np.float32)
   database = rng.normal(size=(20, 6)).astype(np.float32)
   got = np.asarray(alpha_query_expansion(queries, database, 3, alpha=0.0))
-  q, x = _unit(queries.astype(np.float64)), _unit(database.astype(np.float64))
+  q, x = reference.unit_rows(queries), reference.unit_rows(database)
   _, idx = reference.rank(reference.l2(q, x), 3)
-  np.testing.assert_allclose(got, _unit(q + x[idx].sum(1)), atol=2e-5)
+  np.testing.assert_allclose(got, reference.unit_rows(q + x[idx].sum(1)), atol=2e-5)
 
 
 @METHODS
@@ -93,12 +74,13 @@ def test_ties_take_the_lower_database_index(method):
   queries = np.array([[1.0, 0.0]], np.float32)
   database = np.array([[-1.0, 0.0], [0.6, 0.8], [0.6, -0.8]], np.float32)
   got = np.asarray(alpha_query_expansion(queries, database, 1, alpha=1.0, method=method))
-  np.testing.assert_allclose(got, _unit(np.array([[1.0 + 0.6 * 0.6, 0.6 * 0.8]])), atol=1e-6)
+  np.testing.assert_allclose(got, reference.unit_rows(np.array([[1.0 + 0.6 * 0.6, 0.6 * 0.8]])),
+                             atol=1e-6)
   # Duplicated rows (heavy ties) agree with the reference.
   dup = np.repeat(database, 4, axis=0)
   np.testing.assert_allclose(
       np.asarray(database_augmentation(dup, 5, method=method)),
-      ref_expand(dup, dup, 5, 3.0, with_self=True), atol=1e-6)
+      reference.expand(dup, dup, 5, 3.0, with_self=True), atol=1e-6)
 
 
 @METHODS
@@ -110,7 +92,7 @@ def test_zero_nan_and_inf_rows(method, rng):
   queries[3, 0] = np.inf
   got = np.asarray(alpha_query_expansion(queries, database, 3, method=method))
   assert np.isnan(got[1]).all() and np.isnan(got[3]).all()
-  np.testing.assert_allclose(got[0], ref_expand(queries[:1], database, 3, 3.0, False)[0],
+  np.testing.assert_allclose(got[0], reference.expand(queries[:1], database, 3, 3.0, False)[0],
                              atol=2e-5)
   # A zero query has similarity 0 to everything: weights 0 ** 3 = 0, it stays zero.
   np.testing.assert_array_equal(got[2], 0.0)
@@ -121,10 +103,10 @@ def test_zero_nan_and_inf_rows(method, rng):
   good = np.delete(database, 4, axis=0)
   np.testing.assert_allclose(
       np.asarray(alpha_query_expansion(queries[:1], bad, k, method=method)),
-      ref_expand(queries[:1], good, k - 1, 3.0, False), atol=2e-5)
+      reference.expand(queries[:1], good, k - 1, 3.0, False), atol=2e-5)
   dba = np.asarray(database_augmentation(bad, 3, method=method))
   assert np.isnan(dba[4]).all()
-  np.testing.assert_allclose(np.delete(dba, 4, axis=0), ref_expand(good, good, 3, 3.0, True),
+  np.testing.assert_allclose(np.delete(dba, 4, axis=0), reference.expand(good, good, 3, 3.0, True),
                              atol=2e-5)
 
 
@@ -161,9 +143,9 @@ def test_composes_with_user_jit_and_vmap(rng):
     return jnp.argmin(jnp.sum((expanded[:, None] - augmented[None]) ** 2, -1), axis=1)
 
   batched = jax.vmap(pipeline, in_axes=(0, None))(queries, database)
-  x = ref_expand(database, database, 3, 3.0, True)
+  x = reference.expand(database, database, 3, 3.0, True)
   for b in range(3):
-    want = ref_expand(queries[b], x, 2, 3.0, False)
+    want = reference.expand(queries[b], x, 2, 3.0, False)
     nearest = np.argmin(reference.l2(want, x), axis=1)
     np.testing.assert_array_equal(np.asarray(batched[b]), nearest)
 
@@ -179,4 +161,4 @@ def test_query_expansion_inside_shard_map_over_queries(rng, check_vma):
                                   check_vma=check_vma))
   ok = decided(queries, database, 4)
   np.testing.assert_allclose(np.asarray(program(queries, database))[ok],
-                             ref_expand(queries, database, 4, 3.0, False)[ok], atol=2e-5)
+                             reference.expand(queries, database, 4, 3.0, False)[ok], atol=2e-5)
